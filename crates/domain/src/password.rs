@@ -1,0 +1,271 @@
+//! Passwords as Django validates them: its four default validators with its
+//! messages, plus bcrypt's 72-byte limit, which is refused rather than
+//! silently truncated.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::LazyLock;
+
+use crate::Email;
+
+pub const MIN_LENGTH: usize = 8;
+/// bcrypt only reads the first 72 bytes; longer input would be truncated.
+pub const MAX_BYTES: usize = 72;
+/// Django's `UserAttributeSimilarityValidator` default.
+const MAX_SIMILARITY: f64 = 0.7;
+
+/// Django's own list (`django/contrib/auth/common-passwords.txt.gz`, Royce
+/// Williams' 20,000 most common passwords, lowercased and deduplicated).
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../data/common-passwords.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect()
+});
+
+/// A password that passed every validator. Its `Debug` never shows the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+/// Why a password was refused; `Display` is Django's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordError {
+    Blank,
+    TooLong,
+    TooShort,
+    TooCommon,
+    EntirelyNumeric,
+    TooSimilarToEmail,
+}
+
+impl PasswordError {
+    pub fn message(&self) -> String {
+        match self {
+            PasswordError::Blank => "This field may not be blank.".into(),
+            PasswordError::TooLong => format!(
+                "This password is too long. It must contain at most {MAX_BYTES} bytes."
+            ),
+            PasswordError::TooShort => format!(
+                "This password is too short. It must contain at least {MIN_LENGTH} characters."
+            ),
+            PasswordError::TooCommon => "This password is too common.".into(),
+            PasswordError::EntirelyNumeric => "This password is entirely numeric.".into(),
+            PasswordError::TooSimilarToEmail => "The password is too similar to the email.".into(),
+        }
+    }
+}
+
+impl fmt::Display for PasswordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl Password {
+    /// Runs every validator and returns all failures, in Django's order, as
+    /// Django reports them all at once.
+    pub fn parse(raw: &str, email: Option<&Email>) -> Result<Self, Vec<PasswordError>> {
+        if raw.is_empty() {
+            return Err(vec![PasswordError::Blank]);
+        }
+        let mut errors = Vec::new();
+        if let Some(email) = email
+            && is_too_similar(raw, email.as_str())
+        {
+            errors.push(PasswordError::TooSimilarToEmail);
+        }
+        if raw.chars().count() < MIN_LENGTH {
+            errors.push(PasswordError::TooShort);
+        }
+        if is_common(raw) {
+            errors.push(PasswordError::TooCommon);
+        }
+        if raw.chars().all(|c| c.is_numeric()) {
+            errors.push(PasswordError::EntirelyNumeric);
+        }
+        errors.extend(Self::check_length(raw).err());
+        if errors.is_empty() {
+            Ok(Password(raw.to_owned()))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Only the hard limits (not blank, at most 72 bytes): for callers that
+    /// chose to bypass the validators, as Django's `createsuperuser` offers.
+    pub fn parse_unvalidated(raw: &str) -> Result<Self, PasswordError> {
+        if raw.is_empty() {
+            return Err(PasswordError::Blank);
+        }
+        Self::check_length(raw)?;
+        Ok(Password(raw.to_owned()))
+    }
+
+    fn check_length(raw: &str) -> Result<(), PasswordError> {
+        if raw.len() > MAX_BYTES {
+            Err(PasswordError::TooLong)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+fn is_common(raw: &str) -> bool {
+    COMMON_PASSWORDS.contains(raw.trim().to_lowercase().as_str())
+}
+
+/// Django's `UserAttributeSimilarityValidator` over the email: the whole
+/// address and each of its `\W+`-separated parts are compared with
+/// `SequenceMatcher.quick_ratio`, skipping parts far shorter than the password.
+fn is_too_similar(raw: &str, email: &str) -> bool {
+    let password = raw.to_lowercase();
+    let value = email.to_lowercase();
+    let parts = value
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|part| !part.is_empty())
+        .chain(std::iter::once(value.as_str()));
+    let pwd_len = password.chars().count();
+    parts
+        .filter(|part| !exceeds_maximum_length_ratio(pwd_len, part.chars().count()))
+        .any(|part| quick_ratio(&password, part) >= MAX_SIMILARITY)
+}
+
+fn exceeds_maximum_length_ratio(pwd_len: usize, value_len: usize) -> bool {
+    let length_bound_similarity = MAX_SIMILARITY / 2.0 * pwd_len as f64;
+    pwd_len >= 10 * value_len && (value_len as f64) < length_bound_similarity
+}
+
+/// `difflib.SequenceMatcher(a, b).quick_ratio()`: twice the size of the
+/// multiset intersection of characters over the total length.
+fn quick_ratio(a: &str, b: &str) -> f64 {
+    let total = a.chars().count() + b.chars().count();
+    if total == 0 {
+        return 1.0;
+    }
+    let mut available: std::collections::HashMap<char, usize> = std::collections::HashMap::new();
+    for c in b.chars() {
+        *available.entry(c).or_default() += 1;
+    }
+    let mut matches = 0usize;
+    for c in a.chars() {
+        if let Some(n) = available.get_mut(&c)
+            && *n > 0
+        {
+            *n -= 1;
+            matches += 1;
+        }
+    }
+    2.0 * matches as f64 / total as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email() -> Email {
+        Email::parse("jae.kim@example.com").unwrap()
+    }
+
+    fn messages(raw: &str) -> Vec<String> {
+        Password::parse(raw, Some(&email()))
+            .unwrap_err()
+            .iter()
+            .map(PasswordError::message)
+            .collect()
+    }
+
+    #[test]
+    fn a_strong_password_passes() {
+        let password = Password::parse("correct-Horse-battery", Some(&email())).unwrap();
+        assert_eq!(password.expose(), "correct-Horse-battery");
+        assert_eq!(format!("{password:?}"), "Password(***)");
+    }
+
+    #[test]
+    fn too_short_has_djangos_message() {
+        assert_eq!(
+            messages("x7#Kq"),
+            vec!["This password is too short. It must contain at least 8 characters."]
+        );
+    }
+
+    #[test]
+    fn common_password_is_refused_case_insensitively() {
+        assert_eq!(messages("PassWord123"), vec!["This password is too common."]);
+        assert_eq!(COMMON_PASSWORDS.len(), 19_640);
+    }
+
+    #[test]
+    fn entirely_numeric_is_refused_and_all_failures_are_reported() {
+        assert_eq!(
+            messages("12345"),
+            vec![
+                "This password is too short. It must contain at least 8 characters.",
+                "This password is too common.",
+                "This password is entirely numeric.",
+            ]
+        );
+        assert_eq!(messages("80519372619"), vec!["This password is entirely numeric."]);
+    }
+
+    #[test]
+    fn similar_to_the_email_is_refused() {
+        assert_eq!(
+            messages("jae.kim@example"),
+            vec!["The password is too similar to the email."]
+        );
+        assert_eq!(messages("examplejae"), vec!["The password is too similar to the email."]);
+        assert!(Password::parse("kimjae99", Some(&email())).is_ok());
+    }
+
+    #[test]
+    fn similarity_is_not_checked_without_an_email() {
+        assert!(Password::parse("jae.kim@example", None).is_ok());
+    }
+
+    #[test]
+    fn over_72_bytes_is_refused_even_when_short_in_characters() {
+        // 25 characters, 75 bytes: bcrypt would silently truncate it.
+        let raw = "한".repeat(25);
+        assert_eq!(raw.len(), 75);
+        assert_eq!(
+            messages(&raw),
+            vec!["This password is too long. It must contain at most 72 bytes."]
+        );
+        let at_limit = "한".repeat(24);
+        assert!(Password::parse(&at_limit, Some(&email())).is_ok());
+    }
+
+    #[test]
+    fn blank_is_its_own_error() {
+        assert_eq!(messages(""), vec!["This field may not be blank."]);
+    }
+
+    #[test]
+    fn unvalidated_parse_keeps_the_hard_limits_only() {
+        assert!(Password::parse_unvalidated("1234").is_ok());
+        assert_eq!(Password::parse_unvalidated(""), Err(PasswordError::Blank));
+        assert_eq!(
+            Password::parse_unvalidated(&"a".repeat(73)),
+            Err(PasswordError::TooLong)
+        );
+    }
+
+    #[test]
+    fn quick_ratio_matches_difflib() {
+        // difflib.SequenceMatcher(a="abcd", b="bcde").quick_ratio() == 0.75
+        assert!((quick_ratio("abcd", "bcde") - 0.75).abs() < 1e-9);
+        assert!((quick_ratio("aaaa", "a") - 0.4).abs() < 1e-9);
+    }
+}
