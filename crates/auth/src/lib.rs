@@ -1,1 +1,26 @@
+//! Tokens and credentials: simplejwt-compatible JWT issue and verification
+//! (jsonwebtoken), bcrypt hashing, cookie and CSRF handling, and the rules of
+//! the refresh-token blacklist and sessions.
+//!
+//! Everything here decides over plain data ("is this token good", "what does
+//! this refresh do"); the server's flows do the I/O and apply the decisions.
+//! This crate knows the domain but never storage or the server.
 
+pub mod claims;
+pub mod cookies;
+pub mod csrf;
+pub mod error;
+pub mod jwt;
+pub mod keys;
+pub mod password;
+pub mod sessions;
+
+pub use claims::{Claims, TokenType};
+pub use cookies::CookiePolicy;
+pub use error::{HashError, KeyError, TokenError};
+pub use jwt::{IssuedToken, JwtSettings, TokenCodec};
+pub use keys::{KeyConfig, KeySet};
+pub use password::PasswordHasher;
+pub use sessions::{
+    RefreshDecision, RefreshPolicy, StoredRefresh, decide_refresh, issued_before_revocation,
+};

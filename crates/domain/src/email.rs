@@ -66,7 +66,10 @@ impl Email {
 /// crate checks the RFC grammar, and the domain must have a dot-separated
 /// label structure so `a@b` (valid for RFC 5322, refused by Django) fails.
 fn is_valid_address(candidate: &str) -> bool {
-    if candidate.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if candidate
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
         return false;
     }
     if !email_address::EmailAddress::is_valid(candidate) {
@@ -140,12 +143,19 @@ mod tests {
         ] {
             assert_eq!(Email::parse(raw), Err(EmailError::Invalid), "{raw}");
         }
-        assert_eq!(EmailError::Invalid.message(), "Enter a valid email address.");
+        assert_eq!(
+            EmailError::Invalid.message(),
+            "Enter a valid email address."
+        );
     }
 
     #[test]
     fn valid_addresses_are_accepted() {
-        for raw in ["jae@example.com", "first.last+tag@sub.example.co.kr", "x_y-z@a-b.io"] {
+        for raw in [
+            "jae@example.com",
+            "first.last+tag@sub.example.co.kr",
+            "x_y-z@a-b.io",
+        ] {
             assert!(Email::parse(raw).is_ok(), "{raw}");
         }
     }
@@ -153,7 +163,12 @@ mod tests {
     #[test]
     fn length_limit_is_254_characters() {
         let local = "a".repeat(64);
-        let domain_part = format!("{}.{}.{}.com", "b".repeat(60), "c".repeat(60), "d".repeat(63));
+        let domain_part = format!(
+            "{}.{}.{}.com",
+            "b".repeat(60),
+            "c".repeat(60),
+            "d".repeat(63)
+        );
         let at_limit = format!("{local}@{domain_part}");
         assert_eq!(at_limit.len(), 254);
         assert!(Email::parse(&at_limit).is_ok());

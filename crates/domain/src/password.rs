@@ -43,9 +43,9 @@ impl PasswordError {
     pub fn message(&self) -> String {
         match self {
             PasswordError::Blank => "This field may not be blank.".into(),
-            PasswordError::TooLong => format!(
-                "This password is too long. It must contain at most {MAX_BYTES} bytes."
-            ),
+            PasswordError::TooLong => {
+                format!("This password is too long. It must contain at most {MAX_BYTES} bytes.")
+            }
             PasswordError::TooShort => format!(
                 "This password is too short. It must contain at least {MIN_LENGTH} characters."
             ),
@@ -202,7 +202,10 @@ mod tests {
 
     #[test]
     fn common_password_is_refused_case_insensitively() {
-        assert_eq!(messages("PassWord123"), vec!["This password is too common."]);
+        assert_eq!(
+            messages("PassWord123"),
+            vec!["This password is too common."]
+        );
         assert_eq!(COMMON_PASSWORDS.len(), 19_640);
     }
 
@@ -216,7 +219,10 @@ mod tests {
                 "This password is entirely numeric.",
             ]
         );
-        assert_eq!(messages("80519372619"), vec!["This password is entirely numeric."]);
+        assert_eq!(
+            messages("80519372619"),
+            vec!["This password is entirely numeric."]
+        );
     }
 
     #[test]
@@ -225,7 +231,10 @@ mod tests {
             messages("jae.kim@example"),
             vec!["The password is too similar to the email."]
         );
-        assert_eq!(messages("examplejae"), vec!["The password is too similar to the email."]);
+        assert_eq!(
+            messages("examplejae"),
+            vec!["The password is too similar to the email."]
+        );
         assert!(Password::parse("kimjae99", Some(&email())).is_ok());
     }
 

@@ -161,9 +161,18 @@ mod tests {
 
     #[test]
     fn a_user_may_update_themself_but_not_another_user() {
-        assert_eq!(can_update(&actor(1, USER), &target(1, USER), &no_change()), Ok(()));
-        assert_eq!(can_update(&actor(1, USER), &target(2, USER), &no_change()), Err(Denied));
-        assert_eq!(can_update(&actor(1, USER), &target(2, STAFF), &no_change()), Err(Denied));
+        assert_eq!(
+            can_update(&actor(1, USER), &target(1, USER), &no_change()),
+            Ok(())
+        );
+        assert_eq!(
+            can_update(&actor(1, USER), &target(2, USER), &no_change()),
+            Err(Denied)
+        );
+        assert_eq!(
+            can_update(&actor(1, USER), &target(2, STAFF), &no_change()),
+            Err(Denied)
+        );
     }
 
     #[test]
@@ -174,7 +183,11 @@ mod tests {
             FlagChange::between(USER, None, Some(true), None),
             FlagChange::between(USER, None, None, Some(true)),
         ] {
-            assert_eq!(can_update(&actor(1, USER), &me, &change), Err(Denied), "{change:?}");
+            assert_eq!(
+                can_update(&actor(1, USER), &me, &change),
+                Err(Denied),
+                "{change:?}"
+            );
         }
     }
 
@@ -188,22 +201,37 @@ mod tests {
     #[test]
     fn staff_may_update_users_and_their_flags_but_not_superuser() {
         let change = FlagChange::between(USER, Some(false), Some(true), None);
-        assert_eq!(can_update(&actor(1, STAFF), &target(2, USER), &change), Ok(()));
+        assert_eq!(
+            can_update(&actor(1, STAFF), &target(2, USER), &change),
+            Ok(())
+        );
         let promote = FlagChange::between(USER, None, None, Some(true));
-        assert_eq!(can_update(&actor(1, STAFF), &target(2, USER), &promote), Err(Denied));
+        assert_eq!(
+            can_update(&actor(1, STAFF), &target(2, USER), &promote),
+            Err(Denied)
+        );
     }
 
     #[test]
     fn staff_may_not_touch_a_superuser() {
-        assert_eq!(can_update(&actor(1, STAFF), &target(2, SUPER), &no_change()), Err(Denied));
+        assert_eq!(
+            can_update(&actor(1, STAFF), &target(2, SUPER), &no_change()),
+            Err(Denied)
+        );
         assert_eq!(can_delete(&actor(1, STAFF), &target(2, SUPER)), Err(Denied));
     }
 
     #[test]
     fn a_superuser_may_update_and_delete_anyone() {
         let demote = FlagChange::between(SUPER, None, None, Some(false));
-        assert_eq!(can_update(&actor(1, SUPER), &target(2, SUPER), &demote), Ok(()));
-        assert_eq!(can_update(&actor(1, SUPER), &target(1, SUPER), &demote), Ok(()));
+        assert_eq!(
+            can_update(&actor(1, SUPER), &target(2, SUPER), &demote),
+            Ok(())
+        );
+        assert_eq!(
+            can_update(&actor(1, SUPER), &target(1, SUPER), &demote),
+            Ok(())
+        );
         assert_eq!(can_delete(&actor(1, SUPER), &target(2, SUPER)), Ok(()));
         assert_eq!(can_delete(&actor(1, SUPER), &target(2, USER)), Ok(()));
     }

@@ -1,1 +1,32 @@
+//! Storage for latchkey: the diesel schema, the queries, the r2d2 pool and the
+//! embedded migrations, on SQLite and PostgreSQL from one binary.
+//!
+//! The backend is chosen at run time from the database URL's scheme and stays
+//! inside this crate: callers get a [`Database`] and a [`DbConnection`] and
+//! never learn which one it is. This crate knows the domain's types but
+//! nothing of HTTP, tokens or the server.
 
+mod connection;
+mod error;
+mod migrations;
+pub mod schema;
+pub mod tokens;
+pub mod users;
+
+pub use connection::{
+    Backend, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection, UrlError,
+};
+pub use error::StoreError;
+pub use migrations::pending_migrations_applied;
+pub use tokens::{NewOutstandingToken, OutstandingToken, TokenRecord};
+pub use users::{ListOrder, ListQuery, NewUser, User, UserChanges, UserPage};
+
+use chrono::{NaiveDateTime, Timelike, Utc};
+
+/// The current instant as stored: naive UTC with microsecond precision, the
+/// finest both backends keep, so a value reads back exactly as written.
+pub fn db_now() -> NaiveDateTime {
+    let now = Utc::now().naive_utc();
+    now.with_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}

@@ -1,0 +1,126 @@
+//! The claims of a simplejwt token.
+
+use serde_json::{Map, Value};
+
+use crate::TokenError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenType {
+    Access,
+    Refresh,
+    Sliding,
+}
+
+impl TokenType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenType::Access => "access",
+            TokenType::Refresh => "refresh",
+            TokenType::Sliding => "sliding",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "access" => Some(TokenType::Access),
+            "refresh" => Some(TokenType::Refresh),
+            "sliding" => Some(TokenType::Sliding),
+            _ => None,
+        }
+    }
+}
+
+/// What a token says. `exp`, `iat` and `refresh_exp` are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub token_type: TokenType,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub user_id: i64,
+    /// Sliding tokens only: the instant after which it can no longer be
+    /// refreshed.
+    pub refresh_exp: Option<i64>,
+}
+
+/// Claim names and values that depend on configuration.
+#[derive(Debug, Clone)]
+pub struct ClaimNames {
+    pub user_id_claim: String,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+}
+
+impl Claims {
+    /// The JSON payload. `user_id` is a JSON integer, except under `sub`,
+    /// which RFC 7519 requires to be a string.
+    pub fn to_payload(&self, names: &ClaimNames) -> Map<String, Value> {
+        let mut payload = Map::new();
+        payload.insert("token_type".into(), self.token_type.as_str().into());
+        payload.insert("exp".into(), self.exp.into());
+        payload.insert("iat".into(), self.iat.into());
+        payload.insert("jti".into(), self.jti.clone().into());
+        let user_id = if names.user_id_claim == "sub" {
+            Value::String(self.user_id.to_string())
+        } else {
+            Value::from(self.user_id)
+        };
+        payload.insert(names.user_id_claim.clone(), user_id);
+        if let Some(aud) = &names.audience {
+            payload.insert("aud".into(), aud.clone().into());
+        }
+        if let Some(iss) = &names.issuer {
+            payload.insert("iss".into(), iss.clone().into());
+        }
+        if let Some(refresh_exp) = self.refresh_exp {
+            payload.insert("refresh_exp".into(), refresh_exp.into());
+        }
+        payload
+    }
+
+    /// Reads a verified payload. Audience, issuer and expiry are checked by
+    /// the caller; this only insists on well-formed claims.
+    pub fn from_payload(
+        payload: &Map<String, Value>,
+        names: &ClaimNames,
+    ) -> Result<Self, TokenError> {
+        let token_type = match payload.get("token_type") {
+            None | Some(Value::Null) => return Err(TokenError::NoType),
+            Some(Value::String(raw)) => TokenType::parse(raw).ok_or(TokenError::WrongType)?,
+            Some(_) => return Err(TokenError::WrongType),
+        };
+        let exp = integer_claim(payload, "exp")?;
+        let iat = integer_claim(payload, "iat")?;
+        let jti = match payload.get("jti") {
+            Some(Value::String(jti)) if !jti.is_empty() => jti.clone(),
+            _ => return Err(TokenError::Invalid),
+        };
+        let user_id = match payload.get(&names.user_id_claim) {
+            Some(Value::Number(n)) => n.as_i64().ok_or(TokenError::Invalid)?,
+            Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().map_err(|_| TokenError::Invalid)?
+            }
+            _ => return Err(TokenError::Invalid),
+        };
+        let refresh_exp = match payload.get("refresh_exp") {
+            None => None,
+            Some(_) => Some(integer_claim(payload, "refresh_exp")?),
+        };
+        Ok(Claims {
+            token_type,
+            exp,
+            iat,
+            jti,
+            user_id,
+            refresh_exp,
+        })
+    }
+}
+
+/// A NumericDate claim: a JSON integer (PyJWT refuses strings and floats).
+fn integer_claim(payload: &Map<String, Value>, name: &str) -> Result<i64, TokenError> {
+    payload
+        .get(name)
+        .and_then(Value::as_i64)
+        .ok_or(TokenError::Invalid)
+}

@@ -1,0 +1,151 @@
+//! The blacklist and session rules: what presenting a refresh token does,
+//! decided from what storage knows about it.
+
+/// What storage holds about a presented refresh token (instants in Unix
+/// seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRefresh {
+    pub blacklisted: bool,
+    /// The token this one was rotated into, and when.
+    pub replaced: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    pub rotate: bool,
+    pub blacklist_after_rotation: bool,
+    /// Seconds during which a rotated-away token still yields its replacement.
+    pub reuse_interval: i64,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        RefreshPolicy {
+            rotate: true,
+            blacklist_after_rotation: true,
+            reuse_interval: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// Issue a new refresh token in the same session (and blacklist the old
+    /// one when the policy says so).
+    Rotate,
+    /// Issue an access token only (rotation is off).
+    AccessOnly,
+    /// A concurrent refresh already rotated it moments ago: hand back that
+    /// replacement with a fresh access token.
+    ReturnReplacement(String),
+    /// An old, rotated-away token came back: assume theft, revoke the session.
+    RevokeSession,
+    /// Blacklisted (logged out or revoked).
+    Blacklisted,
+    /// Never issued here (or deleted with its user): refuse.
+    Unknown,
+}
+
+pub fn decide_refresh(
+    stored: Option<&StoredRefresh>,
+    policy: &RefreshPolicy,
+    now: i64,
+) -> RefreshDecision {
+    let Some(stored) = stored else {
+        return RefreshDecision::Unknown;
+    };
+    if let Some((replacement, replaced_at)) = &stored.replaced
+        && policy.blacklist_after_rotation
+    {
+        return if now - replaced_at <= policy.reuse_interval {
+            RefreshDecision::ReturnReplacement(replacement.clone())
+        } else {
+            RefreshDecision::RevokeSession
+        };
+    }
+    if stored.blacklisted {
+        return RefreshDecision::Blacklisted;
+    }
+    if policy.rotate {
+        RefreshDecision::Rotate
+    } else {
+        RefreshDecision::AccessOnly
+    }
+}
+
+/// A token is refused when issued strictly before its user's
+/// `tokens_valid_after` (both whole seconds), so tokens issued in the same
+/// second as a revocation work at once.
+pub fn issued_before_revocation(iat: i64, tokens_valid_after: i64) -> bool {
+    iat < tokens_valid_after
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> StoredRefresh {
+        StoredRefresh {
+            blacklisted: false,
+            replaced: None,
+        }
+    }
+
+    #[test]
+    fn a_fresh_token_rotates() {
+        assert_eq!(
+            decide_refresh(Some(&fresh()), &RefreshPolicy::default(), 0),
+            RefreshDecision::Rotate
+        );
+    }
+
+    #[test]
+    fn without_rotation_only_an_access_token_is_issued() {
+        let policy = RefreshPolicy {
+            rotate: false,
+            ..RefreshPolicy::default()
+        };
+        assert_eq!(
+            decide_refresh(Some(&fresh()), &policy, 0),
+            RefreshDecision::AccessOnly
+        );
+    }
+
+    #[test]
+    fn reuse_inside_the_interval_returns_the_replacement() {
+        let stored = StoredRefresh {
+            blacklisted: true,
+            replaced: Some(("next".into(), 100)),
+        };
+        assert_eq!(
+            decide_refresh(Some(&stored), &RefreshPolicy::default(), 110),
+            RefreshDecision::ReturnReplacement("next".into())
+        );
+        assert_eq!(
+            decide_refresh(Some(&stored), &RefreshPolicy::default(), 111),
+            RefreshDecision::RevokeSession
+        );
+    }
+
+    #[test]
+    fn blacklisted_and_unknown_tokens_are_refused() {
+        let stored = StoredRefresh {
+            blacklisted: true,
+            replaced: None,
+        };
+        assert_eq!(
+            decide_refresh(Some(&stored), &RefreshPolicy::default(), 0),
+            RefreshDecision::Blacklisted
+        );
+        assert_eq!(
+            decide_refresh(None, &RefreshPolicy::default(), 0),
+            RefreshDecision::Unknown
+        );
+    }
+
+    #[test]
+    fn same_second_tokens_survive_a_revocation() {
+        assert!(!issued_before_revocation(100, 100));
+        assert!(issued_before_revocation(99, 100));
+    }
+}

@@ -1,0 +1,321 @@
+//! The run-time backend choice: a connection enum over PostgreSQL and SQLite,
+//! picked from the URL's scheme by our own code (never by trying each backend
+//! in turn), behind an r2d2 pool.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+
+use crate::StoreError;
+
+/// A connection to whichever backend the URL named.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        })
+    }
+}
+
+/// A parsed `DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error(
+        "DATABASE_URL has no scheme ({0:?}); use sqlite://PATH or postgres://USER@HOST/DB (a bare path is refused so that a typo cannot create a new, empty database)"
+    )]
+    NoScheme(String),
+    #[error(
+        "DATABASE_URL has the unsupported scheme {0:?}; use sqlite://PATH or postgres://USER@HOST/DB"
+    )]
+    UnknownScheme(String),
+    #[error("DATABASE_URL names no SQLite file; use sqlite://PATH")]
+    EmptySqlitePath,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, UrlError> {
+        let raw = raw.trim();
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            return Err(UrlError::NoScheme(raw.to_owned()));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(raw.to_owned())),
+            "sqlite" => {
+                let path = rest.split('?').next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err(UrlError::EmptySqlitePath);
+                }
+                Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+            }
+            other => Err(UrlError::UnknownScheme(other.to_owned())),
+        }
+    }
+
+    /// A SQLite file; its folder is created when missing.
+    pub fn sqlite_file(path: impl Into<PathBuf>) -> Self {
+        DatabaseUrl::Sqlite(path.into())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// Never prints a PostgreSQL password.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Postgres(url) => write!(f, "Postgres({})", redact_password(url)),
+            DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Postgres(url) => f.write_str(&redact_password(url)),
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Opens connections for the pool and prepares each SQLite one.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+    sqlite_busy_timeout: Duration,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(DbConnection::Postgresql)
+                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_string_lossy();
+                let mut conn =
+                    SqliteConnection::establish(&path).map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the one writer; busy_timeout makes
+                // a writer wait for the lock instead of failing at once.
+                conn.batch_execute(&format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+                    self.sqlite_busy_timeout.as_millis()
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    /// How long a request waits for a connection before it is refused (503).
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 10,
+            connection_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The connection pool: cheap to clone, shared by every worker.
+#[derive(Clone)]
+pub struct Database {
+    pool: r2d2::Pool<Manager>,
+    backend: Backend,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .field("state", &self.pool.state())
+            .finish()
+    }
+}
+
+/// A pooled connection.
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+impl Database {
+    /// Builds the pool without connecting: the server may start while the
+    /// database is down and serve 503 until it is back.
+    pub fn new(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, StoreError> {
+        if let DatabaseUrl::Sqlite(path) = url {
+            create_parent_folder(path)?;
+        }
+        let manager = Manager {
+            url: url.clone(),
+            sqlite_busy_timeout: options.connection_timeout,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(options.connection_timeout)
+            .build_unchecked(manager);
+        Ok(Database {
+            pool,
+            backend: url.backend(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection, or [`StoreError::Unavailable`] after the pool timeout.
+    pub fn get(&self) -> Result<PooledConnection, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Connections in use and idle, for metrics.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections - state.idle_connections,
+            state.idle_connections,
+        )
+    }
+
+    pub fn max_size(&self) -> u32 {
+        self.pool.max_size()
+    }
+
+    /// Whether the database answers a trivial query now.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.get()?;
+        diesel::sql_query("SELECT 1").execute(&mut *conn)?;
+        Ok(())
+    }
+}
+
+fn create_parent_folder(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_schemes_are_postgres() {
+        for url in ["postgres://u@h/db", "postgresql://u:p@h:5432/db"] {
+            assert_eq!(
+                DatabaseUrl::parse(url).unwrap().backend(),
+                Backend::Postgres
+            );
+        }
+    }
+
+    #[test]
+    fn sqlite_scheme_strips_the_prefix() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/app.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/app.db"))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/app.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("/tmp/app.db"))
+        );
+    }
+
+    #[test]
+    fn a_bare_path_is_refused() {
+        let err = DatabaseUrl::parse("data/app.db").unwrap_err();
+        assert!(matches!(err, UrlError::NoScheme(_)));
+        assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_refused() {
+        let err = DatabaseUrl::parse("mysql://root@localhost/db").unwrap_err();
+        assert_eq!(err, UrlError::UnknownScheme("mysql".into()));
+        assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn an_empty_sqlite_path_is_refused() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://").unwrap_err(),
+            UrlError::EmptySqlitePath
+        );
+    }
+
+    #[test]
+    fn display_hides_the_password() {
+        let url = DatabaseUrl::parse("postgres://app:s3cret@db:5432/latchkey").unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/latchkey");
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,42 @@
+//! One schema for both backends: ids as `BigInt`, instants as naive UTC
+//! `Timestamp`. Kept by hand to match `migrations/{postgres,sqlite}`.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        email -> Text,
+        password_hash -> Text,
+        is_superuser -> Bool,
+        is_active -> Bool,
+        is_staff -> Bool,
+        last_login -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        tokens_valid_after -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outstanding_tokens (id) {
+        id -> BigInt,
+        jti -> Text,
+        user_id -> BigInt,
+        session_id -> Text,
+        issued_at -> Timestamp,
+        expires_at -> Timestamp,
+        replaced_by_jti -> Nullable<Text>,
+        replaced_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    blacklisted_tokens (id) {
+        id -> BigInt,
+        token_id -> BigInt,
+        blacklisted_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(outstanding_tokens -> users (user_id));
+diesel::joinable!(blacklisted_tokens -> outstanding_tokens (token_id));
+diesel::allow_tables_to_appear_in_same_query!(users, outstanding_tokens, blacklisted_tokens);

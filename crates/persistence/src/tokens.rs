@@ -1,0 +1,175 @@
+//! The refresh tokens ever issued (`outstanding_tokens`) and the blacklist
+//! (`blacklisted_tokens`), as simplejwt's `token_blacklist` app keeps them.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::schema::{blacklisted_tokens, outstanding_tokens};
+use crate::{DbConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, PartialEq, Eq)]
+#[diesel(table_name = outstanding_tokens)]
+pub struct OutstandingToken {
+    pub id: i64,
+    pub jti: String,
+    pub user_id: i64,
+    pub session_id: String,
+    pub issued_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub replaced_by_jti: Option<String>,
+    pub replaced_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = outstanding_tokens)]
+pub struct NewOutstandingToken<'a> {
+    pub jti: &'a str,
+    pub user_id: i64,
+    pub session_id: &'a str,
+    pub issued_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = blacklisted_tokens)]
+struct NewBlacklistedToken {
+    token_id: i64,
+    blacklisted_at: NaiveDateTime,
+}
+
+/// A stored refresh token with its blacklist entry, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub token: OutstandingToken,
+    pub blacklisted_at: Option<NaiveDateTime>,
+}
+
+impl OutstandingToken {
+    pub fn record(
+        conn: &mut DbConnection,
+        new: &NewOutstandingToken<'_>,
+    ) -> Result<(), StoreError> {
+        diesel::insert_into(outstanding_tokens::table)
+            .values(new)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn find_by_jti(
+        conn: &mut DbConnection,
+        jti: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let row: Option<(OutstandingToken, Option<NaiveDateTime>)> = outstanding_tokens::table
+            .left_join(blacklisted_tokens::table)
+            .filter(outstanding_tokens::jti.eq(jti))
+            .select((
+                OutstandingToken::as_select(),
+                blacklisted_tokens::blacklisted_at.nullable(),
+            ))
+            .first(conn)
+            .optional()?;
+        Ok(row.map(|(token, blacklisted_at)| TokenRecord {
+            token,
+            blacklisted_at,
+        }))
+    }
+
+    /// Marks the token as rotated into `new_jti`. Only the first caller wins
+    /// (the row must not be replaced yet): returns whether this call did.
+    pub fn mark_replaced(
+        conn: &mut DbConnection,
+        id: i64,
+        new_jti: &str,
+        at: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            outstanding_tokens::table
+                .find(id)
+                .filter(outstanding_tokens::replaced_by_jti.is_null()),
+        )
+        .set((
+            outstanding_tokens::replaced_by_jti.eq(new_jti),
+            outstanding_tokens::replaced_at.eq(at),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Blacklists one token; true when it was not blacklisted before.
+    pub fn blacklist(
+        conn: &mut DbConnection,
+        token_id: i64,
+        at: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let already: i64 = blacklisted_tokens::table
+            .filter(blacklisted_tokens::token_id.eq(token_id))
+            .count()
+            .get_result(conn)?;
+        if already > 0 {
+            return Ok(false);
+        }
+        match diesel::insert_into(blacklisted_tokens::table)
+            .values(NewBlacklistedToken {
+                token_id,
+                blacklisted_at: at,
+            })
+            .execute(conn)
+        {
+            Ok(_) => Ok(true),
+            // A concurrent logout blacklisted it first: the outcome is the same.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Blacklists every token of a session (a chain of rotations); returns
+    /// how many were newly blacklisted.
+    pub fn blacklist_session(
+        conn: &mut DbConnection,
+        session_id: &str,
+        at: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
+        conn.transaction(|conn| {
+            let live: Vec<i64> = outstanding_tokens::table
+                .left_join(blacklisted_tokens::table)
+                .filter(outstanding_tokens::session_id.eq(session_id))
+                .filter(blacklisted_tokens::id.nullable().is_null())
+                .select(outstanding_tokens::id)
+                .load(conn)?;
+            for token_id in &live {
+                diesel::insert_into(blacklisted_tokens::table)
+                    .values(NewBlacklistedToken {
+                        token_id: *token_id,
+                        blacklisted_at: at,
+                    })
+                    .execute(conn)?;
+            }
+            Ok(live.len())
+        })
+    }
+
+    /// `flush-expired-tokens`: deletes the tokens (and so their blacklist
+    /// rows) that expired before `now`; returns (blacklist rows, tokens).
+    pub fn flush_expired(
+        conn: &mut DbConnection,
+        now: NaiveDateTime,
+    ) -> Result<(usize, usize), StoreError> {
+        conn.transaction(|conn| {
+            let expired = outstanding_tokens::table
+                .filter(outstanding_tokens::expires_at.lt(now))
+                .select(outstanding_tokens::id);
+            let blacklist_rows = diesel::delete(
+                blacklisted_tokens::table.filter(blacklisted_tokens::token_id.eq_any(expired)),
+            )
+            .execute(conn)?;
+            let tokens = diesel::delete(
+                outstanding_tokens::table.filter(outstanding_tokens::expires_at.lt(now)),
+            )
+            .execute(conn)?;
+            Ok((blacklist_rows, tokens))
+        })
+    }
+}

@@ -1,0 +1,261 @@
+//! The `users` table.
+
+use std::fmt;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use latchkey_domain::{Email, UserFlags};
+
+use crate::schema::users;
+use crate::{DbConnection, StoreError};
+
+/// A stored user. `Debug` leaves the password hash out.
+#[derive(Clone, Queryable, Selectable, Identifiable, PartialEq, Eq)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub is_superuser: bool,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub last_login: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub tokens_valid_after: NaiveDateTime,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("is_superuser", &self.is_superuser)
+            .field("is_active", &self.is_active)
+            .field("is_staff", &self.is_staff)
+            .field("last_login", &self.last_login)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("tokens_valid_after", &self.tokens_valid_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    pub fn flags(&self) -> UserFlags {
+        UserFlags {
+            is_active: self.is_active,
+            is_staff: self.is_staff,
+            is_superuser: self.is_superuser,
+        }
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub is_superuser: bool,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub tokens_valid_after: NaiveDateTime,
+}
+
+impl<'a> NewUser<'a> {
+    pub fn new(
+        email: &'a Email,
+        password_hash: &'a str,
+        flags: UserFlags,
+        now: NaiveDateTime,
+    ) -> Self {
+        NewUser {
+            email: email.as_str(),
+            password_hash,
+            is_superuser: flags.is_superuser,
+            is_active: flags.is_active,
+            is_staff: flags.is_staff,
+            created_at: now,
+            updated_at: now,
+            tokens_valid_after: now,
+        }
+    }
+}
+
+/// The columns an update may set; `None` leaves a column as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub is_superuser: Option<bool>,
+    pub is_active: Option<bool>,
+    pub is_staff: Option<bool>,
+    pub last_login: Option<NaiveDateTime>,
+    pub updated_at: Option<NaiveDateTime>,
+    pub tokens_valid_after: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    #[default]
+    Id,
+    Email,
+    CreatedAt,
+}
+
+/// One page of `GET /list/`.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Users whose email contains this text.
+    pub search: Option<String>,
+    pub order: ListOrder,
+    pub descending: bool,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    /// Users matching the search, over all pages.
+    pub count: i64,
+    pub users: Vec<User>,
+}
+
+/// `LIKE` pattern for "contains", with the wildcards in the text escaped.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl User {
+    /// Inserts the user and reads it back in one transaction (the multi
+    /// backend has no `RETURNING`). A taken email is [`StoreError::EmailTaken`].
+    pub fn insert(conn: &mut DbConnection, new: &NewUser<'_>) -> Result<User, StoreError> {
+        conn.transaction(|conn| {
+            diesel::insert_into(users::table)
+                .values(new)
+                .execute(conn)
+                .map_err(StoreError::from_user_write)?;
+            users::table
+                .filter(users::email.eq(new.email))
+                .select(User::as_select())
+                .first(conn)
+                .map_err(StoreError::from)
+        })
+    }
+
+    pub fn find(conn: &mut DbConnection, id: i64) -> Result<Option<User>, StoreError> {
+        Ok(users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Emails are stored normalised, so an [`Email`] finds its user whatever
+    /// case it was typed in.
+    pub fn find_by_email(
+        conn: &mut DbConnection,
+        email: &Email,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(users::table
+            .filter(users::email.eq(email.as_str()))
+            .select(User::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Applies the changes and returns the updated row; `NotFound` when the
+    /// user is gone, `EmailTaken` when the new email belongs to someone else.
+    pub fn update(
+        conn: &mut DbConnection,
+        id: i64,
+        changes: &UserChanges,
+    ) -> Result<User, StoreError> {
+        conn.transaction(|conn| {
+            let updated = diesel::update(users::table.find(id))
+                .set(changes)
+                .execute(conn)
+                .map_err(StoreError::from_user_write)?;
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            users::table
+                .find(id)
+                .select(User::as_select())
+                .first(conn)
+                .map_err(StoreError::from)
+        })
+    }
+
+    pub fn record_login(
+        conn: &mut DbConnection,
+        id: i64,
+        at: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        diesel::update(users::table.find(id))
+            .set(users::last_login.eq(at))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Deletes the user (their tokens go with them); false when already gone.
+    pub fn delete(conn: &mut DbConnection, id: i64) -> Result<bool, StoreError> {
+        let deleted = diesel::delete(users::table.find(id)).execute(conn)?;
+        Ok(deleted > 0)
+    }
+
+    /// One page and the total: two queries whatever the page size.
+    pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<UserPage, StoreError> {
+        let pattern = query.search.as_deref().map(contains_pattern);
+        let mut count_query = users::table.count().into_boxed();
+        let mut page_query = users::table.select(User::as_select()).into_boxed();
+        if let Some(pattern) = &pattern {
+            count_query = count_query.filter(users::email.like(pattern.clone()).escape('\\'));
+            page_query = page_query.filter(users::email.like(pattern.clone()).escape('\\'));
+        }
+        let count: i64 = count_query.get_result(conn)?;
+        page_query = match (query.order, query.descending) {
+            (ListOrder::Id, false) => page_query.order(users::id.asc()),
+            (ListOrder::Id, true) => page_query.order(users::id.desc()),
+            (ListOrder::Email, false) => page_query.order(users::email.asc()),
+            (ListOrder::Email, true) => page_query.order(users::email.desc()),
+            (ListOrder::CreatedAt, false) => {
+                page_query.order((users::created_at.asc(), users::id.asc()))
+            }
+            (ListOrder::CreatedAt, true) => {
+                page_query.order((users::created_at.desc(), users::id.desc()))
+            }
+        };
+        let users = page_query
+            .offset(query.offset)
+            .limit(query.limit)
+            .load(conn)?;
+        Ok(UserPage { count, users })
+    }
+
+    pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
+        Ok(users::table.count().get_result(conn)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn wildcards_in_a_search_are_escaped() {
+        assert_eq!(contains_pattern("A_b%c"), "%a\\_b\\%c%");
+    }
+}
