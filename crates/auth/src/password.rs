@@ -3,6 +3,8 @@
 
 use latchkey_domain::Password;
 use latchkey_domain::password::MAX_BYTES;
+use std::sync::OnceLock;
+
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
@@ -12,19 +14,37 @@ pub struct PasswordHasher {
     cost: u32,
     /// A hash of a random password at the same cost, verified against when the
     /// email is unknown so that the answer takes as long as a real check.
-    dummy_hash: String,
+    /// Made on first use (or by [`PasswordHasher::warm_up`]) so that start-up
+    /// does not wait for a bcrypt hash.
+    dummy_hash: OnceLock<String>,
 }
 
 impl PasswordHasher {
     pub fn new(cost: u32) -> Result<Self, HashError> {
-        let random: String = rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(32)
-            .map(char::from)
-            .collect();
-        let dummy_hash =
-            bcrypt::hash(random, cost).map_err(|e| HashError::Bcrypt(e.to_string()))?;
-        Ok(PasswordHasher { cost, dummy_hash })
+        if !(4..=31).contains(&cost) {
+            return Err(HashError::Bcrypt(format!("cost {cost} is outside 4..=31")));
+        }
+        Ok(PasswordHasher {
+            cost,
+            dummy_hash: OnceLock::new(),
+        })
+    }
+
+    /// Makes the dummy hash now.
+    pub fn warm_up(&self) {
+        self.dummy_hash();
+    }
+
+    fn dummy_hash(&self) -> &str {
+        self.dummy_hash.get_or_init(|| {
+            let random: String = rand::rng()
+                .sample_iter(&Alphanumeric)
+                .take(32)
+                .map(char::from)
+                .collect();
+            // The cost was range-checked in `new`, the only way bcrypt fails.
+            bcrypt::hash(random, self.cost).unwrap_or_default()
+        })
     }
 
     pub fn cost(&self) -> u32 {
@@ -60,7 +80,7 @@ impl PasswordHasher {
 
     fn burn(&self, raw: &str) {
         let truncated: Vec<u8> = raw.as_bytes().iter().copied().take(MAX_BYTES).collect();
-        let _ = bcrypt::verify(truncated, &self.dummy_hash);
+        let _ = bcrypt::verify(truncated, self.dummy_hash());
     }
 }
 

@@ -76,7 +76,7 @@ impl OutstandingToken {
 
     /// Marks the token as rotated into `new_jti`. Only the first caller wins
     /// (the row must not be replaced yet): returns whether this call did.
-    pub fn mark_replaced(
+    fn mark_replaced(
         conn: &mut DbConnection,
         id: i64,
         new_jti: &str,
@@ -93,6 +93,34 @@ impl OutstandingToken {
         ))
         .execute(conn)?;
         Ok(updated == 1)
+    }
+
+    /// Rotates `old_id` into `new` in one transaction whose first statement
+    /// is a write (so SQLite takes the write lock at once): records the new
+    /// token and, when `retire_old`, marks the old one replaced and
+    /// blacklists it. Only one rotation of a token can win; returns false,
+    /// having changed nothing, when another already did.
+    pub fn rotate(
+        conn: &mut DbConnection,
+        old_id: i64,
+        new: &NewOutstandingToken<'_>,
+        retire_old: bool,
+        at: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let outcome = conn.transaction::<bool, StoreError, _>(|conn| {
+            Self::record(conn, new)?;
+            if retire_old {
+                if !Self::mark_replaced(conn, old_id, new.jti, at)? {
+                    return Err(StoreError::NotFound);
+                }
+                Self::blacklist(conn, old_id, at)?;
+            }
+            Ok(true)
+        });
+        match outcome {
+            Err(StoreError::NotFound) => Ok(false),
+            other => other,
+        }
     }
 
     /// Blacklists one token; true when it was not blacklisted before.

@@ -1,1 +1,18 @@
+//! The `latchkey` server: configuration, the command line, routes, the
+//! authentication middleware and the error policy. It wires the domain, auth
+//! and persistence crates together; none of them knows about it.
 
+pub mod authn;
+pub mod body;
+pub mod cli;
+pub mod error;
+pub mod flows;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod views;
+
+pub use settings::Settings;
+pub use startup::Application;

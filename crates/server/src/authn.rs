@@ -1,0 +1,233 @@
+//! The one way a request is authenticated: the `Authorization` header
+//! (actix-web-httpauth's Bearer parsing, plus any other `AUTH_HEADER_TYPES`),
+//! else the access cookie; the token verified once, the user loaded once,
+//! CSRF and `Origin` checked for cookie-authenticated unsafe requests. The
+//! result goes into the request's extensions; handlers ask for it with the
+//! [`CurrentUser`] extractor.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::Header;
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web_httpauth::headers::authorization::{Authorization, Bearer};
+use latchkey_auth::cookies::CSRF_COOKIE_NAME;
+use latchkey_auth::csrf::{CSRF_HEADER, check_csrf};
+use latchkey_auth::{Claims, TokenError, TokenType, issued_before_revocation};
+use latchkey_persistence::User;
+
+use crate::error::ApiError;
+use crate::state::{AppState, unix_now};
+
+/// Where the credentials came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    Header,
+    Cookie,
+}
+
+/// The authenticated user of this request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: User,
+    pub claims: Claims,
+    pub source: CredentialSource,
+}
+
+/// What authentication concluded, kept in the request's extensions.
+#[derive(Debug, Clone)]
+pub enum AuthOutcome {
+    Authenticated(Rc<CurrentUser>),
+    Failed {
+        error: ApiError,
+        /// No usable access cookie (missing or expired) and no header: the
+        /// case where `GET /auth/` may refresh from the refresh cookie.
+        may_refresh_from_cookie: bool,
+    },
+}
+
+/// Middleware for the protected scopes.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let outcome = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => resolve(state.get_ref(), req.request()).await,
+        None => AuthOutcome::Failed {
+            error: ApiError::Internal("application state missing".into()),
+            may_refresh_from_cookie: false,
+        },
+    };
+    req.extensions_mut().insert(outcome);
+    next.call(req).await
+}
+
+/// The credentials on a request: `Ok(None)` when there are none.
+pub fn credentials(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<Option<(String, CredentialSource)>, ApiError> {
+    let types = &state.settings.auth_header_types;
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        if types.iter().any(|t| t == "Bearer")
+            && let Ok(parsed) = Authorization::<Bearer>::parse(req)
+        {
+            let token = parsed.into_scheme().token().trim().to_owned();
+            return single_token(token).map(|t| Some((t, CredentialSource::Header)));
+        }
+        let text = value.to_str().unwrap_or_default();
+        let mut parts = text.splitn(2, ' ');
+        let scheme = parts.next().unwrap_or_default();
+        if types.iter().any(|t| t == scheme) {
+            let token = parts.next().unwrap_or_default().trim().to_owned();
+            return single_token(token).map(|t| Some((t, CredentialSource::Header)));
+        }
+        // Another scheme (e.g. Basic) is not ours: as simplejwt, ignore it.
+    }
+    Ok(req
+        .cookie(&state.settings.cookies.access_name)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+        .map(|v| (v, CredentialSource::Cookie)))
+}
+
+fn single_token(token: String) -> Result<String, ApiError> {
+    if token.is_empty() || token.contains(' ') {
+        Err(ApiError::Unauthorized {
+            detail: "Authorization header must contain two space-delimited values",
+            code: "bad_authorization_header",
+        })
+    } else {
+        Ok(token)
+    }
+}
+
+async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
+    let failed = |error: ApiError, may_refresh_from_cookie: bool| AuthOutcome::Failed {
+        error,
+        may_refresh_from_cookie,
+    };
+    let (token, source) = match credentials(state, req) {
+        Ok(Some(found)) => found,
+        Ok(None) => return failed(ApiError::NotAuthenticated, true),
+        Err(error) => return failed(error, false),
+    };
+    let claims =
+        match state
+            .codec
+            .verify(&token, &[TokenType::Access, TokenType::Sliding], unix_now())
+        {
+            Ok(claims) => claims,
+            Err(error) => {
+                let expired_cookie =
+                    source == CredentialSource::Cookie && error == TokenError::Expired;
+                return failed(ApiError::AccessToken(error), expired_cookie);
+            }
+        };
+    let user_id = claims.user_id;
+    let user = match state
+        .with_conn(move |conn| Ok(User::find(conn, user_id)?))
+        .await
+    {
+        Ok(user) => user,
+        Err(error) => return failed(error, false),
+    };
+    let user = match check_user(user, &claims) {
+        Ok(user) => user,
+        Err(error) => return failed(error, false),
+    };
+    if source == CredentialSource::Cookie
+        && let Err(error) = check_cookie_request(state, req)
+    {
+        return failed(error, false);
+    }
+    AuthOutcome::Authenticated(Rc::new(CurrentUser {
+        user,
+        claims,
+        source,
+    }))
+}
+
+/// The user behind a verified access token must exist, be active, and not
+/// have revoked the token's generation.
+pub fn check_user(user: Option<User>, claims: &Claims) -> Result<User, ApiError> {
+    let user = user.ok_or_else(ApiError::user_not_found)?;
+    if !user.is_active {
+        return Err(ApiError::user_inactive());
+    }
+    if issued_before_revocation(claims.iat, user.tokens_valid_after.and_utc().timestamp()) {
+        return Err(ApiError::AccessToken(TokenError::Invalid));
+    }
+    Ok(user)
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// CSRF (double submit) and `Origin` for a request that a cookie
+/// authenticates; safe methods need neither.
+pub fn check_cookie_request(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    if !is_unsafe(req.method()) {
+        return Ok(());
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let info = req.connection_info();
+        let own = format!("{}://{}", info.scheme(), info.host());
+        let allowed = origin == own
+            || state
+                .settings
+                .cors_allowed_origins
+                .iter()
+                .any(|o| o == origin);
+        if !allowed {
+            return Err(ApiError::Csrf(format!(
+                "Origin checking failed - {origin} does not match any trusted origins."
+            )));
+        }
+    }
+    let cookie = req.cookie(CSRF_COOKIE_NAME);
+    let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    check_csrf(cookie.as_ref().map(|c| c.value()), header)
+        .map_err(|failure| ApiError::Csrf(failure.reason().to_owned()))
+}
+
+impl FromRequest for AuthOutcome {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<AuthOutcome>()
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::Internal("route is not behind the authentication middleware".into())
+                }),
+        )
+    }
+}
+
+/// "Must be logged in", as a handler argument.
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.extensions().get::<AuthOutcome>() {
+            Some(AuthOutcome::Authenticated(user)) => Ok(CurrentUser::clone(user)),
+            Some(AuthOutcome::Failed { error, .. }) => Err(error.clone()),
+            None => Err(ApiError::Internal(
+                "route is not behind the authentication middleware".into(),
+            )),
+        })
+    }
+}

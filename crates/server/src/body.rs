@@ -1,0 +1,179 @@
+//! Request bodies as DRF parses them: JSON or form-encoded, into one map of
+//! fields, within `MAX_BODY_SIZE`; anything else is 415.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, FieldErrors};
+use crate::state::AppState;
+
+pub const REQUIRED: &str = "This field is required.";
+pub const BLANK: &str = "This field may not be blank.";
+pub const NULL: &str = "This field may not be null.";
+pub const NOT_A_STRING: &str = "Not a valid string.";
+pub const NOT_A_BOOLEAN: &str = "Must be a valid boolean.";
+
+/// The fields of a request body (empty when there is no body).
+#[derive(Debug, Default, Clone)]
+pub struct Fields(pub Map<String, Value>);
+
+impl FromRequest for Fields {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|state| state.settings.max_body_size)
+            .unwrap_or(64 * 1024);
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::BadRequest(format!("Could not read the request body: {e}"))
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&req, body.freeze())
+        })
+    }
+}
+
+fn parse(req: &HttpRequest, body: Bytes) -> Result<Fields, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Fields::default());
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"))
+    {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))?;
+        match value {
+            Value::Object(map) => Ok(Fields(map)),
+            other => Err(ApiError::Fields(FieldErrors::single(
+                "non_field_errors",
+                format!(
+                    "Invalid data. Expected a dictionary, but got {}.",
+                    json_type_name(&other)
+                ),
+            ))),
+        }
+    } else if media == "application/x-www-form-urlencoded" {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|e| ApiError::BadRequest(format!("Form parse error - {e}")))?;
+        Ok(Fields(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        ))
+    } else {
+        Err(ApiError::UnsupportedMediaType(if content_type.is_empty() {
+            "".into()
+        } else {
+            content_type.to_owned()
+        }))
+    }
+}
+
+fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "list",
+        Value::String(_) => "str",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::Bool(_) => "bool",
+        Value::Null => "NoneType",
+        Value::Object(_) => "dict",
+    }
+}
+
+impl Fields {
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
+    /// A string field as DRF's `CharField`: required, not null, not blank.
+    pub fn required_string(&self, field: &str, errors: &mut FieldErrors) -> Option<String> {
+        match self.0.get(field) {
+            None => {
+                errors.add(field, REQUIRED);
+                None
+            }
+            Some(Value::Null) => {
+                errors.add(field, NULL);
+                None
+            }
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                errors.add(field, BLANK);
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(_) => {
+                errors.add(field, NOT_A_STRING);
+                None
+            }
+        }
+    }
+
+    /// An optional string field: absent is `None`, present must be valid.
+    pub fn optional_string(&self, field: &str, errors: &mut FieldErrors) -> Option<String> {
+        if self.has(field) {
+            self.required_string(field, errors)
+        } else {
+            None
+        }
+    }
+
+    /// An optional boolean field; form bodies send `true`/`false` as text.
+    pub fn optional_bool(&self, field: &str, errors: &mut FieldErrors) -> Option<bool> {
+        match self.0.get(field)? {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) if n.as_i64() == Some(1) => Some(true),
+            Value::Number(n) if n.as_i64() == Some(0) => Some(false),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" | "yes" => Some(true),
+                "false" | "0" | "off" | "no" => Some(false),
+                _ => {
+                    errors.add(field, NOT_A_BOOLEAN);
+                    None
+                }
+            },
+            _ => {
+                errors.add(field, NOT_A_BOOLEAN);
+                None
+            }
+        }
+    }
+}

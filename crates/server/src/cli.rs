@@ -1,0 +1,269 @@
+//! The command line: `serve` (the default), `migrate`, `create-superuser`
+//! and `flush-expired-tokens`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::{Parser, Subcommand};
+use latchkey_auth::PasswordHasher;
+use latchkey_domain::{Email, NewAccount, Password};
+use latchkey_persistence::{
+    NewUser, OutstandingToken, StoreError, User, db_now, pending_migrations_applied,
+};
+
+use crate::settings::Settings;
+use crate::startup::{Application, open_database};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "A JWT authentication server: register, log in, refresh, log out, manage users."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve HTTP (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create a superuser (is_staff, is_superuser and is_active set).
+    CreateSuperuser(CreateSuperuser),
+    /// Delete blacklist and outstanding-token rows whose tokens have expired.
+    FlushExpiredTokens,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateSuperuser {
+    /// Read LATCHKEY_SUPERUSER_EMAIL and LATCHKEY_SUPERUSER_PASSWORD instead of prompting.
+    #[arg(long)]
+    pub no_input: bool,
+    /// Create the user even if the password fails the validators.
+    #[arg(long)]
+    pub bypass_validation: bool,
+    /// The email (prompted for when absent and interactive).
+    #[arg(long)]
+    pub email: Option<String>,
+}
+
+/// A failed command: one line for stderr.
+#[derive(Debug)]
+pub struct CommandError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CommandError {
+    fn from(error: E) -> Self {
+        CommandError(error.to_string())
+    }
+}
+
+pub fn run(cli: Cli) -> Result<(), CommandError> {
+    let settings = Settings::from_env()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => migrate(&settings),
+        Command::CreateSuperuser(args) => create_superuser(&settings, &args),
+        Command::FlushExpiredTokens => flush_expired_tokens(&settings),
+    }
+}
+
+fn serve(settings: Settings) -> Result<(), CommandError> {
+    let backend = settings.database_url.to_string();
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let app = Application::build(settings)?;
+        log::info!("latchkey listening on port {} ({backend})", app.port());
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
+fn migrate(settings: &Settings) -> Result<(), CommandError> {
+    let db = open_database(settings)?;
+    let applied = pending_migrations_applied(&db)?;
+    if applied.is_empty() {
+        println!("No migrations to apply ({}).", db.backend());
+    } else {
+        for version in &applied {
+            println!("Applied {version}");
+        }
+        println!("Applied {} migration(s) ({}).", applied.len(), db.backend());
+    }
+    Ok(())
+}
+
+fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
+    let db = open_database(settings)?;
+    pending_migrations_applied(&db)?;
+    let mut conn = db.get()?;
+    let (blacklisted, outstanding) = OutstandingToken::flush_expired(&mut conn, db_now())?;
+    println!(
+        "Deleted {outstanding} expired outstanding token(s) and {blacklisted} blacklist row(s)."
+    );
+    Ok(())
+}
+
+const EMAIL_VAR: &str = "LATCHKEY_SUPERUSER_EMAIL";
+const PASSWORD_VAR: &str = "LATCHKEY_SUPERUSER_PASSWORD";
+
+fn create_superuser(settings: &Settings, args: &CreateSuperuser) -> Result<(), CommandError> {
+    let db = open_database(settings)?;
+    pending_migrations_applied(&db)?;
+    let hasher = PasswordHasher::new(settings.bcrypt_cost)?;
+    let account = if args.no_input {
+        account_from_environment(args)?
+    } else {
+        account_from_prompts(&db, args)?
+    };
+    let hash = hasher.hash(&account.password)?;
+    let mut conn = db.get()?;
+    let user = match User::insert(
+        &mut conn,
+        &NewUser::new(&account.email, &hash, account.flags, db_now()),
+    ) {
+        Ok(user) => user,
+        Err(StoreError::EmailTaken) => {
+            return Err(CommandError(format!(
+                "a user with the email {} already exists",
+                account.email
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    println!(
+        "Superuser created successfully: {} (id {}).",
+        user.email, user.id
+    );
+    Ok(())
+}
+
+fn account_from_environment(args: &CreateSuperuser) -> Result<NewAccount, CommandError> {
+    let raw_email = args
+        .email
+        .clone()
+        .or_else(|| std::env::var(EMAIL_VAR).ok())
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| CommandError(format!("{EMAIL_VAR} must be set with --no-input")))?;
+    let raw_password = std::env::var(PASSWORD_VAR)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| CommandError(format!("{PASSWORD_VAR} must be set with --no-input")))?;
+    let email = Email::parse(&raw_email).map_err(|e| CommandError(format!("{EMAIL_VAR}: {e}")))?;
+    let password = match Password::parse(&raw_password, Some(&email)) {
+        Ok(password) => password,
+        Err(_) if args.bypass_validation => Password::parse_unvalidated(&raw_password)
+            .map_err(|e| CommandError(format!("{PASSWORD_VAR}: {e}")))?,
+        Err(failures) => {
+            let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            return Err(CommandError(format!(
+                "{PASSWORD_VAR}: {} (use --bypass-validation to create the user anyway)",
+                messages.join(" ")
+            )));
+        }
+    };
+    Ok(NewAccount::superuser(email, password))
+}
+
+/// Reads prompted input: hidden on a terminal, plain lines otherwise (so the
+/// command can be scripted through a pipe).
+struct Prompter {
+    interactive: bool,
+    stdin: std::io::StdinLock<'static>,
+}
+
+impl Prompter {
+    fn new() -> Self {
+        Prompter {
+            interactive: std::io::stdin().is_terminal(),
+            stdin: std::io::stdin().lock(),
+        }
+    }
+
+    fn line(&mut self, prompt: &str) -> Result<String, CommandError> {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if self.stdin.read_line(&mut line)? == 0 {
+            return Err(CommandError(
+                "input ended before the superuser was created".into(),
+            ));
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+
+    fn hidden(&mut self, prompt: &str) -> Result<String, CommandError> {
+        if self.interactive {
+            Ok(rpassword::prompt_password(prompt)?)
+        } else {
+            self.line(prompt)
+        }
+    }
+}
+
+fn account_from_prompts(
+    db: &latchkey_persistence::Database,
+    args: &CreateSuperuser,
+) -> Result<NewAccount, CommandError> {
+    let mut prompter = Prompter::new();
+    let mut preset = args.email.clone();
+    let email = loop {
+        let raw = match preset.take() {
+            Some(raw) => raw,
+            None => prompter.line("Email: ")?,
+        };
+        let email = match Email::parse(&raw) {
+            Ok(email) => email,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                continue;
+            }
+        };
+        let mut conn = db.get()?;
+        if User::find_by_email(&mut conn, &email)?.is_some() {
+            eprintln!("Error: That email is already taken.");
+            continue;
+        }
+        break email;
+    };
+    let password = loop {
+        let first = prompter.hidden("Password: ")?;
+        let second = prompter.hidden("Password (again): ")?;
+        if first != second {
+            eprintln!("Error: Your passwords didn't match.");
+            continue;
+        }
+        if first.trim().is_empty() {
+            eprintln!("Error: Blank passwords aren't allowed.");
+            continue;
+        }
+        match Password::parse(&first, Some(&email)) {
+            Ok(password) => break password,
+            Err(failures) => {
+                for failure in &failures {
+                    eprintln!("{failure}");
+                }
+                match Password::parse_unvalidated(&first) {
+                    Ok(password) if args.bypass_validation || confirm(&mut prompter)? => {
+                        break password;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        continue;
+                    }
+                }
+            }
+        }
+    };
+    Ok(NewAccount::superuser(email, password))
+}
+
+fn confirm(prompter: &mut Prompter) -> Result<bool, CommandError> {
+    let answer = prompter.line("Bypass password validation and create user anyway? [y/N]: ")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}

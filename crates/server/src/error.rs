@@ -1,0 +1,226 @@
+//! The one error policy: every failure becomes the contract's JSON.
+//!
+//! - Storage returns [`StoreError`]: a taken email becomes the 400 field error,
+//!   a missing row 404, a pool timeout or lost connection 503, anything else
+//!   500 with the cause in the log and nothing of it in the body.
+//! - Tokens fail with [`TokenError`]; how that reads depends on the endpoint
+//!   (an authenticated request lists simplejwt's `messages`; the token
+//!   endpoints answer `{"detail", "code"}`).
+//! - Bodies that cannot be read are 400 (bad JSON), 413 or 415.
+//!
+//! Every 401 carries `WWW-Authenticate: Bearer realm="api"`.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use latchkey_auth::TokenError;
+use latchkey_persistence::StoreError;
+use serde_json::{Value, json};
+
+/// DRF's field errors: field name to messages, in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::default();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when empty, else the 400.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Fields(self))
+        }
+    }
+}
+
+pub const EMAIL_TAKEN: &str = "user with this email already exists.";
+pub const NOT_PROVIDED: &str = "Authentication credentials were not provided.";
+pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid fields: {0:?}")]
+    Fields(FieldErrors),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("no credentials")]
+    NotAuthenticated,
+    /// A bad access token on an authenticated request.
+    #[error("bad access token: {0}")]
+    AccessToken(TokenError),
+    /// A refusal from a token endpoint or of the user behind a token.
+    #[error("{detail}")]
+    Unauthorized {
+        detail: &'static str,
+        code: &'static str,
+    },
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("CSRF failed: {0}")]
+    Csrf(String),
+    #[error("not found")]
+    NotFound,
+    #[error("not found: {0}")]
+    NotFoundWith(&'static str),
+    #[error("method {0} not allowed")]
+    MethodNotAllowed(String),
+    #[error("body too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type {0}")]
+    UnsupportedMediaType(String),
+    #[error("throttled for {0} s")]
+    Throttled(u64),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn token_invalid_or_expired() -> Self {
+        ApiError::Unauthorized {
+            detail: "Token is invalid or expired",
+            code: "token_not_valid",
+        }
+    }
+
+    pub fn token_blacklisted() -> Self {
+        ApiError::Unauthorized {
+            detail: "Token is blacklisted",
+            code: "token_not_valid",
+        }
+    }
+
+    pub fn no_active_account() -> Self {
+        ApiError::Unauthorized {
+            detail: "No active account found with the given credentials",
+            code: "no_active_account",
+        }
+    }
+
+    pub fn user_not_found() -> Self {
+        ApiError::Unauthorized {
+            detail: "User not found",
+            code: "user_not_found",
+        }
+    }
+
+    pub fn user_inactive() -> Self {
+        ApiError::Unauthorized {
+            detail: "User is inactive",
+            code: "user_inactive",
+        }
+    }
+
+    fn body(&self) -> Value {
+        match self {
+            ApiError::Fields(errors) => json!(errors.0),
+            ApiError::BadRequest(detail) => json!({ "detail": detail }),
+            ApiError::NotAuthenticated => json!({ "detail": NOT_PROVIDED }),
+            ApiError::AccessToken(error) => json!({
+                "detail": "Given token not valid for any token type",
+                "code": "token_not_valid",
+                "messages": [{
+                    "token_class": "AccessToken",
+                    "token_type": "access",
+                    "message": error.message(),
+                }],
+            }),
+            ApiError::Unauthorized { detail, code } => json!({ "detail": detail, "code": code }),
+            ApiError::PermissionDenied => json!({ "detail": PERMISSION_DENIED }),
+            ApiError::Csrf(reason) => json!({ "detail": format!("CSRF Failed: {reason}") }),
+            ApiError::NotFound => json!({ "detail": "Not found." }),
+            ApiError::NotFoundWith(detail) => json!({ "detail": detail }),
+            ApiError::MethodNotAllowed(method) => {
+                json!({ "detail": format!("Method \"{method}\" not allowed.") })
+            }
+            ApiError::PayloadTooLarge => json!({ "detail": "Request body is too large." }),
+            ApiError::UnsupportedMediaType(media) => {
+                json!({ "detail": format!("Unsupported media type \"{media}\" in request.") })
+            }
+            ApiError::Throttled(wait) => json!({
+                "detail": format!("Request was throttled. Expected available in {wait} second{}.", if *wait == 1 { "" } else { "s" })
+            }),
+            ApiError::Unavailable(_) => {
+                json!({ "detail": "The database is unavailable. Try again shortly." })
+            }
+            ApiError::Internal(_) => json!({ "detail": "A server error occurred." }),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Fields(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotAuthenticated
+            | ApiError::AccessToken(_)
+            | ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::PermissionDenied | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound | ApiError::NotFoundWith(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => log::error!("internal error: {cause}"),
+            ApiError::Unavailable(cause) => log::warn!("database unavailable: {cause}"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"api\""),
+            ));
+        }
+        if let ApiError::Throttled(wait) = self {
+            response.insert_header((header::RETRY_AFTER, wait.to_string()));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        response.json(self.body())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::EmailTaken => ApiError::Fields(FieldErrors::single("email", EMAIL_TAKEN)),
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(error: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal(format!("blocking task failed: {error}"))
+    }
+}

@@ -1,0 +1,152 @@
+//! Register, log in, and create accounts (the CLI's `create-superuser` too).
+
+use latchkey_domain::{Email, NewAccount, Password, PasswordError};
+use latchkey_persistence::{NewUser, User, UserChanges, db_now};
+
+use super::tokens::{TokenPair, start_session};
+use crate::body::Fields;
+use crate::error::{ApiError, FieldErrors};
+use crate::state::{AppState, unix_now};
+
+pub const PASSWORDS_DIFFER: &str = "Password fields didn't match.";
+
+pub fn password_messages(errors: &[PasswordError]) -> Vec<String> {
+    errors.iter().map(PasswordError::message).collect()
+}
+
+/// Email and password from a body, validated as the register serializer does
+/// (`password2`, when sent, must match).
+pub fn parse_credentials(fields: &Fields, errors: &mut FieldErrors) -> Option<(Email, Password)> {
+    let email = fields
+        .required_string("email", errors)
+        .and_then(|raw| match Email::parse(&raw) {
+            Ok(email) => Some(email),
+            Err(e) => {
+                errors.add("email", e.message());
+                None
+            }
+        });
+    let raw_password = fields.required_string("password", errors);
+    if let Some(password2) = fields.optional_string("password2", errors)
+        && raw_password.as_deref().is_some_and(|p| p != password2)
+    {
+        errors.add("password2", PASSWORDS_DIFFER);
+    }
+    let password = raw_password.and_then(|raw| match Password::parse(&raw, email.as_ref()) {
+        Ok(password) => Some(password),
+        Err(failures) => {
+            for message in password_messages(&failures) {
+                errors.add("password", message);
+            }
+            None
+        }
+    });
+    Some((email?, password?))
+}
+
+/// Hashes the password (on the hashing pool) and stores the account. A
+/// taken email is the 400 field error, whether found before hashing or by
+/// the unique constraint when two registrations race.
+pub async fn create_account(state: &AppState, account: NewAccount) -> Result<User, ApiError> {
+    let email = account.email.clone();
+    let taken = state
+        .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?.is_some()))
+        .await?;
+    if taken {
+        return Err(latchkey_persistence::StoreError::EmailTaken.into());
+    }
+    let password = account.password.clone();
+    let hash = state
+        .hashing
+        .run(move |hasher| hasher.hash(&password))
+        .await?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .with_conn(move |conn| {
+            let new = NewUser::new(&account.email, &hash, account.flags, db_now());
+            Ok(User::insert(conn, &new)?)
+        })
+        .await
+}
+
+/// `POST /register/`: a new active user and their first session.
+pub async fn register(
+    state: &web_data::State,
+    fields: Fields,
+) -> Result<(User, TokenPair), ApiError> {
+    let mut errors = FieldErrors::default();
+    let credentials = parse_credentials(&fields, &mut errors);
+    errors.into_result()?;
+    let Some((email, password)) = credentials else {
+        return Err(ApiError::Internal(
+            "credentials parsed without errors but missing".into(),
+        ));
+    };
+    let user = create_account(state, NewAccount::user(email, password)).await?;
+    let app = state.clone();
+    let user_id = user.id;
+    let pair = state
+        .with_conn(move |conn| start_session(conn, &app, user_id, unix_now()))
+        .await?;
+    Ok((user, pair))
+}
+
+/// `POST /auth/`: the same 401 for an unknown email, a wrong password and an
+/// inactive user, after the same one bcrypt verification.
+pub async fn login(state: &web_data::State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
+    let mut errors = FieldErrors::default();
+    let raw_email = fields.required_string("email", &mut errors);
+    let raw_password = fields.required_string("password", &mut errors);
+    errors.into_result()?;
+    let (Some(raw_email), Some(password)) = (raw_email, raw_password) else {
+        return Err(ApiError::Internal(
+            "credentials parsed without errors but missing".into(),
+        ));
+    };
+    let user = match Email::parse(&raw_email) {
+        Ok(email) => {
+            state
+                .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?))
+                .await?
+        }
+        Err(_) => None,
+    };
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let matches = state
+        .hashing
+        .run(move |hasher| match stored_hash {
+            Some(hash) => hasher.verify(&password, &hash),
+            None => hasher.verify_dummy(&password),
+        })
+        .await?;
+    let user = match user {
+        Some(user) if matches && user.is_active => user,
+        _ => return Err(ApiError::no_active_account()),
+    };
+    let app = state.clone();
+    let update_last_login = state.settings.update_last_login;
+    state
+        .with_conn(move |conn| {
+            let now = db_now();
+            let user = if update_last_login {
+                User::update(
+                    conn,
+                    user.id,
+                    &UserChanges {
+                        last_login: Some(now),
+                        ..UserChanges::default()
+                    },
+                )?
+            } else {
+                user
+            };
+            let pair = start_session(conn, &app, user.id, unix_now())?;
+            Ok((user, pair))
+        })
+        .await
+}
+
+pub mod web_data {
+    /// The shared state as handlers hold it (cheap to clone into a closure).
+    pub type State = actix_web::web::Data<crate::state::AppState>;
+}

@@ -1,0 +1,7 @@
+//! The flows behind the endpoints: each does its I/O with persistence and
+//! applies the decisions of the auth and domain crates. No HTTP types here
+//! beyond the error they return.
+
+pub mod accounts;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,270 @@
+//! The user viewset (`/list/`): the permission policy of the domain crate
+//! applied to storage.
+
+use chrono::{NaiveDateTime, Timelike};
+use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
+use latchkey_domain::{Email, NewAccount, Password, UserFlags};
+use latchkey_persistence::{ListOrder, ListQuery, User, UserChanges, UserPage, db_now};
+
+use super::accounts::{create_account, parse_credentials, password_messages};
+use crate::authn::CurrentUser;
+use crate::body::Fields;
+use crate::error::{ApiError, FieldErrors};
+use crate::flows::accounts::web_data::State;
+
+pub const DEFAULT_PAGE_SIZE: i64 = 100;
+pub const MAX_PAGE_SIZE: i64 = 1000;
+
+fn actor(current: &CurrentUser) -> Actor {
+    Actor {
+        id: current.user.id,
+        flags: current.user.flags(),
+    }
+}
+
+fn target(user: &User) -> Target {
+    Target {
+        id: user.id,
+        flags: user.flags(),
+    }
+}
+
+fn denied(_: permissions::Denied) -> ApiError {
+    ApiError::PermissionDenied
+}
+
+/// `tokens_valid_after` is kept in whole seconds, like `iat`.
+fn revocation_instant(now: NaiveDateTime) -> NaiveDateTime {
+    now.with_nanosecond(0).unwrap_or(now)
+}
+
+/// A page request as the query string gives it.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub page: Option<String>,
+    pub page_size: Option<String>,
+    pub search: Option<String>,
+    pub ordering: Option<String>,
+}
+
+pub struct Page {
+    pub number: i64,
+    pub size: i64,
+    pub users: UserPage,
+}
+
+impl Page {
+    pub fn has_next(&self) -> bool {
+        self.number * self.size < self.users.count
+    }
+}
+
+fn invalid_page() -> ApiError {
+    ApiError::NotFoundWith("Invalid page.")
+}
+
+pub async fn list(state: &State, request: PageRequest) -> Result<Page, ApiError> {
+    let size = request
+        .page_size
+        .as_deref()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .map_or(DEFAULT_PAGE_SIZE, |n| n.min(MAX_PAGE_SIZE));
+    let number = match request.page.as_deref().map(str::trim) {
+        None | Some("") => 1,
+        Some("last") => -1,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(invalid_page)?,
+    };
+    let (order, descending) = parse_ordering(request.ordering.as_deref());
+    let search = request
+        .search
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let page = state
+        .with_conn(move |conn| {
+            let mut query = ListQuery {
+                search,
+                order,
+                descending,
+                offset: 0,
+                limit: size,
+            };
+            let mut number = number;
+            if number == -1 {
+                let total = User::list(
+                    conn,
+                    &ListQuery {
+                        limit: 0,
+                        ..query.clone()
+                    },
+                )?
+                .count;
+                number = ((total + size - 1) / size).max(1);
+            }
+            query.offset = (number - 1).saturating_mul(size);
+            let users = User::list(conn, &query)?;
+            Ok(Page {
+                number,
+                size,
+                users,
+            })
+        })
+        .await?;
+    if page.number > 1 && page.users.users.is_empty() {
+        return Err(invalid_page());
+    }
+    Ok(page)
+}
+
+/// `?ordering=`: `id`, `email` or `created_at`, each may take `-`; anything
+/// else is ignored, as DRF's `OrderingFilter` does.
+fn parse_ordering(raw: Option<&str>) -> (ListOrder, bool) {
+    let Some(raw) = raw.and_then(|r| r.split(',').next()).map(str::trim) else {
+        return (ListOrder::Id, false);
+    };
+    let (descending, field) = match raw.strip_prefix('-') {
+        Some(field) => (true, field),
+        None => (false, raw),
+    };
+    match field {
+        "id" => (ListOrder::Id, descending),
+        "email" => (ListOrder::Email, descending),
+        "created_at" => (ListOrder::CreatedAt, descending),
+        _ => (ListOrder::Id, false),
+    }
+}
+
+pub async fn retrieve(state: &State, id: i64) -> Result<User, ApiError> {
+    state
+        .with_conn(move |conn| User::find(conn, id)?.ok_or(ApiError::NotFound))
+        .await
+}
+
+fn requested_flags(
+    fields: &Fields,
+    errors: &mut FieldErrors,
+) -> (Option<bool>, Option<bool>, Option<bool>) {
+    (
+        fields.optional_bool("is_active", errors),
+        fields.optional_bool("is_staff", errors),
+        fields.optional_bool("is_superuser", errors),
+    )
+}
+
+/// `POST /list/`: staff create accounts; only a superuser creates one.
+pub async fn create(
+    state: &State,
+    current: &CurrentUser,
+    fields: Fields,
+) -> Result<User, ApiError> {
+    let actor = actor(current);
+    permissions::can_create(&actor, &FlagChange::default()).map_err(denied)?;
+    let mut errors = FieldErrors::default();
+    let credentials = parse_credentials(&fields, &mut errors);
+    let (is_active, is_staff, is_superuser) = requested_flags(&fields, &mut errors);
+    errors.into_result()?;
+    let Some((email, password)) = credentials else {
+        return Err(ApiError::Internal(
+            "credentials parsed without errors but missing".into(),
+        ));
+    };
+    let flags = UserFlags {
+        is_active: is_active.unwrap_or(true),
+        is_staff: is_staff.unwrap_or(false),
+        is_superuser: is_superuser.unwrap_or(false),
+    };
+    permissions::can_create(&actor, &FlagChange::for_new_account(flags)).map_err(denied)?;
+    create_account(state, NewAccount::with_flags(email, password, flags)).await
+}
+
+/// `PUT` (`partial` false: `email` required) and `PATCH /list/{id}/`.
+pub async fn update(
+    state: &State,
+    current: &CurrentUser,
+    id: i64,
+    fields: Fields,
+    partial: bool,
+) -> Result<User, ApiError> {
+    let existing = retrieve(state, id).await?;
+    let actor = actor(current);
+    permissions::can_update(&actor, &target(&existing), &FlagChange::default()).map_err(denied)?;
+
+    let mut errors = FieldErrors::default();
+    let email = if partial {
+        fields.optional_string("email", &mut errors)
+    } else {
+        fields.required_string("email", &mut errors)
+    }
+    .and_then(|raw| match Email::parse(&raw) {
+        Ok(email) => Some(email),
+        Err(e) => {
+            errors.add("email", e.message());
+            None
+        }
+    });
+    let password = fields
+        .optional_string("password", &mut errors)
+        .and_then(|raw| {
+            let for_similarity = email.clone().or_else(|| Email::parse(&existing.email).ok());
+            match Password::parse(&raw, for_similarity.as_ref()) {
+                Ok(password) => Some(password),
+                Err(failures) => {
+                    for message in password_messages(&failures) {
+                        errors.add("password", message);
+                    }
+                    None
+                }
+            }
+        });
+    let (is_active, is_staff, is_superuser) = requested_flags(&fields, &mut errors);
+    errors.into_result()?;
+    let change = FlagChange::between(existing.flags(), is_active, is_staff, is_superuser);
+    permissions::can_update(&actor, &target(&existing), &change).map_err(denied)?;
+
+    let password_hash = match password {
+        Some(password) => Some(
+            state
+                .hashing
+                .run(move |hasher| hasher.hash(&password))
+                .await?
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let now = db_now();
+    let revokes = password_hash.is_some() || change.is_active == Some(false);
+    let changes = UserChanges {
+        email: email
+            .map(Email::into_inner)
+            .filter(|e| *e != existing.email),
+        password_hash,
+        is_superuser: change.is_superuser,
+        is_active: change.is_active,
+        is_staff: change.is_staff,
+        last_login: None,
+        updated_at: Some(now),
+        tokens_valid_after: revokes.then(|| revocation_instant(now)),
+    };
+    state
+        .with_conn(move |conn| Ok(User::update(conn, id, &changes)?))
+        .await
+}
+
+/// `DELETE /list/{id}/`.
+pub async fn destroy(state: &State, current: &CurrentUser, id: i64) -> Result<(), ApiError> {
+    let existing = retrieve(state, id).await?;
+    permissions::can_delete(&actor(current), &target(&existing)).map_err(denied)?;
+    state
+        .with_conn(move |conn| {
+            if User::delete(conn, id)? {
+                Ok(())
+            } else {
+                Err(ApiError::NotFound)
+            }
+        })
+        .await
+}

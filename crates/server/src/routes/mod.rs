@@ -1,0 +1,77 @@
+//! The routing table. Handlers are short: extract, call one flow, map the
+//! result. Every path is served with and without its trailing slash.
+
+mod fallback;
+mod operations;
+mod tokens;
+mod users;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+
+use crate::authn::authenticate;
+use fallback::allow;
+pub use fallback::not_found;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/", ""])
+            .route(web::get().to(operations::api_root))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource(["/healthz", "/healthz/"])
+            .route(web::get().to(operations::healthz))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource(["/readyz", "/readyz/"])
+            .route(web::get().to(operations::readyz))
+            .default_service(allow("GET")),
+    )
+    .service(
+        web::resource(["/register/", "/register"])
+            .route(web::post().to(tokens::register))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource(["/auth/", "/auth"])
+            .route(web::post().to(tokens::login))
+            .route(
+                web::get()
+                    .to(tokens::current_user)
+                    .wrap(from_fn(authenticate)),
+            )
+            .route(web::delete().to(tokens::logout))
+            .default_service(allow("GET, POST, DELETE")),
+    )
+    .service(
+        web::resource(["/auth/refresh/", "/auth/refresh"])
+            .route(web::post().to(tokens::refresh))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource(["/auth/verify/", "/auth/verify"])
+            .route(web::post().to(tokens::verify))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::scope("/list")
+            .wrap(from_fn(authenticate))
+            .service(
+                web::resource(["/", ""])
+                    .route(web::get().to(users::list))
+                    .route(web::post().to(users::create))
+                    .default_service(allow("GET, POST")),
+            )
+            .service(
+                web::resource(["/{id}/", "/{id}"])
+                    .route(web::get().to(users::retrieve))
+                    .route(web::put().to(users::update))
+                    .route(web::patch().to(users::partial_update))
+                    .route(web::delete().to(users::destroy))
+                    .default_service(allow("GET, PUT, PATCH, DELETE")),
+            )
+            .default_service(web::to(not_found)),
+    );
+}

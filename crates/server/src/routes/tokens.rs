@@ -1,0 +1,264 @@
+//! `/register/` and `/auth/...`: the token endpoints. Register, login,
+//! refresh and verify never authenticate the request, so a stale header or
+//! cookie sent along with them is ignored.
+
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use latchkey_auth::cookies::CSRF_COOKIE_NAME;
+use latchkey_auth::csrf::new_csrf_token;
+use latchkey_auth::{IssuedToken, TokenType};
+use latchkey_persistence::User;
+use serde_json::{Value, json};
+
+use crate::authn::{AuthOutcome, check_cookie_request};
+use crate::body::Fields;
+use crate::error::{ApiError, FieldErrors};
+use crate::flows::accounts::{self, web_data::State};
+use crate::flows::tokens::{self as token_flows, Refreshed, TokenPair};
+use crate::state::unix_now;
+use crate::views::user_json;
+
+/// Sets the token cookies (and a `csrftoken` if the client has none, or a
+/// fresh one when `new_csrf` as on login) and forbids caching.
+fn with_tokens(
+    builder: &mut HttpResponseBuilder,
+    state: &State,
+    req: &HttpRequest,
+    access: &IssuedToken,
+    refresh: Option<&IssuedToken>,
+    new_csrf: bool,
+) {
+    let policy = &state.settings.cookies;
+    builder.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+    builder.cookie(policy.access_cookie(&access.token, state.codec.lifetime(TokenType::Access)));
+    if let Some(refresh) = refresh {
+        builder.cookie(
+            policy.refresh_cookie(&refresh.token, state.codec.lifetime(TokenType::Refresh)),
+        );
+    }
+    let existing = req
+        .cookie(CSRF_COOKIE_NAME)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty());
+    let csrf = match existing {
+        Some(value) if !new_csrf => value,
+        _ => new_csrf_token(),
+    };
+    builder.cookie(policy.csrf_cookie(&csrf));
+}
+
+fn session_body(user: &User, message: &str, pair: &TokenPair) -> Value {
+    json!({
+        "user": user_json(user),
+        "message": message,
+        "token": { "access": pair.access.token, "refresh": pair.refresh.token },
+    })
+}
+
+/// `POST /register/`.
+pub async fn register(
+    state: State,
+    req: HttpRequest,
+    fields: Fields,
+) -> Result<HttpResponse, ApiError> {
+    let (user, pair) = accounts::register(&state, fields).await?;
+    let mut response = HttpResponse::Created();
+    with_tokens(
+        &mut response,
+        &state,
+        &req,
+        &pair.access,
+        Some(&pair.refresh),
+        true,
+    );
+    Ok(response.json(session_body(&user, "register success", &pair)))
+}
+
+/// `POST /auth/`.
+pub async fn login(
+    state: State,
+    req: HttpRequest,
+    fields: Fields,
+) -> Result<HttpResponse, ApiError> {
+    let (user, pair) = accounts::login(&state, fields).await?;
+    let mut response = HttpResponse::Ok();
+    with_tokens(
+        &mut response,
+        &state,
+        &req,
+        &pair.access,
+        Some(&pair.refresh),
+        true,
+    );
+    Ok(response.json(session_body(&user, "login success", &pair)))
+}
+
+/// `GET /auth/`: the current user; when the access cookie is gone or expired
+/// and the refresh cookie is good, refreshes on the server and sets the new
+/// cookies.
+pub async fn current_user(
+    state: State,
+    req: HttpRequest,
+    outcome: AuthOutcome,
+) -> Result<HttpResponse, ApiError> {
+    let error = match outcome {
+        AuthOutcome::Authenticated(current) => {
+            return Ok(HttpResponse::Ok().json(user_json(&current.user)));
+        }
+        AuthOutcome::Failed {
+            error,
+            may_refresh_from_cookie,
+        } => {
+            if !may_refresh_from_cookie {
+                return Err(error);
+            }
+            error
+        }
+    };
+    let Some(refresh_token) = refresh_cookie(&state, &req) else {
+        return Err(error);
+    };
+    let now = unix_now();
+    let Ok(claims) = state
+        .codec
+        .verify(&refresh_token, &[TokenType::Refresh], now)
+    else {
+        return Err(error);
+    };
+    let app = state.clone();
+    let (refreshed, user) = state
+        .with_conn(move |conn| {
+            let refreshed = token_flows::refresh(conn, &app, &claims, now)?;
+            let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::user_not_found)?;
+            Ok((refreshed, user))
+        })
+        .await
+        .map_err(|refresh_error| match refresh_error {
+            ApiError::Unavailable(_) | ApiError::Internal(_) => refresh_error,
+            _ => error,
+        })?;
+    let mut response = HttpResponse::Ok();
+    with_tokens(
+        &mut response,
+        &state,
+        &req,
+        &refreshed.access,
+        refreshed.refresh.as_ref(),
+        false,
+    );
+    Ok(response.json(user_json(&user)))
+}
+
+fn refresh_cookie(state: &State, req: &HttpRequest) -> Option<String> {
+    req.cookie(&state.settings.cookies.refresh_name)
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The refresh token of a refresh or logout request: the body's `refresh`,
+/// else the cookie, which makes the request cookie-authenticated (CSRF and
+/// `Origin` are checked).
+fn presented_refresh(
+    state: &State,
+    req: &HttpRequest,
+    fields: &Fields,
+) -> Result<Option<(String, bool)>, ApiError> {
+    let mut errors = FieldErrors::default();
+    if let Some(token) = fields.optional_string("refresh", &mut errors) {
+        return Ok(Some((token, false)));
+    }
+    errors.into_result()?;
+    match refresh_cookie(state, req) {
+        Some(token) => {
+            check_cookie_request(state, req)?;
+            Ok(Some((token, true)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `POST /auth/refresh/`.
+pub async fn refresh(
+    state: State,
+    req: HttpRequest,
+    fields: Fields,
+) -> Result<HttpResponse, ApiError> {
+    let (token, from_cookie) = presented_refresh(&state, &req, &fields)?
+        .ok_or_else(|| ApiError::Fields(FieldErrors::single("refresh", crate::body::REQUIRED)))?;
+    let now = unix_now();
+    let claims = state
+        .codec
+        .verify(&token, &[TokenType::Refresh], now)
+        .map_err(token_flows::refused)?;
+    let app = state.clone();
+    let Refreshed { access, refresh } = state
+        .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now))
+        .await?;
+    let mut body = json!({ "access": access.token });
+    if let Some(refresh) = &refresh {
+        body["refresh"] = json!(refresh.token);
+    }
+    let mut response = HttpResponse::Ok();
+    if from_cookie {
+        with_tokens(
+            &mut response,
+            &state,
+            &req,
+            &access,
+            refresh.as_ref(),
+            false,
+        );
+    } else {
+        response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+    }
+    Ok(response.json(body))
+}
+
+/// `POST /auth/verify/`.
+pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
+    let mut errors = FieldErrors::default();
+    let token = fields.required_string("token", &mut errors);
+    errors.into_result()?;
+    let token = token.unwrap_or_default();
+    let claims = state
+        .codec
+        .verify(
+            &token,
+            &[TokenType::Access, TokenType::Refresh, TokenType::Sliding],
+            unix_now(),
+        )
+        .map_err(token_flows::refused)?;
+    state
+        .with_conn(move |conn| token_flows::verify_stored(conn, &claims))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// Clears both token cookies.
+pub fn clearing_cookies(builder: &mut HttpResponseBuilder, state: &State) {
+    let policy = &state.settings.cookies;
+    builder.cookie(policy.clearing(&policy.access_name));
+    builder.cookie(policy.clearing(&policy.refresh_name));
+}
+
+/// `DELETE /auth/`: blacklists the session of the refresh token presented
+/// (body or cookie) and clears the cookies; 202 even without tokens.
+pub async fn logout(
+    state: State,
+    req: HttpRequest,
+    fields: Fields,
+) -> Result<HttpResponse, ApiError> {
+    if let Some((token, _)) = presented_refresh(&state, &req, &fields)?
+        && let Ok(claims) = state
+            .codec
+            .verify(&token, &[TokenType::Refresh], unix_now())
+    {
+        state
+            .with_conn(move |conn| token_flows::end_session(conn, &claims))
+            .await?;
+    }
+    let mut response = HttpResponse::Accepted();
+    clearing_cookies(&mut response, &state);
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    Ok(response.json(json!({ "message": "Logout success" })))
+}

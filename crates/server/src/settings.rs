@@ -1,0 +1,646 @@
+//! Typed settings, read once at start-up from the environment (and `.env`
+//! through dotenvy, loaded by `main`). Every variable latchkey reads is read
+//! here, and documented in `.env.example` and the README.
+//!
+//! A value that cannot be parsed stops start-up with a message naming the
+//! variable and the value.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use latchkey_auth::CookiePolicy;
+use latchkey_auth::cookies::CSRF_COOKIE_NAME;
+use latchkey_persistence::DatabaseUrl;
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
+fn bad(name: &str, value: &str, expected: &str) -> SettingsError {
+    SettingsError(format!(
+        "{name}={value:?} is not valid: expected {expected}"
+    ))
+}
+
+/// A secret whose `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `COUNT/DURATION`, e.g. `10/15m`; `None` when set to `0` (off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub window: Duration,
+}
+
+/// An address or CIDR range allowed to set `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where the signing key comes from.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub algorithm: Algorithm,
+    pub secret: Secret,
+    pub signing_key_file: Option<PathBuf>,
+    pub verifying_key_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    /// `BIND`: host:port to listen on (default `127.0.0.1:8000`).
+    pub bind: String,
+    /// `WORKERS`: HTTP worker threads (default: the number of cores).
+    pub workers: usize,
+    pub database_url: DatabaseUrl,
+    pub database_pool_size: u32,
+    pub database_pool_timeout: Duration,
+    /// `LATCHKEY_DATA_DIR` (default `./data`): the default SQLite file and the
+    /// generated development secret live here.
+    pub data_dir: PathBuf,
+    pub secret_key: Secret,
+    pub keys: KeySettings,
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub sliding_token_lifetime: Duration,
+    pub sliding_token_refresh_lifetime: Duration,
+    pub rotate_refresh_tokens: bool,
+    pub blacklist_after_rotation: bool,
+    pub refresh_token_reuse_interval: Duration,
+    pub update_last_login: bool,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub leeway: Duration,
+    pub auth_header_types: Vec<String>,
+    pub user_id_claim: String,
+    pub max_body_size: usize,
+    pub cookies: CookiePolicy,
+    pub bcrypt_cost: u32,
+    pub cors_allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub throttle_login_failures: Option<Rate>,
+    pub throttle_auth_per_ip: Option<Rate>,
+    pub redis_url: Option<String>,
+    pub log_format: LogFormat,
+}
+
+/// Reads variables through `lookup`, so tests can pass a map.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, SettingsError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(value) => parse(&value).ok_or_else(|| bad(name, &value, expected)),
+        }
+    }
+
+    fn duration(&self, name: &str, default: Duration) -> Result<Duration, SettingsError> {
+        self.parsed(
+            name,
+            default,
+            "a duration such as 30m, 7d, 10s, 1h or a number of seconds",
+            parse_duration,
+        )
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
+        self.parsed(name, default, "true or false", parse_bool)
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, SettingsError> {
+        self.parsed(name, default, "a whole number", |v| v.parse().ok())
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.raw(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|item| item.trim().to_owned())
+                    .filter(|item| !item.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn rate(&self, name: &str, default: &str) -> Result<Option<Rate>, SettingsError> {
+        let value = self.string(name, default);
+        parse_rate(&value)
+            .ok_or_else(|| bad(name, &value, "COUNT/DURATION such as 10/15m, or 0 for off"))
+    }
+}
+
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => raw.split_at(at),
+        None => (raw, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(seconds))
+}
+
+pub fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_rate(raw: &str) -> Option<Option<Rate>> {
+    if raw.trim() == "0" {
+        return Some(None);
+    }
+    let (count, window) = raw.split_once('/')?;
+    let count: u32 = count.trim().parse().ok()?;
+    let window = parse_duration(window)?;
+    if count == 0 {
+        return Some(None);
+    }
+    if window.is_zero() {
+        return None;
+    }
+    Some(Some(Rate { count, window }))
+}
+
+fn parse_ip_net(raw: &str) -> Option<IpNet> {
+    let (addr, prefix) = match raw.split_once('/') {
+        Some((addr, prefix)) => (
+            addr.parse::<IpAddr>().ok()?,
+            Some(prefix.parse::<u8>().ok()?),
+        ),
+        None => (raw.parse::<IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = prefix.unwrap_or(max);
+    (prefix <= max).then_some(IpNet { addr, prefix })
+}
+
+fn parse_algorithm(raw: &str) -> Option<Algorithm> {
+    match raw {
+        "HS256" => Some(Algorithm::HS256),
+        "HS384" => Some(Algorithm::HS384),
+        "HS512" => Some(Algorithm::HS512),
+        "RS256" => Some(Algorithm::RS256),
+        "RS384" => Some(Algorithm::RS384),
+        "RS512" => Some(Algorithm::RS512),
+        "ES256" => Some(Algorithm::ES256),
+        "ES384" => Some(Algorithm::ES384),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+fn parse_same_site(raw: &str) -> Option<cookie::SameSite> {
+    match raw.to_ascii_lowercase().as_str() {
+        "lax" => Some(cookie::SameSite::Lax),
+        "strict" => Some(cookie::SameSite::Strict),
+        "none" => Some(cookie::SameSite::None),
+        _ => None,
+    }
+}
+
+/// Shortest HMAC secret accepted in production (the HS256 output size).
+const MIN_PRODUCTION_SECRET: usize = 32;
+
+impl Settings {
+    /// Settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let env = Reader { lookup };
+        let environment = match env
+            .string("LATCHKEY_ENV", "development")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "development" | "dev" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            other => return Err(bad("LATCHKEY_ENV", other, "development or production")),
+        };
+        let production = environment == Environment::Production;
+        let data_dir = PathBuf::from(env.string("LATCHKEY_DATA_DIR", "data"));
+        let database_url = match env.raw("DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse(&raw).map_err(|e| SettingsError(e.to_string()))?,
+            None => DatabaseUrl::sqlite_file(data_dir.join("latchkey.sqlite3")),
+        };
+        let secret_key = match env.raw("SECRET_KEY") {
+            Some(key) => Secret(key.into_bytes()),
+            None if production => {
+                return Err(SettingsError(
+                    "SECRET_KEY is not set: in production (LATCHKEY_ENV=production) latchkey refuses to start without one".into(),
+                ));
+            }
+            None => Secret(development_secret(&data_dir)?),
+        };
+        let algorithm = env.parsed(
+            "ALGORITHM",
+            Algorithm::HS256,
+            "one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, EdDSA",
+            parse_algorithm,
+        )?;
+        let signing_secret = env
+            .raw("SIGNING_KEY")
+            .map(|k| Secret(k.into_bytes()))
+            .unwrap_or_else(|| secret_key.clone());
+        if production
+            && latchkey_auth::keys::is_hmac(algorithm)
+            && signing_secret.expose().len() < MIN_PRODUCTION_SECRET
+        {
+            return Err(SettingsError(format!(
+                "SIGNING_KEY (or SECRET_KEY) is shorter than {MIN_PRODUCTION_SECRET} bytes: refused in production for {algorithm:?}"
+            )));
+        }
+        let mut verifying_key_files: Vec<PathBuf> = env
+            .raw("VERIFYING_KEY_FILE")
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        verifying_key_files.extend(
+            env.list("VERIFYING_KEY_FILES")
+                .into_iter()
+                .map(PathBuf::from),
+        );
+        let keys = KeySettings {
+            algorithm,
+            secret: signing_secret,
+            signing_key_file: env.raw("SIGNING_KEY_FILE").map(PathBuf::from),
+            verifying_key_files,
+        };
+        let cookies = CookiePolicy {
+            secure: env.boolean("COOKIE_SECURE", production)?,
+            same_site: env.parsed(
+                "COOKIE_SAMESITE",
+                cookie::SameSite::Lax,
+                "Lax, Strict or None",
+                parse_same_site,
+            )?,
+            domain: env.raw("COOKIE_DOMAIN"),
+            access_name: env.string("ACCESS_COOKIE_NAME", "access"),
+            refresh_name: env.string("REFRESH_COOKIE_NAME", "refresh"),
+        };
+        if cookies.access_name == cookies.refresh_name
+            || [&cookies.access_name, &cookies.refresh_name].contains(&&CSRF_COOKIE_NAME.to_owned())
+        {
+            return Err(SettingsError("ACCESS_COOKIE_NAME, REFRESH_COOKIE_NAME and the csrftoken cookie must have different names".into()));
+        }
+        let mut auth_header_types = env.list("AUTH_HEADER_TYPES");
+        if auth_header_types.is_empty() {
+            auth_header_types.push("Bearer".into());
+        }
+        let bcrypt_cost = env.number("BCRYPT_COST", 12u32)?;
+        if !(4..=31).contains(&bcrypt_cost) {
+            return Err(bad(
+                "BCRYPT_COST",
+                &bcrypt_cost.to_string(),
+                "a cost between 4 and 31",
+            ));
+        }
+        let trusted_proxies = env
+            .list("TRUSTED_PROXIES")
+            .iter()
+            .map(|item| {
+                parse_ip_net(item).ok_or_else(|| {
+                    bad(
+                        "TRUSTED_PROXIES",
+                        item,
+                        "IP addresses or CIDR ranges, comma-separated",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cors_allowed_origins = env.list("CORS_ALLOWED_ORIGINS");
+        if let Some(star) = cors_allowed_origins.iter().find(|o| o.as_str() == "*") {
+            return Err(bad(
+                "CORS_ALLOWED_ORIGINS",
+                star,
+                "exact origins (a wildcard is never allowed with credentials)",
+            ));
+        }
+        let log_format = match env
+            .string("LOG_FORMAT", "text")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(bad("LOG_FORMAT", other, "text or json")),
+        };
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let settings = Settings {
+            environment,
+            bind: env.string("BIND", "127.0.0.1:8000"),
+            workers: env.number("WORKERS", cores)?.max(1),
+            database_url,
+            database_pool_size: env.number("DATABASE_POOL_SIZE", 10u32)?.max(1),
+            database_pool_timeout: env.duration("DATABASE_POOL_TIMEOUT", Duration::from_secs(5))?,
+            data_dir,
+            secret_key,
+            keys,
+            access_token_lifetime: env
+                .duration("ACCESS_TOKEN_LIFETIME", Duration::from_secs(30 * 60))?,
+            refresh_token_lifetime: env
+                .duration("REFRESH_TOKEN_LIFETIME", Duration::from_secs(7 * 86_400))?,
+            sliding_token_lifetime: env
+                .duration("SLIDING_TOKEN_LIFETIME", Duration::from_secs(5 * 60))?,
+            sliding_token_refresh_lifetime: env.duration(
+                "SLIDING_TOKEN_REFRESH_LIFETIME",
+                Duration::from_secs(86_400),
+            )?,
+            rotate_refresh_tokens: env.boolean("ROTATE_REFRESH_TOKENS", true)?,
+            blacklist_after_rotation: env.boolean("BLACKLIST_AFTER_ROTATION", true)?,
+            refresh_token_reuse_interval: env
+                .duration("REFRESH_TOKEN_REUSE_INTERVAL", Duration::from_secs(10))?,
+            update_last_login: env.boolean("UPDATE_LAST_LOGIN", true)?,
+            audience: env.raw("AUDIENCE"),
+            issuer: env.raw("ISSUER"),
+            leeway: env.duration("LEEWAY", Duration::ZERO)?,
+            auth_header_types,
+            user_id_claim: env.string("USER_ID_CLAIM", "user_id"),
+            max_body_size: env.number("MAX_BODY_SIZE", 64 * 1024usize)?,
+            cookies,
+            bcrypt_cost,
+            cors_allowed_origins,
+            trusted_proxies,
+            throttle_login_failures: env.rate("THROTTLE_LOGIN_FAILURES", "10/15m")?,
+            throttle_auth_per_ip: env.rate("THROTTLE_AUTH_PER_IP", "60/1m")?,
+            redis_url: env.raw("REDIS_URL"),
+            log_format,
+        };
+        Ok(settings)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+}
+
+/// The development secret: generated once, kept in `DATA_DIR/secret_key`
+/// with mode 0600, so tokens survive restarts without any set-up.
+fn development_secret(data_dir: &Path) -> Result<Vec<u8>, SettingsError> {
+    let path = data_dir.join("secret_key");
+    let io_error = |e: std::io::Error| {
+        SettingsError(format!(
+            "SECRET_KEY is not set and {} cannot be used: {e}",
+            path.display()
+        ))
+    };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            log::warn!(
+                "SECRET_KEY is not set: using the development key kept in {}",
+                path.display()
+            );
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(io_error)?;
+    let key = latchkey_auth::csrf::new_csrf_token() + &latchkey_auth::csrf::new_csrf_token();
+    write_private_file(&path, &key).map_err(io_error)?;
+    log::warn!(
+        "SECRET_KEY is not set: generated a development key into {} (set SECRET_KEY in production)",
+        path.display()
+    );
+    Ok(key.into_bytes())
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(&move |name| map.get(name).cloned())
+    }
+
+    fn with_key(extra: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let key = "k".repeat(40);
+        let mut vars: Vec<(&str, &str)> = vec![("SECRET_KEY", key.as_str())];
+        vars.extend_from_slice(extra);
+        settings(&vars)
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = with_key(&[]).unwrap();
+        assert_eq!(s.access_token_lifetime, Duration::from_secs(1800));
+        assert_eq!(s.refresh_token_lifetime, Duration::from_secs(604_800));
+        assert_eq!(s.leeway, Duration::ZERO);
+        assert!(s.rotate_refresh_tokens && s.blacklist_after_rotation && s.update_last_login);
+        assert_eq!(s.max_body_size, 65_536);
+        assert_eq!(s.bcrypt_cost, 12);
+        assert_eq!(s.auth_header_types, vec!["Bearer".to_string()]);
+        assert!(!s.cookies.secure);
+        assert_eq!(
+            s.throttle_login_failures,
+            Some(Rate {
+                count: 10,
+                window: Duration::from_secs(900)
+            })
+        );
+        assert_eq!(
+            s.database_url,
+            DatabaseUrl::sqlite_file("data/latchkey.sqlite3")
+        );
+    }
+
+    #[test]
+    fn durations_accept_units_and_plain_seconds() {
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5w"), None);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_value() {
+        let err = with_key(&[("ACCESS_TOKEN_LIFETIME", "forever")]).unwrap_err();
+        assert!(
+            err.0.contains("ACCESS_TOKEN_LIFETIME") && err.0.contains("forever"),
+            "{err}"
+        );
+        let err = with_key(&[("ROTATE_REFRESH_TOKENS", "maybe")]).unwrap_err();
+        assert!(
+            err.0.contains("ROTATE_REFRESH_TOKENS") && err.0.contains("maybe"),
+            "{err}"
+        );
+        let err = with_key(&[("THROTTLE_LOGIN_FAILURES", "ten")]).unwrap_err();
+        assert!(err.0.contains("THROTTLE_LOGIN_FAILURES"), "{err}");
+        let err = with_key(&[("DATABASE_URL", "mysql://x/y")]).unwrap_err();
+        assert!(err.0.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn booleans_accept_one_and_zero() {
+        let s = with_key(&[("UPDATE_LAST_LOGIN", "0"), ("COOKIE_SECURE", "1")]).unwrap();
+        assert!(!s.update_last_login);
+        assert!(s.cookies.secure);
+    }
+
+    #[test]
+    fn rates_zero_means_off() {
+        let s = with_key(&[("THROTTLE_AUTH_PER_IP", "0")]).unwrap();
+        assert_eq!(s.throttle_auth_per_ip, None);
+    }
+
+    #[test]
+    fn production_refuses_a_missing_or_short_secret() {
+        let err = settings(&[("LATCHKEY_ENV", "production")]).unwrap_err();
+        assert!(err.0.contains("SECRET_KEY"), "{err}");
+        let err = settings(&[("LATCHKEY_ENV", "production"), ("SECRET_KEY", "short")]).unwrap_err();
+        assert!(err.0.contains("32 bytes"), "{err}");
+        let long = "x".repeat(40);
+        let ok = settings(&[
+            ("LATCHKEY_ENV", "production"),
+            ("SECRET_KEY", long.as_str()),
+        ])
+        .unwrap();
+        assert!(
+            ok.cookies.secure,
+            "cookies are Secure by default in production"
+        );
+    }
+
+    #[test]
+    fn development_generates_a_private_secret_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_str = data.to_str().unwrap();
+        let first = settings(&[("LATCHKEY_DATA_DIR", data_str)]).unwrap();
+        let second = settings(&[("LATCHKEY_DATA_DIR", data_str)]).unwrap();
+        assert_eq!(first.secret_key, second.secret_key);
+        assert!(first.secret_key.expose().len() >= 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(data.join("secret_key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(format!("{:?}", first.secret_key), "Secret(***)");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let s = with_key(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        assert!(s.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!s.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
+        assert!(with_key(&[("TRUSTED_PROXIES", "nope")]).is_err());
+    }
+
+    #[test]
+    fn cors_wildcard_is_refused() {
+        assert!(with_key(&[("CORS_ALLOWED_ORIGINS", "*")]).is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! Building and running the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::{App, HttpServer, web};
+use latchkey_auth::{JwtSettings, KeyConfig, KeySet, PasswordHasher, RefreshPolicy, TokenCodec};
+use latchkey_persistence::{Database, PoolOptions, pending_migrations_applied};
+
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::{AppState, HashingPool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("{0}")]
+    Database(#[from] latchkey_persistence::StoreError),
+}
+
+pub fn open_database(settings: &Settings) -> Result<Database, StartupError> {
+    Ok(Database::new(
+        &settings.database_url,
+        PoolOptions {
+            max_size: settings.database_pool_size,
+            connection_timeout: settings.database_pool_timeout,
+        },
+    )?)
+}
+
+fn read_key_file(path: &std::path::Path, variable: &str) -> Result<Vec<u8>, StartupError> {
+    std::fs::read(path).map_err(|e| {
+        StartupError::Config(format!("{variable}={} cannot be read: {e}", path.display()))
+    })
+}
+
+pub fn token_codec(settings: &Settings) -> Result<TokenCodec, StartupError> {
+    let keys = &settings.keys;
+    let signing_pem = keys
+        .signing_key_file
+        .as_deref()
+        .map(|path| read_key_file(path, "SIGNING_KEY_FILE"))
+        .transpose()?;
+    let verifying_pems = keys
+        .verifying_key_files
+        .iter()
+        .map(|path| read_key_file(path, "VERIFYING_KEY_FILES"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key_set = KeySet::new(&KeyConfig {
+        algorithm: keys.algorithm,
+        secret: keys.secret.expose().to_vec(),
+        signing_pem,
+        verifying_pems,
+    })
+    .map_err(|e| StartupError::Config(e.to_string()))?;
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    Ok(TokenCodec::new(
+        key_set,
+        JwtSettings {
+            access_lifetime: secs(settings.access_token_lifetime),
+            refresh_lifetime: secs(settings.refresh_token_lifetime),
+            sliding_lifetime: secs(settings.sliding_token_lifetime),
+            sliding_refresh_lifetime: secs(settings.sliding_token_refresh_lifetime),
+            leeway: secs(settings.leeway),
+            audience: settings.audience.clone(),
+            issuer: settings.issuer.clone(),
+            user_id_claim: settings.user_id_claim.clone(),
+        },
+    ))
+}
+
+/// The server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Applies pending migrations, binds `settings.bind` (port 0 picks a free
+    /// port) and builds the server.
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        let db = open_database(&settings)?;
+        let applied = pending_migrations_applied(&db)?;
+        if !applied.is_empty() {
+            log::info!("applied {} migration(s) on {}", applied.len(), db.backend());
+        }
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| StartupError::Bind(settings.bind.clone(), e))?;
+        Self::build_with(settings, db, listener)
+    }
+
+    fn build_with(
+        settings: Settings,
+        db: Database,
+        listener: TcpListener,
+    ) -> Result<Self, StartupError> {
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(settings.bind.clone(), e))?
+            .port();
+        let codec = token_codec(&settings)?;
+        let hasher = PasswordHasher::new(settings.bcrypt_cost)
+            .map_err(|e| StartupError::Config(format!("BCRYPT_COST: {e}")))?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let hashing = HashingPool::new(hasher, cores);
+        hashing.warm_up_in_background();
+        let refresh_policy = RefreshPolicy {
+            rotate: settings.rotate_refresh_tokens,
+            blacklist_after_rotation: settings.blacklist_after_rotation,
+            reuse_interval: i64::try_from(settings.refresh_token_reuse_interval.as_secs())
+                .unwrap_or(i64::MAX),
+        };
+        let workers = settings.workers;
+        let state = web::Data::new(AppState {
+            settings,
+            db,
+            codec,
+            hashing,
+            refresh_policy,
+        });
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "same-origin"))
+                        .add(("X-Frame-Options", "DENY")),
+                )
+                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        .listen(listener)
+        .map_err(|e| StartupError::Bind("listener".into(), e))?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone().into_inner()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

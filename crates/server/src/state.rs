@@ -1,0 +1,79 @@
+//! What every handler shares: settings, the pool, the token codec and the
+//! password hashing pool.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use latchkey_auth::{PasswordHasher, RefreshPolicy, TokenCodec};
+use latchkey_persistence::{Database, DbConnection};
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::settings::Settings;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Database,
+    pub codec: TokenCodec,
+    pub hashing: HashingPool,
+    pub refresh_policy: RefreshPolicy,
+}
+
+impl AppState {
+    /// Runs one request's whole database unit of work on the blocking pool,
+    /// with one pooled connection.
+    pub async fn with_conn<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        web::block(move || {
+            let mut conn = db.get()?;
+            work(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// bcrypt runs here: at most one hash per core at a time, off the async
+/// workers, so a burst of logins queues instead of starving cheap requests.
+pub struct HashingPool {
+    hasher: Arc<PasswordHasher>,
+    permits: Arc<Semaphore>,
+}
+
+impl HashingPool {
+    pub fn new(hasher: PasswordHasher, size: usize) -> Self {
+        HashingPool {
+            hasher: Arc::new(hasher),
+            permits: Arc::new(Semaphore::new(size.max(1))),
+        }
+    }
+
+    /// Makes the dummy hash on a thread of its own, so the first unknown
+    /// email does not pay for it and start-up does not wait.
+    pub fn warm_up_in_background(&self) {
+        let hasher = Arc::clone(&self.hasher);
+        std::thread::spawn(move || hasher.warm_up());
+    }
+
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&PasswordHasher) -> T + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(format!("hashing pool closed: {e}")))?;
+        let hasher = Arc::clone(&self.hasher);
+        Ok(web::block(move || work(&hasher)).await?)
+    }
+}
+
+/// Now, in Unix seconds (the unit of `iat` and `exp`).
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
