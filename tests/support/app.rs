@@ -1,0 +1,312 @@
+//! A running server and a client for it.
+
+use std::collections::HashMap;
+
+use actix_web::dev::ServerHandle;
+use latchkey_server::{Application, Settings};
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::PASSWORD;
+use crate::database::Backend;
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every `Set-Cookie` line.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// The `Set-Cookie` line of one cookie.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    /// The value a `Set-Cookie` line gives a cookie.
+    pub fn cookie_value(&self, name: &str) -> Option<String> {
+        self.set_cookie(name)
+            .and_then(|line| line.split(';').next().map(str::to_owned))
+            .and_then(|pair| pair.split_once('=').map(|(_, v)| v.to_owned()))
+    }
+
+    pub fn access(&self) -> String {
+        self.body["token"]["access"]
+            .as_str()
+            .expect("access token in body")
+            .to_owned()
+    }
+
+    pub fn refresh(&self) -> String {
+        self.body["token"]["refresh"]
+            .as_str()
+            .expect("refresh token in body")
+            .to_owned()
+    }
+
+    #[track_caller]
+    pub fn assert(&self, status: u16, body: Value) -> &Self {
+        assert_eq!(
+            (self.status, &self.body),
+            (status, &body),
+            "full response: {}",
+            self.text
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        self
+    }
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub address: String,
+    pub port: u16,
+    pub database_url: String,
+    pub settings: Settings,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+    _data_dir: tempfile::TempDir,
+}
+
+/// What a request sends besides method and path.
+#[derive(Debug, Default, Clone)]
+pub struct Req {
+    pub json: Option<Value>,
+    pub raw: Option<(String, Vec<u8>)>,
+    pub bearer: Option<String>,
+    pub cookies: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Req {
+    pub fn json(body: Value) -> Self {
+        Req {
+            json: Some(body),
+            ..Req::default()
+        }
+    }
+
+    pub fn bearer(token: &str) -> Self {
+        Req {
+            bearer: Some(token.to_owned()),
+            ..Req::default()
+        }
+    }
+
+    pub fn with_json(mut self, body: Value) -> Self {
+        self.json = Some(body);
+        self
+    }
+
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_owned());
+        self
+    }
+
+    pub fn with_cookie(mut self, name: &str, value: &str) -> Self {
+        self.cookies.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn with_raw(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        self.raw = Some((content_type.to_owned(), body.into()));
+        self
+    }
+}
+
+impl TestApp {
+    pub fn test_settings(
+        backend: Backend,
+        database_url: &str,
+        data_dir: &str,
+        overrides: &[(&str, &str)],
+    ) -> Settings {
+        let _ = backend;
+        let mut vars: HashMap<String, String> = [
+            ("BIND", "127.0.0.1:0"),
+            (
+                "SECRET_KEY",
+                "test-secret-key-that-is-long-enough-0123456789",
+            ),
+            ("BCRYPT_COST", "4"),
+            ("WORKERS", "2"),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("THROTTLE_AUTH_PER_IP", "0"),
+            ("THROTTLE_LOGIN_FAILURES", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.insert("DATABASE_URL".into(), database_url.to_owned());
+        vars.insert("LATCHKEY_DATA_DIR".into(), data_dir.to_owned());
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        Settings::from_lookup(&move |name| vars.get(name).cloned()).expect("test settings")
+    }
+
+    pub async fn spawn(
+        backend: Backend,
+        database_url: &str,
+        overrides: &[(&str, &str)],
+    ) -> TestApp {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let settings = Self::test_settings(
+            backend,
+            database_url,
+            data_dir.path().to_str().unwrap(),
+            overrides,
+        );
+        let app = Application::build(settings.clone()).expect("server builds");
+        let port = app.port();
+        let handle = app.handle();
+        actix_web::rt::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestApp {
+            backend,
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            database_url: database_url.to_owned(),
+            settings,
+            client,
+            handle,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    pub async fn request(&self, method: &str, path: &str, req: Req) -> Response {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut builder = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(body) = &req.json {
+            builder = builder.json(body);
+        }
+        if let Some((content_type, body)) = req.raw {
+            builder = builder.header("content-type", content_type).body(body);
+        }
+        if let Some(token) = &req.bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if !req.cookies.is_empty() {
+            let cookie = req
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            builder = builder.header("cookie", HeaderValue::from_str(&cookie).unwrap());
+        }
+        for (name, value) in &req.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let response = builder.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, req: Req) -> Response {
+        self.request("GET", path, req).await
+    }
+
+    pub async fn post(&self, path: &str, req: Req) -> Response {
+        self.request("POST", path, req).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        self.post(path, Req::json(body)).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/register/",
+            json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Registers with the default password and returns the response.
+    #[track_caller]
+    pub async fn registered(&self, email: &str) -> Response {
+        let response = self.register(email, PASSWORD).await;
+        assert_eq!(response.status, 201, "register {email}: {}", response.text);
+        response
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json("/auth/", json!({ "email": email, "password": password }))
+            .await
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.get("/auth/", Req::bearer(token)).await
+    }
+
+    pub async fn refresh_token(&self, refresh: &str) -> Response {
+        self.post_json("/auth/refresh/", json!({ "refresh": refresh }))
+            .await
+    }
+
+    /// Registers a user, sets their flags in storage (as an operator would)
+    /// and logs in: staff and superusers for the viewset tests.
+    pub async fn user_with_flags(
+        &self,
+        email: &str,
+        staff: bool,
+        superuser: bool,
+    ) -> (i64, String) {
+        let response = self.registered(email).await;
+        let id = response.body["user"]["id"].as_i64().unwrap();
+        crate::binary::set_flags(&self.database_url, id, staff, superuser);
+        let login = self.login(email, PASSWORD).await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        (id, login.access())
+    }
+}

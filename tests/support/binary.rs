@@ -1,0 +1,89 @@
+//! The real `latchkey` binary, and direct storage access for arranging
+//! tests (never for mocking).
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use latchkey_persistence::{Database, DatabaseUrl, PoolOptions, User, UserChanges};
+
+/// Builds (once) and returns the debug `latchkey` binary of this workspace.
+pub fn latchkey_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "latchkey-server",
+                    "--bin",
+                    "latchkey",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the latchkey binary failed");
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+            target.join("debug").join("latchkey")
+        })
+        .clone()
+}
+
+/// Runs the binary with only the given environment (plus PATH), in `dir`.
+pub fn run_latchkey(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
+    use std::io::Write;
+    let mut command = Command::new(latchkey_binary());
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("latchkey starts");
+    if let Some(mut handle) = child.stdin.take() {
+        if let Some(input) = stdin {
+            let _ = handle.write_all(input.as_bytes());
+        }
+    }
+    child.wait_with_output().expect("latchkey finishes")
+}
+
+pub fn open(database_url: &str) -> Database {
+    Database::new(
+        &DatabaseUrl::parse(database_url).unwrap(),
+        PoolOptions::default(),
+    )
+    .unwrap()
+}
+
+/// Makes a user staff and/or superuser, as an operator would in the database.
+pub fn set_flags(database_url: &str, id: i64, staff: bool, superuser: bool) {
+    let db = open(database_url);
+    let mut conn = db.get().unwrap();
+    User::update(
+        &mut conn,
+        id,
+        &UserChanges {
+            is_staff: Some(staff),
+            is_superuser: Some(superuser),
+            ..UserChanges::default()
+        },
+    )
+    .unwrap();
+}

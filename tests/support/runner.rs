@@ -1,0 +1,127 @@
+//! Runs each test body on both backends with libtest-mimic, so a missing
+//! PostgreSQL shows up as ignored tests (or failures in CI), never as passes.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use crate::app::TestApp;
+use crate::database::{Backend, TestDatabase, postgres_available, postgres_required};
+
+pub type TestFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// One test body, run on each backend.
+#[derive(Clone, Copy)]
+pub struct Test {
+    pub name: &'static str,
+    pub body: fn(Ctx) -> TestFuture,
+}
+
+/// What a test body gets: its backend, and a way to start servers on
+/// databases of its own.
+pub struct Ctx {
+    pub backend: Backend,
+    databases: Vec<TestDatabase>,
+}
+
+impl Ctx {
+    /// A new, empty database URL for this test (dropped after it).
+    pub fn new_database(&mut self) -> String {
+        let db = TestDatabase::create(self.backend);
+        let url = db.url.clone();
+        self.databases.push(db);
+        url
+    }
+
+    /// A server on a fresh database with the test defaults.
+    pub async fn spawn(&mut self) -> TestApp {
+        self.spawn_with(&[]).await
+    }
+
+    /// A server on a fresh database, with settings overridden.
+    pub async fn spawn_with(&mut self, overrides: &[(&str, &str)]) -> TestApp {
+        let url = self.new_database();
+        TestApp::spawn(self.backend, &url, overrides).await
+    }
+
+    /// Another server on an existing database (several instances).
+    pub async fn spawn_on(&mut self, url: &str, overrides: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn(self.backend, url, overrides).await
+    }
+}
+
+/// Registers the bodies of a module: `tests![a, b]`.
+#[macro_export]
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        pub fn tests() -> Vec<$crate::Test> {
+            vec![$($crate::Test {
+                name: concat!(module_path!(), "::", stringify!($name)),
+                body: |ctx| Box::pin($name(ctx)),
+            }),*]
+        }
+    };
+}
+
+fn run_body(backend: Backend, test: Test) -> Result<(), Failed> {
+    let ctx = Ctx {
+        backend,
+        databases: Vec::new(),
+    };
+    actix_web::rt::System::new().block_on((test.body)(ctx));
+    Ok(())
+}
+
+/// The test binary's `main`.
+pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let postgres = postgres_available();
+    let required = postgres_required();
+    if let Err(reason) = &postgres {
+        eprintln!(
+            "\n*** PostgreSQL is not reachable ({reason}).\n*** {}\n",
+            if required {
+                "CI/LATCHKEY_REQUIRE_POSTGRES is set: every PostgreSQL test will FAIL."
+            } else {
+                "The PostgreSQL half of the suite was NOT run: its tests are listed as ignored. Set LATCHKEY_TEST_POSTGRES_URL to run it."
+            }
+        );
+    }
+    let mut trials = Vec::new();
+    for test in tests {
+        let short = test
+            .name
+            .split_once("::")
+            .map_or(test.name, |(_, rest)| rest);
+        trials.push(Trial::test(format!("sqlite::{short}"), move || {
+            run_body(Backend::Sqlite, test)
+        }));
+        let trial = match &postgres {
+            Ok(()) => Trial::test(format!("postgres::{short}"), move || {
+                run_body(Backend::Postgres, test)
+            }),
+            Err(reason) if required => {
+                let reason = reason.clone();
+                Trial::test(format!("postgres::{short}"), move || {
+                    Err(format!("PostgreSQL is required (CI) but unreachable: {reason}").into())
+                })
+            }
+            Err(reason) => {
+                let reason = reason.clone();
+                Trial::test(format!("postgres::{short}"), move || {
+                    Err(format!("PostgreSQL unreachable: {reason}").into())
+                })
+                .with_ignored_flag(true)
+            }
+        };
+        trials.push(trial);
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    if postgres.is_err() && !required {
+        eprintln!(
+            "\n*** Reminder: the PostgreSQL half of the suite was NOT run (PostgreSQL unreachable).\n"
+        );
+    }
+    conclusion.exit_code()
+}
