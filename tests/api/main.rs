@@ -2,10 +2,28 @@
 //! binary, each test on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod current_user;
+mod forged;
+mod login;
+mod logout;
 mod operations;
+mod refresh;
 mod register;
+mod requests;
+mod verify;
 
 fn main() -> std::process::ExitCode {
-    let tests = [operations::tests(), register::tests()].concat();
+    let tests = [
+        operations::tests(),
+        register::tests(),
+        login::tests(),
+        current_user::tests(),
+        forged::tests(),
+        refresh::tests(),
+        logout::tests(),
+        verify::tests(),
+        requests::tests(),
+    ]
+    .concat();
     latchkey_tests::runner::main(tests)
 }

@@ -20,3 +20,36 @@ pub use runner::{Ctx, Test};
 
 /// A password that passes every validator.
 pub const PASSWORD: &str = "correct-horse-battery-9";
+
+/// The HMAC key test servers sign with, so tests can forge tokens.
+pub const TEST_SECRET: &str = "test-secret-key-that-is-long-enough-0123456789";
+
+/// Signs `claims` as HS256 with `secret` (or any other algorithm of the
+/// HMAC family): for forged-token tests.
+pub fn forge(
+    algorithm: jsonwebtoken::Algorithm,
+    secret: &str,
+    claims: &serde_json::Value,
+) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The payload of a token, read without verification.
+pub fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Now in Unix seconds.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
