@@ -10,6 +10,7 @@ mod operations;
 mod refresh;
 mod register;
 mod requests;
+mod users;
 mod verify;
 
 fn main() -> std::process::ExitCode {
@@ -21,6 +22,7 @@ fn main() -> std::process::ExitCode {
         forged::tests(),
         refresh::tests(),
         logout::tests(),
+        users::tests(),
         verify::tests(),
         requests::tests(),
     ]

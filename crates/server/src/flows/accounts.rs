@@ -5,7 +5,7 @@ use latchkey_persistence::{NewUser, User, UserChanges, db_now};
 
 use super::tokens::{TokenPair, start_session};
 use crate::body::Fields;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::{ApiError, EMAIL_TAKEN, FieldErrors};
 use crate::state::{AppState, unix_now};
 
 pub const PASSWORDS_DIFFER: &str = "Password fields didn't match.";
@@ -15,8 +15,13 @@ pub fn password_messages(errors: &[PasswordError]) -> Vec<String> {
 }
 
 /// Email and password from a body, validated as the register serializer does
-/// (`password2`, when sent, must match).
-pub fn parse_credentials(fields: &Fields, errors: &mut FieldErrors) -> Option<(Email, Password)> {
+/// (`password2`, when sent, must match; a taken email is reported with the
+/// other field errors). `None` when any field failed.
+pub async fn new_credentials(
+    state: &AppState,
+    fields: &Fields,
+    errors: &mut FieldErrors,
+) -> Result<Option<(Email, Password)>, ApiError> {
     let email = fields
         .required_string("email", errors)
         .and_then(|raw| match Email::parse(&raw) {
@@ -41,12 +46,23 @@ pub fn parse_credentials(fields: &Fields, errors: &mut FieldErrors) -> Option<(E
             None
         }
     });
-    Some((email?, password?))
+    let Some(email) = email else {
+        return Ok(None);
+    };
+    let lookup = email.clone();
+    if state
+        .with_conn(move |conn| Ok(User::find_by_email(conn, &lookup)?.is_some()))
+        .await?
+    {
+        errors.add("email", EMAIL_TAKEN);
+        return Ok(None);
+    }
+    Ok(password.map(|password| (email, password)))
 }
 
-/// Hashes the password (on the hashing pool) and stores the account. A
-/// taken email is the 400 field error, whether found before hashing or by
-/// the unique constraint when two registrations race.
+/// Hashes the password (on the hashing pool) and stores the account. Two
+/// registrations racing past the check above meet the unique constraint:
+/// the loser gets the same 400 field error.
 pub async fn create_account(state: &AppState, account: NewAccount) -> Result<User, ApiError> {
     let email = account.email.clone();
     let taken = state
@@ -75,7 +91,7 @@ pub async fn register(
     fields: Fields,
 ) -> Result<(User, TokenPair), ApiError> {
     let mut errors = FieldErrors::default();
-    let credentials = parse_credentials(&fields, &mut errors);
+    let credentials = new_credentials(state, &fields, &mut errors).await?;
     errors.into_result()?;
     let Some((email, password)) = credentials else {
         return Err(ApiError::Internal(

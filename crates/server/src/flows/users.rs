@@ -6,7 +6,7 @@ use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
 use latchkey_domain::{Email, NewAccount, Password, UserFlags};
 use latchkey_persistence::{ListOrder, ListQuery, User, UserChanges, UserPage, db_now};
 
-use super::accounts::{create_account, parse_credentials, password_messages};
+use super::accounts::{create_account, new_credentials, password_messages};
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
@@ -164,7 +164,7 @@ pub async fn create(
     let actor = actor(current);
     permissions::can_create(&actor, &FlagChange::default()).map_err(denied)?;
     let mut errors = FieldErrors::default();
-    let credentials = parse_credentials(&fields, &mut errors);
+    let credentials = new_credentials(state, &fields, &mut errors).await?;
     let (is_active, is_staff, is_superuser) = requested_flags(&fields, &mut errors);
     errors.into_result()?;
     let Some((email, password)) = credentials else {
