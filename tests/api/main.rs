@@ -2,11 +2,13 @@
 //! binary, each test on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod current_user;
 mod forged;
 mod login;
 mod logout;
 mod operations;
+mod persistence;
 mod refresh;
 mod register;
 mod requests;
@@ -16,6 +18,8 @@ mod verify;
 fn main() -> std::process::ExitCode {
     let tests = [
         operations::tests(),
+        persistence::tests(),
+        cli::tests(),
         register::tests(),
         login::tests(),
         current_user::tests(),

@@ -273,7 +273,6 @@ impl TestApp {
     }
 
     /// Registers with the default password and returns the response.
-    #[track_caller]
     pub async fn registered(&self, email: &str) -> Response {
         let response = self.register(email, PASSWORD).await;
         assert_eq!(response.status, 201, "register {email}: {}", response.text);

@@ -56,10 +56,10 @@ pub fn run_latchkey(
         command.env(k, v);
     }
     let mut child = command.spawn().expect("latchkey starts");
-    if let Some(mut handle) = child.stdin.take() {
-        if let Some(input) = stdin {
-            let _ = handle.write_all(input.as_bytes());
-        }
+    if let Some(mut handle) = child.stdin.take()
+        && let Some(input) = stdin
+    {
+        let _ = handle.write_all(input.as_bytes());
     }
     child.wait_with_output().expect("latchkey finishes")
 }

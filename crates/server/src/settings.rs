@@ -134,6 +134,8 @@ pub struct Settings {
     pub throttle_auth_per_ip: Option<Rate>,
     pub redis_url: Option<String>,
     pub log_format: LogFormat,
+    /// Warnings about the configuration, logged when the server starts.
+    pub notices: Vec<String>,
 }
 
 /// Reads variables through `lookup`, so tests can pass a map.
@@ -304,6 +306,7 @@ impl Settings {
             Some(raw) => DatabaseUrl::parse(&raw).map_err(|e| SettingsError(e.to_string()))?,
             None => DatabaseUrl::sqlite_file(data_dir.join("latchkey.sqlite3")),
         };
+        let mut notices = Vec::new();
         let secret_key = match env.raw("SECRET_KEY") {
             Some(key) => Secret(key.into_bytes()),
             None if production => {
@@ -311,7 +314,7 @@ impl Settings {
                     "SECRET_KEY is not set: in production (LATCHKEY_ENV=production) latchkey refuses to start without one".into(),
                 ));
             }
-            None => Secret(development_secret(&data_dir)?),
+            None => Secret(development_secret(&data_dir, &mut notices)?),
         };
         let algorithm = env.parsed(
             "ALGORITHM",
@@ -448,6 +451,7 @@ impl Settings {
             throttle_auth_per_ip: env.rate("THROTTLE_AUTH_PER_IP", "60/1m")?,
             redis_url: env.raw("REDIS_URL"),
             log_format,
+            notices,
         };
         Ok(settings)
     }
@@ -459,7 +463,10 @@ impl Settings {
 
 /// The development secret: generated once, kept in `DATA_DIR/secret_key`
 /// with mode 0600, so tokens survive restarts without any set-up.
-fn development_secret(data_dir: &Path) -> Result<Vec<u8>, SettingsError> {
+fn development_secret(
+    data_dir: &Path,
+    notices: &mut Vec<String>,
+) -> Result<Vec<u8>, SettingsError> {
     let path = data_dir.join("secret_key");
     let io_error = |e: std::io::Error| {
         SettingsError(format!(
@@ -470,20 +477,20 @@ fn development_secret(data_dir: &Path) -> Result<Vec<u8>, SettingsError> {
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim();
         if !existing.is_empty() {
-            log::warn!(
+            notices.push(format!(
                 "SECRET_KEY is not set: using the development key kept in {}",
                 path.display()
-            );
+            ));
             return Ok(existing.as_bytes().to_vec());
         }
     }
     std::fs::create_dir_all(data_dir).map_err(io_error)?;
     let key = latchkey_auth::csrf::new_csrf_token() + &latchkey_auth::csrf::new_csrf_token();
     write_private_file(&path, &key).map_err(io_error)?;
-    log::warn!(
+    notices.push(format!(
         "SECRET_KEY is not set: generated a development key into {} (set SECRET_KEY in production)",
         path.display()
-    );
+    ));
     Ok(key.into_bytes())
 }
 

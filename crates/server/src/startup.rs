@@ -85,6 +85,9 @@ impl Application {
     /// Applies pending migrations, binds `settings.bind` (port 0 picks a free
     /// port) and builds the server.
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        for notice in &settings.notices {
+            log::warn!("{notice}");
+        }
         let db = open_database(&settings)?;
         let applied = pending_migrations_applied(&db)?;
         if !applied.is_empty() {
