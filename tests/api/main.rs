@@ -12,6 +12,7 @@ mod persistence;
 mod refresh;
 mod register;
 mod requests;
+mod sessions;
 mod users;
 mod verify;
 
@@ -29,6 +30,7 @@ fn main() -> std::process::ExitCode {
         users::tests(),
         verify::tests(),
         requests::tests(),
+        sessions::tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)

@@ -152,6 +152,32 @@ impl TokenCodec {
         Ok(claims)
     }
 
+    /// A sliding token presented for refresh: its `exp` may have passed, its
+    /// `refresh_exp` may not.
+    pub fn verify_sliding_refresh(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        let payload = self.decode_payload(token)?;
+        self.check_audience_and_issuer(&payload)?;
+        let claims = Claims::from_payload(&payload, &self.names)?;
+        if claims.token_type != TokenType::Sliding {
+            return Err(TokenError::WrongType);
+        }
+        match claims.refresh_exp {
+            Some(refresh_exp) if refresh_exp > now - self.settings.leeway => Ok(claims),
+            Some(_) => Err(TokenError::Expired),
+            None => Err(TokenError::Invalid),
+        }
+    }
+
+    /// The sliding token's successor: same `jti` and `refresh_exp`, issued
+    /// now with a new `exp`.
+    pub fn slide(&self, claims: &Claims, now: i64) -> IssuedToken {
+        self.sign(Claims {
+            exp: now + self.settings.sliding_lifetime,
+            iat: now,
+            ..claims.clone()
+        })
+    }
+
     fn decode_payload(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != self.keys.algorithm {
@@ -440,6 +466,35 @@ mod tests {
         let codec = codec();
         let issued = codec.issue(TokenType::Refresh, 3, NOW);
         assert_eq!(codec.sign(issued.claims.clone()).token, issued.token);
+    }
+
+    #[test]
+    fn an_expired_sliding_token_slides_until_refresh_exp() {
+        let codec = codec();
+        let issued = codec.issue(TokenType::Sliding, 3, NOW);
+        let later = NOW + 3600;
+        assert_eq!(
+            codec.verify(&issued.token, &[TokenType::Sliding], later),
+            Err(TokenError::Expired)
+        );
+        let claims = codec.verify_sliding_refresh(&issued.token, later).unwrap();
+        let slid = codec.slide(&claims, later);
+        assert_eq!(slid.claims.jti, issued.claims.jti);
+        assert_eq!(slid.claims.refresh_exp, issued.claims.refresh_exp);
+        assert!(
+            codec
+                .verify(&slid.token, &[TokenType::Sliding], later + 1)
+                .is_ok()
+        );
+        assert_eq!(
+            codec.verify_sliding_refresh(&issued.token, NOW + 24 * 3600),
+            Err(TokenError::Expired)
+        );
+        let access = codec.issue(TokenType::Access, 3, NOW);
+        assert_eq!(
+            codec.verify_sliding_refresh(&access.token, NOW),
+            Err(TokenError::WrongType)
+        );
     }
 
     #[test]

@@ -37,6 +37,11 @@ struct NewBlacklistedToken {
     blacklisted_at: NaiveDateTime,
 }
 
+enum RevokeScope<'a> {
+    Session(&'a str),
+    User(i64),
+}
+
 /// A stored refresh token with its blacklist entry, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -160,13 +165,36 @@ impl OutstandingToken {
         session_id: &str,
         at: NaiveDateTime,
     ) -> Result<usize, StoreError> {
+        Self::blacklist_all(conn, RevokeScope::Session(session_id), at)
+    }
+
+    /// Blacklists every token of a user (logout everywhere, password change).
+    pub fn blacklist_user(
+        conn: &mut DbConnection,
+        user_id: i64,
+        at: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
+        Self::blacklist_all(conn, RevokeScope::User(user_id), at)
+    }
+
+    fn blacklist_all(
+        conn: &mut DbConnection,
+        scope: RevokeScope<'_>,
+        at: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
         conn.transaction(|conn| {
-            let live: Vec<i64> = outstanding_tokens::table
+            let live = outstanding_tokens::table
                 .left_join(blacklisted_tokens::table)
-                .filter(outstanding_tokens::session_id.eq(session_id))
                 .filter(blacklisted_tokens::id.nullable().is_null())
                 .select(outstanding_tokens::id)
-                .load(conn)?;
+                .into_boxed();
+            let live: Vec<i64> = match scope {
+                RevokeScope::Session(session_id) => {
+                    live.filter(outstanding_tokens::session_id.eq(session_id))
+                }
+                RevokeScope::User(user_id) => live.filter(outstanding_tokens::user_id.eq(user_id)),
+            }
+            .load(conn)?;
             for token_id in &live {
                 diesel::insert_into(blacklisted_tokens::table)
                     .values(NewBlacklistedToken {

@@ -107,9 +107,14 @@ pub async fn register(
     Ok((user, pair))
 }
 
-/// `POST /auth/`: the same 401 for an unknown email, a wrong password and an
-/// inactive user, after the same one bcrypt verification.
-pub async fn login(state: &web_data::State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
+/// Checks email and password as `POST /auth/` and `POST /auth/sliding/` do:
+/// the same 401 for an unknown email, a wrong password and an inactive user,
+/// after the same one bcrypt verification. On success records the login
+/// (`UPDATE_LAST_LOGIN`) and returns the user as stored now.
+pub async fn authenticate_credentials(
+    state: &web_data::State,
+    fields: &Fields,
+) -> Result<User, ApiError> {
     let mut errors = FieldErrors::default();
     let raw_email = fields.required_string("email", &mut errors);
     let raw_password = fields.required_string("password", &mut errors);
@@ -139,27 +144,29 @@ pub async fn login(state: &web_data::State, fields: Fields) -> Result<(User, Tok
         Some(user) if matches && user.is_active => user,
         _ => return Err(ApiError::no_active_account()),
     };
-    let app = state.clone();
-    let update_last_login = state.settings.update_last_login;
+    if !state.settings.update_last_login {
+        return Ok(user);
+    }
     state
         .with_conn(move |conn| {
-            let now = db_now();
-            let user = if update_last_login {
-                User::update(
-                    conn,
-                    user.id,
-                    &UserChanges {
-                        last_login: Some(now),
-                        ..UserChanges::default()
-                    },
-                )?
-            } else {
-                user
+            let changes = UserChanges {
+                last_login: Some(db_now()),
+                ..UserChanges::default()
             };
-            let pair = start_session(conn, &app, user.id, unix_now())?;
-            Ok((user, pair))
+            Ok(User::update(conn, user.id, &changes)?)
         })
         .await
+}
+
+/// `POST /auth/`: checked credentials and a new session.
+pub async fn login(state: &web_data::State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
+    let user = authenticate_credentials(state, &fields).await?;
+    let app = state.clone();
+    let user_id = user.id;
+    let pair = state
+        .with_conn(move |conn| start_session(conn, &app, user_id, unix_now()))
+        .await?;
+    Ok((user, pair))
 }
 
 pub mod web_data {

@@ -3,5 +3,6 @@
 //! beyond the error they return.
 
 pub mod accounts;
+pub mod sessions;
 pub mod tokens;
 pub mod users;

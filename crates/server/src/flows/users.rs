@@ -1,12 +1,12 @@
 //! The user viewset (`/list/`): the permission policy of the domain crate
 //! applied to storage.
 
-use chrono::{NaiveDateTime, Timelike};
 use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
 use latchkey_domain::{Email, NewAccount, Password, UserFlags};
 use latchkey_persistence::{ListOrder, ListQuery, User, UserChanges, UserPage, db_now};
 
 use super::accounts::{create_account, new_credentials, password_messages};
+use super::sessions::revoke_everything;
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
@@ -31,11 +31,6 @@ fn target(user: &User) -> Target {
 
 fn denied(_: permissions::Denied) -> ApiError {
     ApiError::PermissionDenied
-}
-
-/// `tokens_valid_after` is kept in whole seconds, like `iat`.
-fn revocation_instant(now: NaiveDateTime) -> NaiveDateTime {
-    now.with_nanosecond(0).unwrap_or(now)
 }
 
 /// A page request as the query string gives it.
@@ -247,10 +242,17 @@ pub async fn update(
         is_staff: change.is_staff,
         last_login: None,
         updated_at: Some(now),
-        tokens_valid_after: revokes.then(|| revocation_instant(now)),
+        tokens_valid_after: None,
     };
+    // A new password or a deactivation ends every session of the account.
     state
-        .with_conn(move |conn| Ok(User::update(conn, id, &changes)?))
+        .with_conn(move |conn| {
+            if revokes {
+                revoke_everything(conn, id, changes)
+            } else {
+                Ok(User::update(conn, id, &changes)?)
+            }
+        })
         .await
 }
 

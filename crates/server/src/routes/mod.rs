@@ -3,6 +3,7 @@
 
 mod fallback;
 mod operations;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -54,6 +55,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(["/auth/verify/", "/auth/verify"])
             .route(web::post().to(tokens::verify))
             .default_service(allow("POST")),
+    )
+    .service(
+        web::resource(["/auth/sessions/", "/auth/sessions"])
+            .route(
+                web::delete()
+                    .to(sessions::logout_everywhere)
+                    .wrap(from_fn(authenticate)),
+            )
+            .default_service(allow("DELETE")),
+    )
+    .service(
+        web::resource(["/auth/password/", "/auth/password"])
+            .route(
+                web::post()
+                    .to(sessions::change_password)
+                    .wrap(from_fn(authenticate)),
+            )
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource(["/auth/sliding/", "/auth/sliding"])
+            .route(web::post().to(sessions::obtain_sliding))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource(["/auth/sliding/refresh/", "/auth/sliding/refresh"])
+            .route(web::post().to(sessions::refresh_sliding))
+            .default_service(allow("POST")),
+    )
+    .service(
+        web::resource("/.well-known/jwks.json")
+            .route(web::get().to(sessions::jwks))
+            .default_service(allow("GET")),
     )
     .service(
         web::scope("/list")

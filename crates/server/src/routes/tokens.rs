@@ -20,7 +20,7 @@ use crate::views::user_json;
 
 /// Sets the token cookies (and a `csrftoken` if the client has none, or a
 /// fresh one when `new_csrf` as on login) and forbids caching.
-fn with_tokens(
+pub fn with_tokens(
     builder: &mut HttpResponseBuilder,
     state: &State,
     req: &HttpRequest,

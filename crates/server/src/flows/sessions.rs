@@ -1,0 +1,129 @@
+//! Revoking sessions: logout everywhere, password change, sliding tokens.
+
+use chrono::{NaiveDateTime, Timelike};
+use latchkey_auth::{Claims, IssuedToken, TokenType, issued_before_revocation};
+use latchkey_domain::{Email, Password};
+use latchkey_persistence::{DbConnection, OutstandingToken, User, UserChanges, db_now};
+
+use super::accounts::{password_messages, web_data::State};
+use super::tokens::{TokenPair, start_session};
+use crate::authn::CurrentUser;
+use crate::body::Fields;
+use crate::error::{ApiError, FieldErrors};
+use crate::state::unix_now;
+
+pub const WRONG_OLD_PASSWORD: &str =
+    "Your old password was entered incorrectly. Please enter it again.";
+
+/// `tokens_valid_after` is kept in whole seconds, like `iat`.
+pub fn revocation_instant(now: NaiveDateTime) -> NaiveDateTime {
+    now.with_nanosecond(0).unwrap_or(now)
+}
+
+/// Moves the user's `tokens_valid_after` to now and blacklists every refresh
+/// token they hold: every session ends, access tokens included.
+pub fn revoke_everything(
+    conn: &mut DbConnection,
+    user_id: i64,
+    extra: UserChanges,
+) -> Result<User, ApiError> {
+    let now = db_now();
+    let changes = UserChanges {
+        tokens_valid_after: Some(revocation_instant(now)),
+        ..extra
+    };
+    let user = User::update(conn, user_id, &changes)?;
+    OutstandingToken::blacklist_user(conn, user_id, now)?;
+    Ok(user)
+}
+
+/// `DELETE /auth/sessions/`.
+pub async fn logout_everywhere(state: &State, current: &CurrentUser) -> Result<(), ApiError> {
+    let user_id = current.user.id;
+    state
+        .with_conn(move |conn| revoke_everything(conn, user_id, UserChanges::default()).map(|_| ()))
+        .await
+}
+
+/// `POST /auth/password/`: checks the old password, validates and stores
+/// the new one, revokes every session, and starts a new one for the caller.
+pub async fn change_password(
+    state: &State,
+    current: &CurrentUser,
+    fields: Fields,
+) -> Result<(User, TokenPair), ApiError> {
+    let mut errors = FieldErrors::default();
+    let old = fields.required_string("old_password", &mut errors);
+    let new = fields.required_string("new_password", &mut errors);
+    errors.into_result()?;
+    let (Some(old), Some(new)) = (old, new) else {
+        return Err(ApiError::Internal(
+            "passwords parsed without errors but missing".into(),
+        ));
+    };
+    let hash = current.user.password_hash.clone();
+    let old_matches = state
+        .hashing
+        .run(move |hasher| hasher.verify(&old, &hash))
+        .await?;
+    if !old_matches {
+        return Err(ApiError::Fields(FieldErrors::single(
+            "old_password",
+            WRONG_OLD_PASSWORD,
+        )));
+    }
+    let email = Email::parse(&current.user.email).ok();
+    let password = Password::parse(&new, email.as_ref()).map_err(|failures| {
+        let mut errors = FieldErrors::default();
+        for message in password_messages(&failures) {
+            errors.add("new_password", message);
+        }
+        ApiError::Fields(errors)
+    })?;
+    let new_hash = state
+        .hashing
+        .run(move |hasher| hasher.hash(&password))
+        .await?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let app = state.clone();
+    let user_id = current.user.id;
+    state
+        .with_conn(move |conn| {
+            let user = revoke_everything(
+                conn,
+                user_id,
+                UserChanges {
+                    password_hash: Some(new_hash),
+                    updated_at: Some(db_now()),
+                    ..UserChanges::default()
+                },
+            )?;
+            let pair = start_session(conn, &app, user_id, unix_now())?;
+            Ok((user, pair))
+        })
+        .await
+}
+
+/// `POST /auth/sliding/refresh/`: a new sliding token while `refresh_exp`
+/// has not passed, for a user who may still use it.
+pub async fn slide(state: &State, claims: Claims) -> Result<IssuedToken, ApiError> {
+    let app = state.clone();
+    state
+        .with_conn(move |conn| {
+            let user =
+                User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
+            if !user.is_active {
+                return Err(ApiError::user_inactive());
+            }
+            if issued_before_revocation(claims.iat, user.tokens_valid_after.and_utc().timestamp()) {
+                return Err(ApiError::token_blacklisted());
+            }
+            Ok(app.codec.slide(&claims, unix_now()))
+        })
+        .await
+}
+
+/// A new sliding token for a user whose credentials were just checked.
+pub fn issue_sliding(state: &State, user_id: i64) -> IssuedToken {
+    state.codec.issue(TokenType::Sliding, user_id, unix_now())
+}
