@@ -13,6 +13,7 @@ mod refresh;
 mod register;
 mod requests;
 mod sessions;
+mod throttling;
 mod users;
 mod verify;
 
@@ -31,6 +32,8 @@ fn main() -> std::process::ExitCode {
         verify::tests(),
         requests::tests(),
         sessions::tests(),
+        throttling::tests(),
+        throttling::redis_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)

@@ -93,3 +93,24 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+pub fn redis_url() -> String {
+    std::env::var("LATCHKEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `Err(reason)` when Redis cannot be reached; checked once.
+pub fn redis_available() -> Result<(), String> {
+    static AVAILABLE: OnceLock<Result<(), String>> = OnceLock::new();
+    AVAILABLE
+        .get_or_init(|| {
+            let client = redis::Client::open(redis_url()).map_err(|e| e.to_string())?;
+            let mut conn = client
+                .get_connection_with_timeout(std::time::Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            redis::cmd("PING")
+                .query::<String>(&mut conn)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}

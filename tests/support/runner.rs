@@ -7,7 +7,9 @@ use std::pin::Pin;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::app::TestApp;
-use crate::database::{Backend, TestDatabase, postgres_available, postgres_required};
+use crate::database::{
+    Backend, TestDatabase, postgres_available, postgres_required, redis_available, redis_url,
+};
 
 pub type TestFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -16,6 +18,8 @@ pub type TestFuture = Pin<Box<dyn Future<Output = ()>>>;
 pub struct Test {
     pub name: &'static str,
     pub body: fn(Ctx) -> TestFuture,
+    /// Needs the Redis at `LATCHKEY_TEST_REDIS_URL`.
+    pub redis: bool,
 }
 
 /// What a test body gets: its backend, and a way to start servers on
@@ -59,6 +63,21 @@ macro_rules! tests {
             vec![$($crate::Test {
                 name: concat!(module_path!(), "::", stringify!($name)),
                 body: |ctx| Box::pin($name(ctx)),
+                redis: false,
+            }),*]
+        }
+    };
+}
+
+/// Registers bodies that need Redis: `redis_tests![a, b]`.
+#[macro_export]
+macro_rules! redis_tests {
+    ($($name:ident),* $(,)?) => {
+        pub fn redis_tests() -> Vec<$crate::Test> {
+            vec![$($crate::Test {
+                name: concat!(module_path!(), "::", stringify!($name)),
+                body: |ctx| Box::pin($name(ctx)),
+                redis: true,
             }),*]
         }
     };

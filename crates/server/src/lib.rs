@@ -12,6 +12,7 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod throttle;
 pub mod views;
 
 pub use settings::Settings;

@@ -12,6 +12,7 @@ use latchkey_persistence::{Database, PoolOptions, pending_migrations_applied};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, HashingPool};
+use crate::throttle::{CounterStore, Throttle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -121,6 +122,16 @@ impl Application {
             reuse_interval: i64::try_from(settings.refresh_token_reuse_interval.as_secs())
                 .unwrap_or(i64::MAX),
         };
+        let store = match &settings.redis_url {
+            Some(url) => CounterStore::redis(url).map_err(StartupError::Config)?,
+            None => CounterStore::memory(),
+        };
+        let throttle = Throttle::new(
+            store,
+            settings.throttle_auth_per_ip,
+            settings.throttle_login_failures,
+            settings.trusted_proxies.clone(),
+        );
         let workers = settings.workers;
         let state = web::Data::new(AppState {
             settings,
@@ -128,6 +139,7 @@ impl Application {
             codec,
             hashing,
             refresh_policy,
+            throttle,
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || {

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::settings::Settings;
+use crate::throttle::Throttle;
 
 pub struct AppState {
     pub settings: Settings,
@@ -17,6 +18,7 @@ pub struct AppState {
     pub codec: TokenCodec,
     pub hashing: HashingPool,
     pub refresh_policy: RefreshPolicy,
+    pub throttle: Throttle,
 }
 
 impl AppState {

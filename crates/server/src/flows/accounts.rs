@@ -1,5 +1,6 @@
 //! Register, log in, and create accounts (the CLI's `create-superuser` too).
 
+use actix_web::web;
 use latchkey_domain::{Email, NewAccount, Password, PasswordError};
 use latchkey_persistence::{NewUser, User, UserChanges, db_now};
 
@@ -124,6 +125,10 @@ pub async fn authenticate_credentials(
             "credentials parsed without errors but missing".into(),
         ));
     };
+    let account = raw_email.trim().to_lowercase();
+    let throttled = state.clone();
+    let key = account.clone();
+    web::block(move || throttled.throttle.check_login(&key)).await??;
     let user = match Email::parse(&raw_email) {
         Ok(email) => {
             state
@@ -140,8 +145,18 @@ pub async fn authenticate_credentials(
             None => hasher.verify_dummy(&password),
         })
         .await?;
+    let succeeded = matches && user.as_ref().is_some_and(|u| u.is_active);
+    let throttled = state.clone();
+    web::block(move || {
+        if succeeded {
+            throttled.throttle.login_succeeded(&account);
+        } else {
+            throttled.throttle.login_failed(&account);
+        }
+    })
+    .await?;
     let user = match user {
-        Some(user) if matches && user.is_active => user,
+        Some(user) if succeeded => user,
         _ => return Err(ApiError::no_active_account()),
     };
     if !state.settings.update_last_login {

@@ -11,6 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 
 use crate::authn::authenticate;
+use crate::throttle::limit_per_ip;
 use fallback::allow;
 pub use fallback::not_found;
 
@@ -32,12 +33,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource(["/register/", "/register"])
-            .route(web::post().to(tokens::register))
+            .route(web::post().to(tokens::register).wrap(from_fn(limit_per_ip)))
             .default_service(allow("POST")),
     )
     .service(
         web::resource(["/auth/", "/auth"])
-            .route(web::post().to(tokens::login))
+            .route(web::post().to(tokens::login).wrap(from_fn(limit_per_ip)))
             .route(
                 web::get()
                     .to(tokens::current_user)
@@ -48,7 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource(["/auth/refresh/", "/auth/refresh"])
-            .route(web::post().to(tokens::refresh))
+            .route(web::post().to(tokens::refresh).wrap(from_fn(limit_per_ip)))
             .default_service(allow("POST")),
     )
     .service(
@@ -76,12 +77,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource(["/auth/sliding/", "/auth/sliding"])
-            .route(web::post().to(sessions::obtain_sliding))
+            .route(
+                web::post()
+                    .to(sessions::obtain_sliding)
+                    .wrap(from_fn(limit_per_ip)),
+            )
             .default_service(allow("POST")),
     )
     .service(
         web::resource(["/auth/sliding/refresh/", "/auth/sliding/refresh"])
-            .route(web::post().to(sessions::refresh_sliding))
+            .route(
+                web::post()
+                    .to(sessions::refresh_sliding)
+                    .wrap(from_fn(limit_per_ip)),
+            )
             .default_service(allow("POST")),
     )
     .service(
