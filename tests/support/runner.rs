@@ -107,12 +107,40 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
             }
         );
     }
+    let redis = redis_available();
+    if let Err(reason) = &redis {
+        eprintln!(
+            "\n*** Redis is not reachable at {} ({reason}).\n*** {}\n",
+            redis_url(),
+            if required {
+                "CI/LATCHKEY_REQUIRE_POSTGRES is set: every Redis test will FAIL."
+            } else {
+                "The Redis tests were NOT run: they are listed as ignored."
+            }
+        );
+    }
     let mut trials = Vec::new();
     for test in tests {
         let short = test
             .name
             .split_once("::")
             .map_or(test.name, |(_, rest)| rest);
+        if test.redis
+            && let Err(reason) = &redis
+        {
+            for backend in ["sqlite", "postgres"] {
+                let reason = reason.clone();
+                let trial = Trial::test(format!("{backend}::{short}"), move || {
+                    Err(format!("Redis unreachable: {reason}").into())
+                });
+                trials.push(if required {
+                    trial
+                } else {
+                    trial.with_ignored_flag(true)
+                });
+            }
+            continue;
+        }
         trials.push(Trial::test(format!("sqlite::{short}"), move || {
             run_body(Backend::Sqlite, test)
         }));
