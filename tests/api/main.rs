@@ -2,6 +2,7 @@
 //! binary, each test on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
 mod cli;
 mod current_user;
 mod forged;
@@ -22,6 +23,7 @@ fn main() -> std::process::ExitCode {
         operations::tests(),
         persistence::tests(),
         cli::tests(),
+        browser::tests(),
         register::tests(),
         login::tests(),
         current_user::tests(),

@@ -7,6 +7,7 @@ pub mod body;
 pub mod cli;
 pub mod error;
 pub mod flows;
+pub mod observability;
 pub mod routes;
 pub mod settings;
 pub mod startup;

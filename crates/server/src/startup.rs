@@ -3,12 +3,14 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use latchkey_auth::{JwtSettings, KeyConfig, KeySet, PasswordHasher, RefreshPolicy, TokenCodec};
 use latchkey_persistence::{Database, PoolOptions, pending_migrations_applied};
 
+use crate::observability::{self, Metrics};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, HashingPool};
@@ -73,6 +75,22 @@ pub fn token_codec(settings: &Settings) -> Result<TokenCodec, StartupError> {
             user_id_claim: settings.user_id_claim.clone(),
         },
     ))
+}
+
+/// CORS for the exact origins of `CORS_ALLOWED_ORIGINS`, with credentials;
+/// off when there are none. Other origins get no CORS headers (the browser
+/// refuses them) but are not blocked, so same-origin pages keep working.
+fn cors(origins: &[String]) -> Condition<Cors> {
+    let mut cors = Cors::default()
+        .supports_credentials()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allowed_headers(["Content-Type", "Authorization", "X-CSRFToken", "Accept"])
+        .block_on_origin_mismatch(false)
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    Condition::new(!origins.is_empty(), cors)
 }
 
 /// The server, bound and ready to run.
@@ -140,8 +158,10 @@ impl Application {
             hashing,
             refresh_policy,
             throttle,
+            metrics: Metrics::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?,
         });
         let app_state = state.clone();
+        let cors_origins = state.settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -151,7 +171,8 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("X-Frame-Options", "DENY")),
                 )
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(from_fn(observability::record))
+                .wrap(cors(&cors_origins))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -9,6 +9,7 @@ use latchkey_persistence::{Database, DbConnection};
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+use crate::observability::Metrics;
 use crate::settings::Settings;
 use crate::throttle::Throttle;
 
@@ -19,6 +20,7 @@ pub struct AppState {
     pub hashing: HashingPool,
     pub refresh_policy: RefreshPolicy,
     pub throttle: Throttle,
+    pub metrics: Metrics,
 }
 
 impl AppState {

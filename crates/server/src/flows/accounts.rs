@@ -149,8 +149,10 @@ pub async fn authenticate_credentials(
     let throttled = state.clone();
     web::block(move || {
         if succeeded {
+            throttled.metrics.logins.inc();
             throttled.throttle.login_succeeded(&account);
         } else {
+            throttled.metrics.login_failures.inc();
             throttled.throttle.login_failed(&account);
         }
     })

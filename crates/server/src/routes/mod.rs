@@ -27,6 +27,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(allow("GET")),
     )
     .service(
+        web::resource(["/metrics", "/metrics/"])
+            .route(web::get().to(crate::observability::metrics))
+            .default_service(allow("GET")),
+    )
+    .service(
         web::resource(["/readyz", "/readyz/"])
             .route(web::get().to(operations::readyz))
             .default_service(allow("GET")),

@@ -1,0 +1,140 @@
+//! Metrics (Prometheus text at `/metrics`) and one log line per request.
+//!
+//! The log line holds the method, the path without its query string, the
+//! status, the latency and the user id when known: never a token, a
+//! password or a hash.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, web};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::authn::AuthOutcome;
+use crate::state::AppState;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pub logins: IntCounter,
+    pub login_failures: IntCounter,
+    pub throttled: IntCounter,
+    pool_in_use: IntGauge,
+    pool_idle: IntGauge,
+    pool_max: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("latchkey".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "method"],
+        )?;
+        let logins = IntCounter::new("logins_total", "Successful logins")?;
+        let login_failures = IntCounter::new("login_failures_total", "Failed logins")?;
+        let throttled =
+            IntCounter::new("throttled_requests_total", "Requests refused by throttling")?;
+        let pool_in_use =
+            IntGauge::new("db_pool_connections_in_use", "Database connections in use")?;
+        let pool_idle = IntGauge::new("db_pool_connections_idle", "Idle database connections")?;
+        let pool_max = IntGauge::new("db_pool_connections_max", "Database pool size")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(login_failures.clone()))?;
+        registry.register(Box::new(throttled.clone()))?;
+        registry.register(Box::new(pool_in_use.clone()))?;
+        registry.register(Box::new(pool_idle.clone()))?;
+        registry.register(Box::new(pool_max.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            logins,
+            login_failures,
+            throttled,
+            pool_in_use,
+            pool_idle,
+            pool_max,
+        })
+    }
+
+    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[route, method])
+            .observe(seconds);
+        if status == 429 {
+            self.throttled.inc();
+        }
+    }
+}
+
+/// Times and counts every request, and logs it.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    // Unmatched paths share one label, so scanners cannot grow the series.
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let user = match response.request().extensions().get::<AuthOutcome>() {
+        Some(AuthOutcome::Authenticated(current)) => current.user.id.to_string(),
+        _ => "-".into(),
+    };
+    if let Some(state) = state {
+        state
+            .metrics
+            .observe(&route, &method, status, elapsed.as_secs_f64());
+    }
+    log::info!(
+        target: "latchkey::request",
+        "{method} {path} {status} {:.3}ms user={user}",
+        elapsed.as_secs_f64() * 1000.0
+    );
+    Ok(response)
+}
+
+/// `GET /metrics`.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (in_use, idle) = state.db.pool_state();
+    state.metrics.pool_in_use.set(i64::from(in_use));
+    state.metrics.pool_idle.set(i64::from(idle));
+    state.metrics.pool_max.set(i64::from(state.db.max_size()));
+    let mut buffer = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(error) = encoder.encode(&state.metrics.registry.gather(), &mut buffer) {
+        log::error!("metrics encoding failed: {error}");
+    }
+    HttpResponse::Ok()
+        .content_type(encoder.format_type())
+        .body(buffer)
+}
