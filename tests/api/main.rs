@@ -5,6 +5,7 @@
 mod browser;
 mod cli;
 mod current_user;
+mod faults;
 mod forged;
 mod login;
 mod logout;
@@ -22,6 +23,7 @@ fn main() -> std::process::ExitCode {
     let tests = [
         operations::tests(),
         persistence::tests(),
+        faults::postgres_tests(),
         cli::tests(),
         browser::tests(),
         register::tests(),

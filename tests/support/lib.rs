@@ -12,6 +12,7 @@
 pub mod app;
 pub mod binary;
 pub mod database;
+pub mod private_pg;
 pub mod runner;
 
 pub use app::{Response, TestApp};

@@ -20,6 +20,8 @@ pub struct Test {
     pub body: fn(Ctx) -> TestFuture,
     /// Needs the Redis at `LATCHKEY_TEST_REDIS_URL`.
     pub redis: bool,
+    /// Only meaningful on PostgreSQL (a server the test stops and starts).
+    pub postgres_only: bool,
 }
 
 /// What a test body gets: its backend, and a way to start servers on
@@ -64,6 +66,7 @@ macro_rules! tests {
                 name: concat!(module_path!(), "::", stringify!($name)),
                 body: |ctx| Box::pin($name(ctx)),
                 redis: false,
+                postgres_only: false,
             }),*]
         }
     };
@@ -78,6 +81,22 @@ macro_rules! redis_tests {
                 name: concat!(module_path!(), "::", stringify!($name)),
                 body: |ctx| Box::pin($name(ctx)),
                 redis: true,
+                postgres_only: false,
+            }),*]
+        }
+    };
+}
+
+/// Registers bodies that run on PostgreSQL only: `postgres_tests![a, b]`.
+#[macro_export]
+macro_rules! postgres_tests {
+    ($($name:ident),* $(,)?) => {
+        pub fn postgres_tests() -> Vec<$crate::Test> {
+            vec![$($crate::Test {
+                name: concat!(module_path!(), "::", stringify!($name)),
+                body: |ctx| Box::pin($name(ctx)),
+                redis: false,
+                postgres_only: true,
             }),*]
         }
     };
@@ -141,9 +160,11 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
             }
             continue;
         }
-        trials.push(Trial::test(format!("sqlite::{short}"), move || {
-            run_body(Backend::Sqlite, test)
-        }));
+        if !test.postgres_only {
+            trials.push(Trial::test(format!("sqlite::{short}"), move || {
+                run_body(Backend::Sqlite, test)
+            }));
+        }
         let trial = match &postgres {
             Ok(()) => Trial::test(format!("postgres::{short}"), move || {
                 run_body(Backend::Postgres, test)

@@ -2,13 +2,15 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use latchkey_auth::{JwtSettings, KeyConfig, KeySet, PasswordHasher, RefreshPolicy, TokenCodec};
-use latchkey_persistence::{Database, PoolOptions, pending_migrations_applied};
+use latchkey_persistence::{Database, PoolOptions, StoreError, pending_migrations_applied};
 
 use crate::observability::{self, Metrics};
 use crate::routes;
@@ -93,6 +95,27 @@ fn cors(origins: &[String]) -> Condition<Cors> {
     Condition::new(!origins.is_empty(), cors)
 }
 
+/// Retries the migrations every second until the database answers.
+fn migrate_when_available(state: web::Data<AppState>) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            match pending_migrations_applied(&state.db) {
+                Ok(applied) => {
+                    log::info!(
+                        "the database is back: applied {} migration(s)",
+                        applied.len()
+                    );
+                    state.schema_ready.store(true, Ordering::Release);
+                    return;
+                }
+                Err(StoreError::Unavailable(_)) => continue,
+                Err(other) => log::error!("migrations failed: {other}"),
+            }
+        }
+    });
+}
+
 /// The server, bound and ready to run.
 pub struct Application {
     port: u16,
@@ -108,19 +131,33 @@ impl Application {
             log::warn!("{notice}");
         }
         let db = open_database(&settings)?;
-        let applied = pending_migrations_applied(&db)?;
-        if !applied.is_empty() {
-            log::info!("applied {} migration(s) on {}", applied.len(), db.backend());
-        }
+        // A database that is down does not stop the server: it answers 503
+        // and migrates in the background as soon as the database is back.
+        let schema_ready = match pending_migrations_applied(&db) {
+            Ok(applied) => {
+                if !applied.is_empty() {
+                    log::info!("applied {} migration(s) on {}", applied.len(), db.backend());
+                }
+                true
+            }
+            Err(StoreError::Unavailable(cause)) => {
+                log::error!(
+                    "the database is unavailable at start-up ({cause}); answering 503 until it is back"
+                );
+                false
+            }
+            Err(other) => return Err(other.into()),
+        };
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| StartupError::Bind(settings.bind.clone(), e))?;
-        Self::build_with(settings, db, listener)
+        Self::build_with(settings, db, listener, schema_ready)
     }
 
     fn build_with(
         settings: Settings,
         db: Database,
         listener: TcpListener,
+        schema_ready: bool,
     ) -> Result<Self, StartupError> {
         let port = listener
             .local_addr()
@@ -159,7 +196,11 @@ impl Application {
             refresh_policy,
             throttle,
             metrics: Metrics::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?,
+            schema_ready: AtomicBool::new(schema_ready),
         });
+        if !schema_ready {
+            migrate_when_available(state.clone());
+        }
         let app_state = state.clone();
         let cors_origins = state.settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {

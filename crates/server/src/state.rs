@@ -2,6 +2,7 @@
 //! password hashing pool.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::web;
 use latchkey_auth::{PasswordHasher, RefreshPolicy, TokenCodec};
@@ -21,6 +22,9 @@ pub struct AppState {
     pub refresh_policy: RefreshPolicy,
     pub throttle: Throttle,
     pub metrics: Metrics,
+    /// False while the database could not be migrated yet (it was down at
+    /// start-up): requests that need it get 503 until it is.
+    pub schema_ready: AtomicBool,
 }
 
 impl AppState {
@@ -31,6 +35,11 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
     {
+        if !self.schema_ready.load(Ordering::Acquire) {
+            return Err(ApiError::Unavailable(
+                "the database has not been migrated yet".into(),
+            ));
+        }
         let db = self.db.clone();
         web::block(move || {
             let mut conn = db.get()?;

@@ -22,8 +22,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers and is migrated.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state
+        .schema_ready
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Err(ApiError::Unavailable(
+            "the database has not been migrated yet".into(),
+        ));
+    }
     let db = state.db.clone();
     web::block(move || db.ping()).await??;
     Ok(HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok" })))
