@@ -7,6 +7,7 @@ mod cli;
 mod current_user;
 mod faults;
 mod forged;
+mod keys;
 mod login;
 mod logout;
 mod operations;
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
         verify::tests(),
         requests::tests(),
         sessions::tests(),
+        keys::tests(),
         throttling::tests(),
         throttling::redis_tests(),
     ]

@@ -1,7 +1,13 @@
 //! Signing and verifying keys: an HMAC secret, or PEM keys for RS256, ES256
 //! and EdDSA, each asymmetric key named by its RFC 7638 thumbprint (`kid`).
 
-use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+use std::str::FromStr;
+
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
+    PublicKeyUse, RSAKeyParameters, RSAKeyType, ThumbprintHash,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 use crate::KeyError;
@@ -71,7 +77,7 @@ impl KeySet {
             Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
                 EncodingKey::from_rsa_pem(pem)
             }
-            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem),
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem),
             Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
             other => {
                 return Err(KeyError::Invalid(format!(
@@ -80,28 +86,28 @@ impl KeySet {
             }
         }
         .map_err(|e| invalid("SIGNING_KEY_FILE is not a valid PEM private key", e))?;
-        let own_jwk = public_jwk(&signing, algorithm)?;
-        let signing_kid = own_jwk.common.key_id.clone();
-        let mut verifying = vec![VerifyingKey {
-            kid: signing_kid.clone(),
-            key: DecodingKey::from_jwk(&own_jwk)
-                .map_err(|e| invalid("cannot derive the verifying key", e))?,
-        }];
+        let own_jwk = named(public_jwk_from_pem(
+            public_half(pem, algorithm)?.as_bytes(),
+            algorithm,
+        )?);
         let mut keys = vec![own_jwk];
         for pem in &config.verifying_pems {
-            let key = match algorithm {
-                Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
-                Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
-                _ => DecodingKey::from_rsa_pem(pem),
+            let jwk = named(public_jwk_from_pem(pem, algorithm)?);
+            if !keys.iter().any(|k| k.common.key_id == jwk.common.key_id) {
+                keys.push(jwk);
             }
-            .map_err(|e| invalid("a verifying key is not a valid PEM public key", e))?;
-            let kid = fingerprint(pem);
-            verifying.push(VerifyingKey {
-                kid: Some(kid),
-                key,
-            });
         }
-        keys.retain(|jwk| jwk.is_supported());
+        let verifying = keys
+            .iter()
+            .map(|jwk| {
+                Ok(VerifyingKey {
+                    kid: jwk.common.key_id.clone(),
+                    key: DecodingKey::from_jwk(jwk)
+                        .map_err(|e| invalid("cannot use a verifying key", e))?,
+                })
+            })
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        let signing_kid = keys[0].common.key_id.clone();
         Ok(KeySet {
             algorithm,
             signing,
@@ -122,18 +128,110 @@ impl KeySet {
     }
 }
 
-/// The JWK of a private key's public half, with its thumbprint as `kid`.
-fn public_jwk(key: &EncodingKey, algorithm: Algorithm) -> Result<Jwk, KeyError> {
-    let mut jwk = Jwk::from_encoding_key(key, algorithm)
-        .map_err(|e| invalid("cannot derive the public key", e))?;
+/// Names a JWK by its RFC 7638 thumbprint and marks it for signatures.
+fn named(mut jwk: Jwk) -> Jwk {
     jwk.common.key_id = Some(jwk.thumbprint(ThumbprintHash::SHA256));
-    Ok(jwk)
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk
 }
 
-/// A stable name for a configured public key.
-fn fingerprint(pem: &[u8]) -> String {
+fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(pem);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The PEM public key of a PEM private key (PKCS#8, or PKCS#1 for RSA).
+fn public_half(private_pem: &[u8], algorithm: Algorithm) -> Result<String, KeyError> {
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+    let text = std::str::from_utf8(private_pem)
+        .map_err(|e| invalid("SIGNING_KEY_FILE is not PEM text", e))?;
+    let not_private = |e: &dyn std::fmt::Display| {
+        invalid("SIGNING_KEY_FILE is not a PEM private key for ALGORITHM", e)
+    };
+    let not_encodable = |e: &dyn std::fmt::Display| invalid("cannot encode the public key", e);
+    match algorithm {
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(text)
+                .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(text))
+                .map_err(|e| not_private(&e))?;
+            key.to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| not_encodable(&e))
+        }
+        Algorithm::ES256 => {
+            let key = p256::SecretKey::from_pkcs8_pem(text).map_err(|e| not_private(&e))?;
+            key.public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| not_encodable(&e))
+        }
+        Algorithm::EdDSA => {
+            let key =
+                ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| not_private(&e))?;
+            key.verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| not_encodable(&e))
+        }
+        other => Err(KeyError::Invalid(format!(
+            "unsupported ALGORITHM {other:?}"
+        ))),
+    }
+}
+
+/// The JWK of a PEM public key (SubjectPublicKeyInfo) for `algorithm`.
+fn public_jwk_from_pem(pem: &[u8], algorithm: Algorithm) -> Result<Jwk, KeyError> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let text =
+        std::str::from_utf8(pem).map_err(|e| invalid("a verifying key is not PEM text", e))?;
+    let not_public = |e: &dyn std::fmt::Display| {
+        invalid("a verifying key is not a PEM public key for ALGORITHM", e)
+    };
+    let parameters = match algorithm {
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
+            use rsa::traits::PublicKeyParts;
+            let key = rsa::RsaPublicKey::from_public_key_pem(text).map_err(|e| not_public(&e))?;
+            AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: b64(&key.n().to_bytes_be()),
+                e: b64(&key.e().to_bytes_be()),
+            })
+        }
+        Algorithm::ES256 => {
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            let key = p256::PublicKey::from_public_key_pem(text).map_err(|e| not_public(&e))?;
+            let point = key.to_encoded_point(false);
+            let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                return Err(KeyError::Invalid(
+                    "an ES256 verifying key has no coordinates".into(),
+                ));
+            };
+            AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                key_type: EllipticCurveKeyType::EC,
+                curve: EllipticCurve::P256,
+                x: b64(x),
+                y: b64(y),
+            })
+        }
+        Algorithm::EdDSA => {
+            let key = ed25519_dalek::VerifyingKey::from_public_key_pem(text)
+                .map_err(|e| not_public(&e))?;
+            AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: b64(key.as_bytes()),
+            })
+        }
+        other => {
+            return Err(KeyError::Invalid(format!(
+                "verifying keys are not supported for {other:?}"
+            )));
+        }
+    };
+    Ok(Jwk {
+        common: CommonParameters {
+            key_algorithm: KeyAlgorithm::from_str(&format!("{algorithm:?}")).ok(),
+            ..CommonParameters::default()
+        },
+        algorithm: parameters,
+    })
 }

@@ -95,6 +95,8 @@ pub struct KeySettings {
     pub secret: Secret,
     pub signing_key_file: Option<PathBuf>,
     pub verifying_key_files: Vec<PathBuf>,
+    /// `VERIFYING_KEY`: a PEM public key given inline, as simplejwt takes it.
+    pub verifying_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -265,7 +267,6 @@ fn parse_algorithm(raw: &str) -> Option<Algorithm> {
         "RS384" => Some(Algorithm::RS384),
         "RS512" => Some(Algorithm::RS512),
         "ES256" => Some(Algorithm::ES256),
-        "ES384" => Some(Algorithm::ES384),
         "EdDSA" => Some(Algorithm::EdDSA),
         _ => None,
     }
@@ -319,7 +320,7 @@ impl Settings {
         let algorithm = env.parsed(
             "ALGORITHM",
             Algorithm::HS256,
-            "one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, EdDSA",
+            "one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, EdDSA",
             parse_algorithm,
         )?;
         let signing_secret = env
@@ -348,6 +349,7 @@ impl Settings {
             algorithm,
             secret: signing_secret,
             signing_key_file: env.raw("SIGNING_KEY_FILE").map(PathBuf::from),
+            verifying_key: env.raw("VERIFYING_KEY"),
             verifying_key_files,
         };
         let cookies = CookiePolicy {

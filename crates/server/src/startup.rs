@@ -46,16 +46,25 @@ fn read_key_file(path: &std::path::Path, variable: &str) -> Result<Vec<u8>, Star
 
 pub fn token_codec(settings: &Settings) -> Result<TokenCodec, StartupError> {
     let keys = &settings.keys;
-    let signing_pem = keys
-        .signing_key_file
-        .as_deref()
-        .map(|path| read_key_file(path, "SIGNING_KEY_FILE"))
-        .transpose()?;
-    let verifying_pems = keys
+    // An asymmetric key comes from SIGNING_KEY_FILE, or inline in
+    // SIGNING_KEY as simplejwt takes it.
+    let signing_pem = match keys.signing_key_file.as_deref() {
+        Some(path) => Some(read_key_file(path, "SIGNING_KEY_FILE")?),
+        None if keys.secret.expose().starts_with(b"-----BEGIN") => {
+            Some(keys.secret.expose().to_vec())
+        }
+        None => None,
+    };
+    let mut verifying_pems = keys
         .verifying_key_files
         .iter()
         .map(|path| read_key_file(path, "VERIFYING_KEY_FILES"))
         .collect::<Result<Vec<_>, _>>()?;
+    verifying_pems.extend(
+        keys.verifying_key
+            .as_ref()
+            .map(|pem| pem.as_bytes().to_vec()),
+    );
     let key_set = KeySet::new(&KeyConfig {
         algorithm: keys.algorithm,
         secret: keys.secret.expose().to_vec(),
