@@ -5,6 +5,7 @@
 mod browser;
 mod cli;
 mod current_user;
+mod docs;
 mod faults;
 mod forged;
 mod keys;
@@ -27,6 +28,7 @@ fn main() -> std::process::ExitCode {
         faults::postgres_tests(),
         cli::tests(),
         browser::tests(),
+        docs::tests(),
         register::tests(),
         login::tests(),
         current_user::tests(),

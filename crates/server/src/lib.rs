@@ -8,6 +8,8 @@ pub mod cli;
 pub mod error;
 pub mod flows;
 pub mod observability;
+pub mod openapi;
+pub mod requests;
 pub mod routes;
 pub mod settings;
 pub mod startup;

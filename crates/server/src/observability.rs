@@ -124,6 +124,8 @@ pub async fn record(
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let (in_use, idle) = state.db.pool_state();
     state.metrics.pool_in_use.set(i64::from(in_use));

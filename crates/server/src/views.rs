@@ -1,23 +1,147 @@
-//! What the API shows of a user: never the password hash.
+//! What the API returns, as typed views: the JSON bodies and their OpenAPI
+//! schemas come from the same structs, so the description cannot drift.
+//! A user's view never holds the password hash.
+
+use std::collections::BTreeMap;
 
 use chrono::NaiveDateTime;
 use latchkey_persistence::User;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// ISO 8601 in UTC with microseconds and `Z`, as DRF renders datetimes.
 pub fn timestamp(instant: NaiveDateTime) -> String {
     instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-pub fn user_json(user: &User) -> Value {
-    json!({
-        "id": user.id,
-        "email": user.email,
-        "is_active": user.is_active,
-        "is_staff": user.is_staff,
-        "is_superuser": user.is_superuser,
-        "last_login": user.last_login.map(timestamp),
-        "created_at": timestamp(user.created_at),
-        "updated_at": timestamp(user.updated_at),
-    })
+/// A user, as every endpoint shows one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    #[schema(example = "jae@example.com")]
+    pub email: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub is_superuser: bool,
+    #[schema(example = "2026-11-28T01:02:03.456789Z")]
+    pub last_login: Option<String>,
+    #[schema(example = "2026-11-28T01:02:03.456789Z")]
+    pub created_at: String,
+    #[schema(example = "2026-11-28T01:02:03.456789Z")]
+    pub updated_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        UserView {
+            id: user.id,
+            email: user.email.clone(),
+            is_active: user.is_active,
+            is_staff: user.is_staff,
+            is_superuser: user.is_superuser,
+            last_login: user.last_login.map(timestamp),
+            created_at: timestamp(user.created_at),
+            updated_at: timestamp(user.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenPairView {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// Register and login: the user, a message and a token pair.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    pub user: UserView,
+    #[schema(example = "login success")]
+    pub message: String,
+    pub token: TokenPairView,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageView {
+    #[schema(example = "Logout success")]
+    pub message: String,
+}
+
+/// Password change: the new token pair of the caller's new session.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PasswordChangedView {
+    #[schema(example = "Password changed")]
+    pub message: String,
+    pub token: TokenPairView,
+}
+
+/// A refresh: a new access token and, with rotation on, a new refresh token.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefreshView {
+    pub access: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SlidingView {
+    pub token: String,
+}
+
+/// One page of users.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserPageView {
+    pub count: i64,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<UserView>,
+}
+
+/// `{"detail": ...}`, with simplejwt's `code` where it gives one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorView {
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenMessageView {
+    #[schema(example = "AccessToken")]
+    pub token_class: String,
+    #[schema(example = "access")]
+    pub token_type: String,
+    #[schema(example = "Token is expired")]
+    pub message: String,
+}
+
+/// A bad access token on an authenticated request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenErrorView {
+    #[schema(example = "Given token not valid for any token type")]
+    pub detail: String,
+    #[schema(example = "token_not_valid")]
+    pub code: String,
+    pub messages: Vec<TokenMessageView>,
+}
+
+/// DRF's field errors: each field to its messages (`non_field_errors` for
+/// the others).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldErrorsView(pub BTreeMap<String, Vec<String>>);
+
+/// The API root.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RootView {
+    pub list: String,
+    pub register: String,
+    pub auth: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatusView {
+    #[schema(example = "ok")]
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }

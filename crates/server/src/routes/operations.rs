@@ -1,28 +1,39 @@
 //! The API root and the health endpoints.
 
+use crate::views::{ErrorView, RootView, StatusView};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /`: DRF's DefaultRouter root.
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "Links to the API", body = RootView)))]
 pub async fn api_root(req: HttpRequest) -> HttpResponse {
     let info = req.connection_info();
     let base = format!("{}://{}", info.scheme(), info.host());
-    HttpResponse::Ok().json(json!({
-        "list": format!("{base}/list/"),
-        "register": format!("{base}/register/"),
-        "auth": format!("{base}/auth/"),
-    }))
+    HttpResponse::Ok().json(RootView {
+        list: format!("{base}/list/"),
+        register: format!("{base}/register/"),
+        auth: format!("{base}/auth/"),
+    })
 }
 
 /// `GET /healthz`: the process serves; no database touch.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves", body = StatusView)))]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(StatusView {
+        status: "ok".into(),
+        database: None,
+    })
 }
 
 /// `GET /readyz`: the database answers and is migrated.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The database answers", body = StatusView),
+        (status = 503, description = "The database does not answer", body = ErrorView)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state
         .schema_ready
@@ -34,5 +45,16 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }
     let db = state.db.clone();
     web::block(move || db.ping()).await??;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok" })))
+    Ok(HttpResponse::Ok().json(StatusView {
+        status: "ok".into(),
+        database: Some("ok".into()),
+    }))
+}
+
+/// `GET /demo/`: a single-page app in plain HTML and JavaScript, served
+/// from the binary.
+pub async fn demo() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../../assets/demo.html"))
 }

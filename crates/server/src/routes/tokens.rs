@@ -8,15 +8,18 @@ use latchkey_auth::cookies::CSRF_COOKIE_NAME;
 use latchkey_auth::csrf::new_csrf_token;
 use latchkey_auth::{IssuedToken, TokenType};
 use latchkey_persistence::User;
-use serde_json::{Value, json};
 
 use crate::authn::{AuthOutcome, check_cookie_request};
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
 use crate::flows::accounts::{self, web_data::State};
 use crate::flows::tokens::{self as token_flows, Refreshed, TokenPair};
+use crate::requests::{LoginRequest, RefreshRequest, RegisterRequest, TokenRequest};
 use crate::state::unix_now;
-use crate::views::user_json;
+use crate::views::{
+    ErrorView, FieldErrorsView, MessageView, RefreshView, SessionView, TokenErrorView,
+    TokenPairView, UserView,
+};
 
 /// Sets the token cookies (and a `csrftoken` if the client has none, or a
 /// fresh one when `new_csrf` as on login) and forbids caching.
@@ -47,15 +50,31 @@ pub fn with_tokens(
     builder.cookie(policy.csrf_cookie(&csrf));
 }
 
-fn session_body(user: &User, message: &str, pair: &TokenPair) -> Value {
-    json!({
-        "user": user_json(user),
-        "message": message,
-        "token": { "access": pair.access.token, "refresh": pair.refresh.token },
-    })
+pub fn token_pair(pair: &TokenPair) -> TokenPairView {
+    TokenPairView {
+        access: pair.access.token.clone(),
+        refresh: pair.refresh.token.clone(),
+    }
+}
+
+fn session_body(user: &User, message: &str, pair: &TokenPair) -> SessionView {
+    SessionView {
+        user: UserView::from(user),
+        message: message.to_owned(),
+        token: token_pair(pair),
+    }
 }
 
 /// `POST /register/`.
+#[utoipa::path(post, path = "/register/", tag = "tokens",
+    request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, description = "Registered: the user, tokens, and the access/refresh/csrftoken cookies", body = SessionView),
+        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 413, description = "Body too large", body = ErrorView),
+        (status = 415, description = "Unsupported media type", body = ErrorView),
+        (status = 429, description = "Throttled", body = ErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn register(
     state: State,
     req: HttpRequest,
@@ -75,6 +94,14 @@ pub async fn register(
 }
 
 /// `POST /auth/`.
+#[utoipa::path(post, path = "/auth/", tag = "tokens",
+    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Logged in: the user, tokens, and the cookies", body = SessionView),
+        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 401, description = "No active account found with the given credentials", body = ErrorView),
+        (status = 429, description = "Throttled", body = ErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn login(
     state: State,
     req: HttpRequest,
@@ -93,6 +120,12 @@ pub async fn login(
     Ok(response.json(session_body(&user, "login success", &pair)))
 }
 
+#[utoipa::path(get, path = "/auth/", tag = "tokens",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The current user (new cookies when refreshed on the server)", body = UserView),
+        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 /// `GET /auth/`: the current user; when the access cookie is gone or expired
 /// and the refresh cookie is good, refreshes on the server and sets the new
 /// cookies.
@@ -103,7 +136,7 @@ pub async fn current_user(
 ) -> Result<HttpResponse, ApiError> {
     let error = match outcome {
         AuthOutcome::Authenticated(current) => {
-            return Ok(HttpResponse::Ok().json(user_json(&current.user)));
+            return Ok(HttpResponse::Ok().json(UserView::from(&current.user)));
         }
         AuthOutcome::Failed {
             error,
@@ -146,7 +179,7 @@ pub async fn current_user(
         refreshed.refresh.as_ref(),
         false,
     );
-    Ok(response.json(user_json(&user)))
+    Ok(response.json(UserView::from(&user)))
 }
 
 fn refresh_cookie(state: &State, req: &HttpRequest) -> Option<String> {
@@ -178,6 +211,16 @@ fn presented_refresh(
 }
 
 /// `POST /auth/refresh/`.
+#[utoipa::path(post, path = "/auth/refresh/", tag = "tokens",
+    request_body(content((RefreshRequest = "application/json"), (RefreshRequest = "application/x-www-form-urlencoded"))),
+    security((), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "A new access token (and, with rotation, refresh token)", body = RefreshView),
+        (status = 400, description = "No refresh token", body = FieldErrorsView),
+        (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
+        (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
+        (status = 429, description = "Throttled", body = ErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn refresh(
     state: State,
     req: HttpRequest,
@@ -194,10 +237,10 @@ pub async fn refresh(
     let Refreshed { access, refresh } = state
         .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now))
         .await?;
-    let mut body = json!({ "access": access.token });
-    if let Some(refresh) = &refresh {
-        body["refresh"] = json!(refresh.token);
-    }
+    let body = RefreshView {
+        access: access.token.clone(),
+        refresh: refresh.as_ref().map(|r| r.token.clone()),
+    };
     let mut response = HttpResponse::Ok();
     if from_cookie {
         with_tokens(
@@ -215,6 +258,13 @@ pub async fn refresh(
 }
 
 /// `POST /auth/verify/`.
+#[utoipa::path(post, path = "/auth/verify/", tag = "tokens",
+    request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The token is good: `{}`", body = Object),
+        (status = 400, description = "No token", body = FieldErrorsView),
+        (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
     let mut errors = FieldErrors::default();
     let token = fields.required_string("token", &mut errors);
@@ -231,7 +281,7 @@ pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiErr
     state
         .with_conn(move |conn| token_flows::verify_stored(conn, &claims))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({})))
+    Ok(HttpResponse::Ok().json(serde_json::Map::new()))
 }
 
 /// Clears both token cookies.
@@ -241,6 +291,13 @@ pub fn clearing_cookies(builder: &mut HttpResponseBuilder, state: &State) {
     builder.cookie(policy.clearing(&policy.refresh_name));
 }
 
+#[utoipa::path(delete, path = "/auth/", tag = "tokens",
+    request_body(content = RefreshRequest, content_type = "application/json"),
+    security((), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 202, description = "Logged out: cookies cleared, the session blacklisted", body = MessageView),
+        (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 /// `DELETE /auth/`: blacklists the session of the refresh token presented
 /// (body or cookie) and clears the cookies; 202 even without tokens.
 pub async fn logout(
@@ -260,5 +317,7 @@ pub async fn logout(
     let mut response = HttpResponse::Accepted();
     clearing_cookies(&mut response, &state);
     response.insert_header((header::CACHE_CONTROL, "no-store"));
-    Ok(response.json(json!({ "message": "Logout success" })))
+    Ok(response.json(MessageView {
+        message: "Logout success".into(),
+    }))
 }

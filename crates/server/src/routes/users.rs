@@ -2,14 +2,14 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::ApiError;
 use crate::flows::accounts::web_data::State;
 use crate::flows::users::{self, Page, PageRequest};
-use crate::views::user_json;
+use crate::requests::{UserCreateRequest, UserUpdateRequest};
+use crate::views::{ErrorView, FieldErrorsView, TokenErrorView, UserPageView, UserView};
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
@@ -42,6 +42,18 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().map_err(|_| ApiError::NotFound)
 }
 
+#[utoipa::path(get, path = "/list/", tag = "users",
+    params(
+        ("page" = Option<i64>, Query, description = "Page number, from 1"),
+        ("page_size" = Option<i64>, Query, description = "Users per page (default 100, at most 1000)"),
+        ("search" = Option<String>, Query, description = "Email contains this text"),
+        ("ordering" = Option<String>, Query, description = "id, email or created_at; a leading - reverses")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "One page of users", body = UserPageView),
+        (status = 404, description = "Invalid page", body = ErrorView),
+        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn list(
     state: State,
     req: HttpRequest,
@@ -61,33 +73,58 @@ pub async fn list(
     .await?;
     let next = page.has_next().then(|| page_url(&req, page.number + 1));
     let previous = (page.number > 1).then(|| page_url(&req, page.number - 1));
-    let results: Vec<_> = page.users.users.iter().map(user_json).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "count": page.users.count,
-        "next": next,
-        "previous": previous,
-        "results": results,
-    })))
+    Ok(HttpResponse::Ok().json(UserPageView {
+        count: page.users.count,
+        next,
+        previous,
+        results: page.users.users.iter().map(UserView::from).collect(),
+    }))
 }
 
+#[utoipa::path(post, path = "/list/", tag = "users",
+    request_body(content((UserCreateRequest = "application/json"), (UserCreateRequest = "application/x-www-form-urlencoded"))),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 201, description = "Created (staff only; is_superuser only by a superuser)", body = UserView),
+        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
+        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn create(
     state: State,
     user: CurrentUser,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
     let created = users::create(&state, &user, fields).await?;
-    Ok(HttpResponse::Created().json(user_json(&created)))
+    Ok(HttpResponse::Created().json(UserView::from(&created)))
 }
 
+#[utoipa::path(get, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 404, description = "Not found", body = ErrorView),
+        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn retrieve(
     state: State,
     _user: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let found = users::retrieve(&state, parse_id(&id)?).await?;
-    Ok(HttpResponse::Ok().json(user_json(&found)))
+    Ok(HttpResponse::Ok().json(UserView::from(&found)))
 }
 
+#[utoipa::path(put, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
+    request_body(content((UserUpdateRequest = "application/json"), (UserUpdateRequest = "application/x-www-form-urlencoded"))),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
+        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView),
+        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn update(
     state: State,
     user: CurrentUser,
@@ -95,9 +132,19 @@ pub async fn update(
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
     let updated = users::update(&state, &user, parse_id(&id)?, fields, false).await?;
-    Ok(HttpResponse::Ok().json(user_json(&updated)))
+    Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
+#[utoipa::path(patch, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
+    request_body(content((UserUpdateRequest = "application/json"), (UserUpdateRequest = "application/x-www-form-urlencoded"))),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
+        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView),
+        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn partial_update(
     state: State,
     user: CurrentUser,
@@ -105,9 +152,17 @@ pub async fn partial_update(
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
     let updated = users::update(&state, &user, parse_id(&id)?, fields, true).await?;
-    Ok(HttpResponse::Ok().json(user_json(&updated)))
+    Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
+#[utoipa::path(delete, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 204, description = "Deleted (staff; a superuser only by a superuser)"),
+        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView),
+        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn destroy(
     state: State,
     user: CurrentUser,

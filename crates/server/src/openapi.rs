@@ -1,0 +1,82 @@
+//! The OpenAPI 3.1 description, generated from the handlers' annotations
+//! and the view types, served at `/openapi.json`, with Swagger UI at `/docs`
+//! (its assets are compiled into the binary: no CDN).
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "latchkey",
+        description = "JWT authentication server: register, log in, refresh, log out, and manage users. \
+            Tokens travel in the `Authorization: Bearer` header or in the `access`/`refresh` cookies; \
+            cookie-authenticated unsafe requests need the `X-CSRFToken` header equal to the `csrftoken` cookie."
+    ),
+    paths(
+        routes::operations::api_root,
+        routes::operations::healthz,
+        routes::operations::readyz,
+        crate::observability::metrics,
+        routes::tokens::register,
+        routes::tokens::login,
+        routes::tokens::current_user,
+        routes::tokens::logout,
+        routes::tokens::refresh,
+        routes::tokens::verify,
+        routes::sessions::logout_everywhere,
+        routes::sessions::change_password,
+        routes::sessions::obtain_sliding,
+        routes::sessions::refresh_sliding,
+        routes::sessions::jwks,
+        routes::users::list,
+        routes::users::create,
+        routes::users::retrieve,
+        routes::users::update,
+        routes::users::partial_update,
+        routes::users::destroy,
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "tokens", description = "Register, log in, the current user, log out, refresh, verify"),
+        (name = "sessions", description = "Sessions and revocation, sliding tokens, keys"),
+        (name = "users", description = "The user viewset"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Both ways to authenticate: the Bearer header, or the access cookie with
+/// the CSRF header on unsafe methods.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("access"))),
+        );
+        components.add_security_scheme(
+            "csrf",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-CSRFToken"))),
+        );
+    }
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs`.
+pub fn service() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+}
