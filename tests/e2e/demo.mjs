@@ -1,0 +1,112 @@
+// End-to-end test of the /demo/ page in a real browser: register, reload
+// (the session survives through the cookies), list users, change password,
+// log out, log in again — the cookie + X-CSRFToken flow a single-page app uses.
+//
+// usage: node demo.mjs BINARY DATABASE_URL SCREENSHOT
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const [binary, databaseUrl, screenshot] = process.argv.slice(2);
+if (!binary || !databaseUrl || !screenshot) {
+  console.error("usage: node demo.mjs BINARY DATABASE_URL SCREENSHOT");
+  process.exit(2);
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error("FAILED: " + message);
+  console.log("ok - " + message);
+}
+
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const work = mkdtempSync(join(tmpdir(), "latchkey-e2e-"));
+const server = spawn(binary, ["serve"], {
+  cwd: work,
+  env: { PATH: process.env.PATH, BIND: `127.0.0.1:${port}`, DATABASE_URL: databaseUrl, BCRYPT_COST: "4", RUST_LOG: "warn" },
+  stdio: ["ignore", "inherit", "inherit"],
+});
+
+let browser;
+let failed = false;
+try {
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(base + "/healthz")).ok) break; } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage();
+  const status = page.locator("#status");
+  const email = `demo-${Date.now()}@example.com`;
+
+  await page.goto(base + "/demo/");
+  check(await page.locator("#anonymous").isVisible(), "a new visitor sees the register and login forms");
+
+  await page.fill("#register-email", email);
+  await page.fill("#register-password", "correct-horse-battery-9");
+  await page.click("#register-form button");
+  await status.filter({ hasText: "Registered as" }).waitFor();
+  check(await page.locator("#me-email").textContent() === email, "registering signs the user in");
+
+  const cookies = await page.context().cookies();
+  const access = cookies.find((c) => c.name === "access");
+  check(access && access.httpOnly, "the access cookie is HttpOnly");
+  check(cookies.some((c) => c.name === "csrftoken" && !c.httpOnly), "the csrftoken cookie is readable");
+
+  await page.reload();
+  await status.filter({ hasText: "Welcome back" }).waitFor();
+  check(await page.locator("#signed-in").isVisible(), "the session survives a reload through the cookies");
+
+  await page.click("#list-users");
+  await status.filter({ hasText: "user(s)" }).waitFor();
+  check(await page.locator("#users tbody tr").count() >= 1, "the user list loads by cookie");
+
+  await page.fill("#old-password", "correct-horse-battery-9");
+  await page.fill("#new-password", "a-new-passphrase-42");
+  await page.click("#password-form button");
+  await status.filter({ hasText: "Password changed" }).waitFor();
+  check(true, "the password changes with the X-CSRFToken header");
+
+  await page.reload();
+  await status.filter({ hasText: "Welcome back" }).waitFor();
+  check(await page.locator("#signed-in").isVisible(), "the new cookies from the password change keep the session");
+  await page.screenshot({ path: screenshot, fullPage: true });
+
+  await page.click("#logout");
+  await status.filter({ hasText: "Logged out" }).waitFor();
+  await page.reload();
+  await page.waitForLoadState("networkidle");
+  check(await page.locator("#anonymous").isVisible(), "after logout a reload shows the visitor forms");
+
+  await page.fill("#login-email", email);
+  await page.fill("#login-password", "a-new-passphrase-42");
+  await page.click("#login-form button");
+  await status.filter({ hasText: "Logged in as" }).waitFor();
+  check(await page.locator("#me-email").textContent() === email, "logging in with the new password works");
+  console.log("1 passed, 0 failed");
+} catch (error) {
+  failed = true;
+  console.error(error);
+  console.log("0 passed, 1 failed");
+} finally {
+  if (browser) await browser.close();
+  server.kill("SIGTERM");
+}
+process.exit(failed ? 1 : 0);
