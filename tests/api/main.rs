@@ -8,6 +8,7 @@ mod current_user;
 mod docs;
 mod faults;
 mod forged;
+mod instances;
 mod keys;
 mod login;
 mod logout;
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
         requests::tests(),
         sessions::tests(),
         keys::tests(),
+        instances::tests(),
         throttling::tests(),
         throttling::redis_tests(),
     ]
