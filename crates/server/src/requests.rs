@@ -8,9 +8,11 @@ use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "jae@example.com")]
+    #[schema(example = "jae@example.com", format = "email", max_length = 254)]
     email: String,
-    #[schema(example = "correct-horse-battery-9")]
+    /// 8 characters at least, at most 72 bytes in UTF-8; not common, not
+    /// entirely numeric, not too similar to the email.
+    #[schema(example = "correct-horse-battery-9", min_length = 8, max_length = 72)]
     password: String,
     /// When sent, must equal `password`.
     password2: Option<String>,
@@ -26,8 +28,9 @@ pub struct LoginRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
-    /// The refresh token; the `refresh` cookie is read when absent.
-    refresh: Option<String>,
+    /// The refresh token. A browser may send the `refresh` cookie (and the
+    /// CSRF header) instead of a body.
+    refresh: String,
 }
 
 #[derive(Deserialize, ToSchema)]

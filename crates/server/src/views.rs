@@ -97,12 +97,23 @@ pub struct UserPageView {
     pub results: Vec<UserView>,
 }
 
-/// `{"detail": ...}`, with simplejwt's `code` where it gives one.
+/// `{"detail": ...}`, with simplejwt's `code` where it gives one, and the
+/// per-token-class `messages` for a bad access token.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorView {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<TokenMessageView>>,
+}
+
+/// A 400: field errors, or `{"detail"}` for a body that is not JSON.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BadRequestView {
+    Fields(FieldErrorsView),
+    Detail(ErrorView),
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -113,16 +124,6 @@ pub struct TokenMessageView {
     pub token_type: String,
     #[schema(example = "Token is expired")]
     pub message: String,
-}
-
-/// A bad access token on an authenticated request.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TokenErrorView {
-    #[schema(example = "Given token not valid for any token type")]
-    pub detail: String,
-    #[schema(example = "token_not_valid")]
-    pub code: String,
-    pub messages: Vec<TokenMessageView>,
 }
 
 /// DRF's field errors: each field to its messages (`non_field_errors` for

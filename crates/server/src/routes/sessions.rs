@@ -1,9 +1,7 @@
 //! Sessions: logout everywhere, password change, sliding tokens, the JWKS.
 
 use crate::requests::{LoginRequest, PasswordChangeRequest, TokenRequest};
-use crate::views::{
-    ErrorView, FieldErrorsView, MessageView, PasswordChangedView, SlidingView, TokenErrorView,
-};
+use crate::views::{BadRequestView, ErrorView, MessageView, PasswordChangedView, SlidingView};
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse};
 
@@ -25,7 +23,7 @@ fn no_store() -> CacheControl {
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 202, description = "Every session of the user revoked, cookies cleared", body = MessageView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 403, description = "CSRF failed (cookie)", body = ErrorView)))]
 pub async fn logout_everywhere(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
     sessions::logout_everywhere(&state, &user).await?;
@@ -43,8 +41,8 @@ pub async fn logout_everywhere(state: State, user: CurrentUser) -> Result<HttpRe
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Password changed; other sessions revoked; a new token pair", body = PasswordChangedView),
-        (status = 400, description = "Wrong old password or weak new one", body = FieldErrorsView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 400, description = "Wrong old password or weak new one", body = BadRequestView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView)))]
 pub async fn change_password(
@@ -78,7 +76,7 @@ pub async fn change_password(
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "A sliding token", body = SlidingView),
-        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 400, description = "Field errors", body = BadRequestView),
         (status = 401, description = "No active account found with the given credentials", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView)))]
 pub async fn obtain_sliding(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
@@ -94,7 +92,7 @@ pub async fn obtain_sliding(state: State, fields: Fields) -> Result<HttpResponse
     request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The sliding token with a new expiry", body = SlidingView),
-        (status = 400, description = "No token", body = FieldErrorsView),
+        (status = 400, description = "No token", body = BadRequestView),
         (status = 401, description = "Token is invalid or expired", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView)))]
 pub async fn refresh_sliding(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {

@@ -17,8 +17,7 @@ use crate::flows::tokens::{self as token_flows, Refreshed, TokenPair};
 use crate::requests::{LoginRequest, RefreshRequest, RegisterRequest, TokenRequest};
 use crate::state::unix_now;
 use crate::views::{
-    ErrorView, FieldErrorsView, MessageView, RefreshView, SessionView, TokenErrorView,
-    TokenPairView, UserView,
+    BadRequestView, ErrorView, MessageView, RefreshView, SessionView, TokenPairView, UserView,
 };
 
 /// Sets the token cookies (and a `csrftoken` if the client has none, or a
@@ -70,7 +69,7 @@ fn session_body(user: &User, message: &str, pair: &TokenPair) -> SessionView {
     request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 201, description = "Registered: the user, tokens, and the access/refresh/csrftoken cookies", body = SessionView),
-        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 400, description = "Field errors", body = BadRequestView),
         (status = 413, description = "Body too large", body = ErrorView),
         (status = 415, description = "Unsupported media type", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView),
@@ -98,7 +97,7 @@ pub async fn register(
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Logged in: the user, tokens, and the cookies", body = SessionView),
-        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 400, description = "Field errors", body = BadRequestView),
         (status = 401, description = "No active account found with the given credentials", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
@@ -124,7 +123,7 @@ pub async fn login(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The current user (new cookies when refreshed on the server)", body = UserView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 /// `GET /auth/`: the current user; when the access cookie is gone or expired
 /// and the refresh cookie is good, refreshes on the server and sets the new
@@ -216,7 +215,7 @@ fn presented_refresh(
     security((), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "A new access token (and, with rotation, refresh token)", body = RefreshView),
-        (status = 400, description = "No refresh token", body = FieldErrorsView),
+        (status = 400, description = "No refresh token", body = BadRequestView),
         (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
         (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView),
@@ -262,7 +261,7 @@ pub async fn refresh(
     request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The token is good: `{}`", body = Object),
-        (status = 400, description = "No token", body = FieldErrorsView),
+        (status = 400, description = "No token", body = BadRequestView),
         (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
@@ -292,11 +291,14 @@ pub fn clearing_cookies(builder: &mut HttpResponseBuilder, state: &State) {
 }
 
 #[utoipa::path(delete, path = "/auth/", tag = "tokens",
-    request_body(content = RefreshRequest, content_type = "application/json"),
+    description = "The refresh token to blacklist comes from the body's `refresh` or the `refresh` cookie (then the CSRF header is needed); without one the answer is still 202.",
     security((), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 202, description = "Logged out: cookies cleared, the session blacklisted", body = MessageView),
+        (status = 400, description = "A body that cannot be read", body = BadRequestView),
         (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
+        (status = 413, description = "Body too large", body = ErrorView),
+        (status = 415, description = "Unsupported media type", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 /// `DELETE /auth/`: blacklists the session of the refresh token presented
 /// (body or cookie) and clears the cookies; 202 even without tokens.

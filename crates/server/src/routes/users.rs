@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::flows::accounts::web_data::State;
 use crate::flows::users::{self, Page, PageRequest};
 use crate::requests::{UserCreateRequest, UserUpdateRequest};
-use crate::views::{ErrorView, FieldErrorsView, TokenErrorView, UserPageView, UserView};
+use crate::views::{BadRequestView, ErrorView, UserPageView, UserView};
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
@@ -44,15 +44,15 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 
 #[utoipa::path(get, path = "/list/", tag = "users",
     params(
-        ("page" = Option<i64>, Query, description = "Page number, from 1"),
-        ("page_size" = Option<i64>, Query, description = "Users per page (default 100, at most 1000)"),
+        ("page" = Option<String>, Query, description = "Page number, from 1 (or `last`); anything else is 404"),
+        ("page_size" = Option<String>, Query, description = "Users per page: default 100, at most 1000; a value that is not a positive number falls back to the default, as DRF does"),
         ("search" = Option<String>, Query, description = "Email contains this text"),
         ("ordering" = Option<String>, Query, description = "id, email or created_at; a leading - reverses")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "One page of users", body = UserPageView),
         (status = 404, description = "Invalid page", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn list(
     state: State,
@@ -86,9 +86,9 @@ pub async fn list(
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 201, description = "Created (staff only; is_superuser only by a superuser)", body = UserView),
-        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 400, description = "Field errors", body = BadRequestView),
         (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn create(
     state: State,
@@ -104,7 +104,7 @@ pub async fn create(
     responses(
         (status = 200, description = "The user", body = UserView),
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn retrieve(
     state: State,
@@ -120,10 +120,10 @@ pub async fn retrieve(
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
-        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 400, description = "Field errors", body = BadRequestView),
         (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn update(
     state: State,
@@ -140,10 +140,10 @@ pub async fn update(
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
-        (status = 400, description = "Field errors", body = FieldErrorsView),
+        (status = 400, description = "Field errors", body = BadRequestView),
         (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn partial_update(
     state: State,
@@ -161,7 +161,7 @@ pub async fn partial_update(
         (status = 204, description = "Deleted (staff; a superuser only by a superuser)"),
         (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = TokenErrorView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn destroy(
     state: State,
