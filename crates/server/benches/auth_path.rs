@@ -1,0 +1,50 @@
+//! The per-request authentication path as the middleware runs it, minus the
+//! HTTP: verify the access token, load the user from a real SQLite database
+//! through the pool, and check them (active, not revoked).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::Algorithm;
+use latchkey_auth::{JwtSettings, KeyConfig, KeySet, TokenCodec, TokenType};
+use latchkey_domain::{Email, UserFlags};
+use latchkey_persistence::{
+    Database, DatabaseUrl, NewUser, PoolOptions, User, db_now, pending_migrations_applied,
+};
+use latchkey_server::authn::check_user;
+
+fn auth_path(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::sqlite_file(dir.path().join("bench.sqlite3"));
+    let db = Database::new(&url, PoolOptions::default()).unwrap();
+    pending_migrations_applied(&db).unwrap();
+    let flags = UserFlags {
+        is_active: true,
+        is_staff: false,
+        is_superuser: false,
+    };
+    let email = Email::parse("bench@example.com").unwrap();
+    let new = NewUser::new(&email, "$2b$04$x", flags, db_now());
+    let user = User::insert(&mut db.get().unwrap(), &new).unwrap();
+    let keys = KeySet::new(&KeyConfig {
+        algorithm: Algorithm::HS256,
+        secret: b"bench-secret-key-0123456789abcdef0123456789".to_vec(),
+        signing_pem: None,
+        verifying_pems: vec![],
+    })
+    .unwrap();
+    let codec = TokenCodec::new(keys, JwtSettings::default());
+    let now = chrono::Utc::now().timestamp() + 1;
+    let token = codec.issue(TokenType::Access, user.id, now).token;
+    c.bench_function("auth_path/verify_load_check_sqlite", |b| {
+        b.iter(|| {
+            let claims = codec
+                .verify(&token, &[TokenType::Access, TokenType::Sliding], now)
+                .unwrap();
+            let found = User::find(&mut db.get().unwrap(), claims.user_id).unwrap();
+            check_user(found, &claims).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, auth_path);
+criterion_main!(benches);
