@@ -4,7 +4,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -121,6 +122,27 @@ fn redact_password(url: &str) -> String {
     }
 }
 
+/// A pooled connection, and whether work on it failed for want of the
+/// database (then the pool discards it instead of handing it out again).
+pub struct Conn {
+    inner: DbConnection,
+    broken: bool,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = DbConnection;
+
+    fn deref(&self) -> &DbConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.inner
+    }
+}
+
 /// Opens connections for the pool and prepares each SQLite one.
 #[derive(Debug, Clone)]
 pub struct Manager {
@@ -129,11 +151,11 @@ pub struct Manager {
 }
 
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Conn;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
-        match &self.url {
+    fn connect(&self) -> Result<Conn, r2d2::Error> {
+        let inner = match &self.url {
             DatabaseUrl::Postgres(url) => PgConnection::establish(url)
                 .map(DbConnection::Postgresql)
                 .map_err(r2d2::Error::ConnectionError),
@@ -151,18 +173,22 @@ impl ManageConnection for Manager {
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-        }
+        }?;
+        Ok(Conn {
+            inner,
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), r2d2::Error> {
         diesel::sql_query("SELECT 1")
-            .execute(conn)
+            .execute(&mut conn.inner)
             .map(|_| ())
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken
     }
 }
 
@@ -187,7 +213,14 @@ impl Default for PoolOptions {
 pub struct Database {
     pool: r2d2::Pool<Manager>,
     backend: Backend,
+    /// Until when checkouts validate their connection: set after a
+    /// connection was found dead, as others from before an outage are too.
+    /// Validating every checkout always would cost a round trip per request.
+    validate_until: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How long after a dead connection checkouts keep validating.
+const SUSPICION: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -216,10 +249,12 @@ impl Database {
             .max_size(options.max_size.max(1))
             .min_idle(Some(0))
             .connection_timeout(options.connection_timeout)
+            .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(Database {
             pool,
             backend: url.backend(),
+            validate_until: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -229,7 +264,36 @@ impl Database {
 
     /// A connection, or [`StoreError::Unavailable`] after the pool timeout.
     pub fn get(&self) -> Result<PooledConnection, StoreError> {
-        Ok(self.pool.get()?)
+        for _ in 0..=self.pool.max_size() {
+            let mut conn = self.pool.get()?;
+            if !self.suspicious()
+                || diesel::sql_query("SELECT 1")
+                    .execute(&mut conn.inner)
+                    .is_ok()
+            {
+                return Ok(conn);
+            }
+            conn.broken = true;
+        }
+        Err(StoreError::Unavailable(
+            "no working database connection".into(),
+        ))
+    }
+
+    /// Work on `conn` failed for want of the database: the pool drops the
+    /// connection, and checkouts validate theirs for a while.
+    pub fn discard(&self, conn: &mut PooledConnection) {
+        conn.broken = true;
+        if let Ok(mut until) = self.validate_until.lock() {
+            *until = Some(Instant::now() + SUSPICION);
+        }
+    }
+
+    fn suspicious(&self) -> bool {
+        self.validate_until
+            .lock()
+            .map(|until| until.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(true)
     }
 
     /// Connections in use and idle, for metrics.
@@ -248,7 +312,10 @@ impl Database {
     /// Whether the database answers a trivial query now.
     pub fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.get()?;
-        diesel::sql_query("SELECT 1").execute(&mut *conn)?;
+        if let Err(error) = diesel::sql_query("SELECT 1").execute(&mut conn.inner) {
+            self.discard(&mut conn);
+            return Err(error.into());
+        }
         Ok(())
     }
 }

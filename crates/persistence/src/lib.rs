@@ -14,7 +14,8 @@ pub mod tokens;
 pub mod users;
 
 pub use connection::{
-    Backend, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection, UrlError,
+    Backend, Conn, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection,
+    UrlError,
 };
 pub use error::StoreError;
 pub use migrations::pending_migrations_applied;

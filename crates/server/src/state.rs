@@ -43,7 +43,11 @@ impl AppState {
         let db = self.db.clone();
         web::block(move || {
             let mut conn = db.get()?;
-            work(&mut conn)
+            let result = work(&mut conn);
+            if let Err(ApiError::Unavailable(_)) = &result {
+                db.discard(&mut conn);
+            }
+            result
         })
         .await?
     }

@@ -108,10 +108,15 @@ pub async fn create(
         (status = 503, description = "Database unavailable", body = ErrorView)))]
 pub async fn retrieve(
     state: State,
-    _user: CurrentUser,
+    user: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = users::retrieve(&state, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    // The authentication layer loaded the caller for this very request.
+    if id == user.user.id {
+        return Ok(HttpResponse::Ok().json(UserView::from(&user.user)));
+    }
+    let found = users::retrieve(&state, id).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&found)))
 }
 
