@@ -30,8 +30,11 @@ def peak_rss_mb(summary):
 def main():
     out = Path(sys.argv[1])
     ours = load(out / "latchkey" / "summary.json")
+    # The Django peer may have been measured in an earlier folder of the same
+    # session (DJANGO_FROM), as it takes long to seed.
+    django_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else out
     extra = load(out / "latchkey-extra.json") or {}
-    django = load(out / "django" / "summary.json")
+    django = load(django_dir / "django" / "summary.json")
     lines = ["# latchkey benchmark run", ""]
     meta = load(out / "latchkey" / "meta.json") or {}
     lines.append(f"Date {meta.get('date')}, {meta.get('nproc')} cores ({meta.get('cpu')}), {meta.get('wrk')}; "
@@ -40,18 +43,23 @@ def main():
     lines.append("")
     lines.append("| scenario | latchkey req/s | p50 ms | p99 ms | non-2xx | Django req/s | ratio |")
     lines.append("|---|---|---|---|---|---|---|")
+    # latchkey's `list` is one page of 100 (its default), Django's the whole
+    # table: compare the page_size=1000 row below for like with like.
     for scenario in ["login", "me", "me_cookie", "refresh", "list", "register"]:
         r = best(ours, scenario)
         d = best(django, scenario)
         if not r:
             continue
-        ratio = f"{r['rps'] / d['rps']:.1f}x" if d and d["rps"] else "-"
+        ratio = f"{r['rps'] / d['rps']:.1f}x" if d and d["rps"] and scenario != "list" else "-"
         lines.append(f"| {scenario} | {r['rps']:.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non2xx']} | "
                      f"{d['rps'] if d else '-'} | {ratio} |")
-    for name, row in [("bare (GET /healthz)", extra.get("bare")), ("list_page (page_size=1000)", extra.get("list_page"))]:
+    django_list = best(django, "list")
+    for name, row, peer in [("bare (GET /healthz)", extra.get("bare"), None),
+                            ("list of 1,000 at page_size=1000", extra.get("list_page"), django_list)]:
         if row:
+            ratio = f"{row['rps'] / peer['rps']:.0f}x" if peer and peer["rps"] else "-"
             lines.append(f"| {name} | {row['rps']:.1f} | {row['latency_us']['p50'] / 1000:.2f} | "
-                         f"{row['latency_us']['p99'] / 1000:.2f} | {row['non2xx']} | - | - |")
+                         f"{row['latency_us']['p99'] / 1000:.2f} | {row['non2xx']} | {peer['rps'] if peer else '-'} | {ratio} |")
     lines.append("")
     me, bare = best(ours, "me"), extra.get("bare")
     if me and bare:

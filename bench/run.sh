@@ -11,7 +11,8 @@
 #
 # Needs wrk, jq, curl, python3 and a PostgreSQL on 127.0.0.1:5432 (the
 # machine's; a database latchkey_bench is created and dropped). Environment:
-# DURATION (10s), RUNS (2), CONNECTIONS (32), PEER_DIR (../shared/peer).
+# DURATION (10s), RUNS (2), CONNECTIONS (32), PEER_DIR (../shared/peer),
+# DJANGO_FROM (an earlier OUTDIR whose django/ results the report compares with).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -107,4 +108,4 @@ if [ "${WITH_DJANGO:-0}" = 1 ]; then
   (cd "$PEER_DIR/django_seed" && ./stop.sh 8001)
 fi
 
-python3 bench/report.py "$OUT"
+python3 bench/report.py "$OUT" ${DJANGO_FROM:-}

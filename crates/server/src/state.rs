@@ -1,13 +1,13 @@
 //! What every handler shares: settings, the pool, the token codec and the
 //! password hashing pool.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use actix_web::web;
 use latchkey_auth::{PasswordHasher, RefreshPolicy, TokenCodec};
 use latchkey_persistence::{Database, DbConnection};
-use tokio::sync::Semaphore;
+use thread_priority::ThreadPriority;
 
 use crate::error::ApiError;
 use crate::observability::Metrics;
@@ -53,19 +53,46 @@ impl AppState {
     }
 }
 
-/// bcrypt runs here: at most one hash per core at a time, off the async
-/// workers, so a burst of logins queues instead of starving cheap requests.
+type HashJob = Box<dyn FnOnce(&PasswordHasher) + Send>;
+
+/// bcrypt runs here: one dedicated thread per core, at the lowest
+/// scheduling priority, off the async workers and off the blocking pool the
+/// database work uses. A burst of logins queues here and takes the CPU only
+/// when cheap requests leave it idle, so it cannot starve them.
 pub struct HashingPool {
     hasher: Arc<PasswordHasher>,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<HashJob>,
 }
 
 impl HashingPool {
-    pub fn new(hasher: PasswordHasher, size: usize) -> Self {
-        HashingPool {
-            hasher: Arc::new(hasher),
-            permits: Arc::new(Semaphore::new(size.max(1))),
+    pub fn new(hasher: PasswordHasher, size: usize) -> std::io::Result<Self> {
+        let hasher = Arc::new(hasher);
+        let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..size.max(1) {
+            let queue = Arc::clone(&queue);
+            let hasher = Arc::clone(&hasher);
+            std::thread::Builder::new()
+                .name(format!("latchkey-bcrypt-{n}"))
+                .spawn(move || {
+                    if let Err(error) =
+                        thread_priority::set_current_thread_priority(ThreadPriority::Min)
+                    {
+                        log::debug!("bcrypt thread keeps its priority: {error:?}");
+                    }
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&hasher),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
         }
+        Ok(HashingPool { hasher, jobs })
     }
 
     /// Makes the dummy hash on a thread of its own, so the first unknown
@@ -80,13 +107,16 @@ impl HashingPool {
         T: Send + 'static,
         F: FnOnce(&PasswordHasher) -> T + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move |hasher| {
+            let _ = done.send(work(hasher));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| ApiError::Internal("the hashing threads are gone".into()))?;
+        result
             .await
-            .map_err(|e| ApiError::Internal(format!("hashing pool closed: {e}")))?;
-        let hasher = Arc::clone(&self.hasher);
-        Ok(web::block(move || work(&hasher)).await?)
+            .map_err(|_| ApiError::Internal("a hashing job was dropped".into()))
     }
 }
 
