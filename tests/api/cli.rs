@@ -17,6 +17,7 @@ tests![
     a_bad_database_url_is_one_clear_line,
     a_bad_setting_names_the_variable,
     production_without_a_secret_refuses_to_start,
+    sigterm_drains_an_in_flight_request,
 ];
 
 fn stderr(output: &std::process::Output) -> String {
@@ -261,5 +262,63 @@ async fn production_without_a_secret_refuses_to_start(ctx: Ctx) {
         stderr(&output).contains("SECRET_KEY"),
         "{}",
         stderr(&output)
+    );
+}
+
+async fn sigterm_drains_an_in_flight_request(mut ctx: Ctx) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    // cost 14: a login takes about a second, long enough to be in flight
+    let mut server = Command::new(latchkey_tests::binary::latchkey_binary())
+        .args(["serve"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &url)
+        .env("BIND", &bind)
+        .env("BCRYPT_COST", "14")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{bind}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not start"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let login = client
+        .post(format!("{base}/auth/"))
+        .json(&serde_json::json!({"email": "nobody@example.com", "password": PASSWORD}))
+        .send();
+    let terminate = async {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        let status = Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (response, ()) = futures_util::future::join(login, terminate).await;
+    let response = response.expect("the in-flight login was answered, not cut off");
+    assert_eq!(response.status().as_u16(), 401);
+    let exit = server.wait().unwrap();
+    assert!(exit.success(), "graceful exit after SIGTERM: {exit:?}");
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "no longer serving"
     );
 }
