@@ -144,12 +144,10 @@ impl Req {
 
 impl TestApp {
     pub fn test_settings(
-        backend: Backend,
         database_url: &str,
         data_dir: &str,
         overrides: &[(&str, &str)],
     ) -> Settings {
-        let _ = backend;
         let mut vars: HashMap<String, String> = [
             ("BIND", "127.0.0.1:0"),
             (
@@ -179,12 +177,8 @@ impl TestApp {
         overrides: &[(&str, &str)],
     ) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let settings = Self::test_settings(
-            backend,
-            database_url,
-            data_dir.path().to_str().unwrap(),
-            overrides,
-        );
+        let settings =
+            Self::test_settings(database_url, data_dir.path().to_str().unwrap(), overrides);
         let app = Application::build(settings.clone()).expect("server builds");
         let port = app.port();
         let handle = app.handle();
