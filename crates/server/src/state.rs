@@ -13,6 +13,9 @@ use crate::observability::Metrics;
 use crate::settings::Settings;
 use crate::throttle::Throttle;
 
+/// The shared state as handlers hold it (cheap to clone into a closure).
+pub type State = web::Data<AppState>;
+
 pub struct AppState {
     pub settings: Settings,
     pub db: Database,

@@ -2,12 +2,12 @@
 
 use actix_web::web;
 use latchkey_domain::{Email, NewAccount, Password, PasswordError};
-use latchkey_persistence::{NewUser, User, UserChanges, db_now};
+use latchkey_persistence::{DbConnection, NewUser, User, UserChanges, db_now};
 
 use super::tokens::{TokenPair, start_session};
 use crate::body::Fields;
 use crate::error::{ApiError, EMAIL_TAKEN, FieldErrors};
-use crate::state::{AppState, unix_now};
+use crate::state::{AppState, State, unix_now};
 
 pub const PASSWORDS_DIFFER: &str = "Password fields didn't match.";
 
@@ -87,10 +87,7 @@ pub async fn create_account(state: &AppState, account: NewAccount) -> Result<Use
 }
 
 /// `POST /register/`: a new active user and their first session.
-pub async fn register(
-    state: &web_data::State,
-    fields: Fields,
-) -> Result<(User, TokenPair), ApiError> {
+pub async fn register(state: &State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
     let mut errors = FieldErrors::default();
     let credentials = new_credentials(state, &fields, &mut errors).await?;
     errors.into_result()?;
@@ -110,12 +107,9 @@ pub async fn register(
 
 /// Checks email and password as `POST /auth/` and `POST /auth/sliding/` do:
 /// the same 401 for an unknown email, a wrong password and an inactive user,
-/// after the same one bcrypt verification. On success records the login
-/// (`UPDATE_LAST_LOGIN`) and returns the user as stored now.
-pub async fn authenticate_credentials(
-    state: &web_data::State,
-    fields: &Fields,
-) -> Result<User, ApiError> {
+/// after the same one bcrypt verification. Returns the authenticated user;
+/// the caller records the login ([`record_login`]) in its unit of work.
+pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<User, ApiError> {
     let mut errors = FieldErrors::default();
     let raw_email = fields.required_string("email", &mut errors);
     let raw_password = fields.required_string("password", &mut errors);
@@ -157,36 +151,48 @@ pub async fn authenticate_credentials(
         }
     })
     .await?;
-    let user = match user {
-        Some(user) if succeeded => user,
-        _ => return Err(ApiError::no_active_account()),
-    };
+    match user {
+        Some(user) if succeeded => Ok(user),
+        _ => Err(ApiError::no_active_account()),
+    }
+}
+
+/// Sets `last_login` when `UPDATE_LAST_LOGIN` is on; returns the user as
+/// stored now.
+pub fn record_login(
+    conn: &mut DbConnection,
+    state: &AppState,
+    user: User,
+) -> Result<User, ApiError> {
     if !state.settings.update_last_login {
         return Ok(user);
     }
+    let changes = UserChanges {
+        last_login: Some(db_now()),
+        ..UserChanges::default()
+    };
+    Ok(User::update(conn, user.id, &changes)?)
+}
+
+/// `POST /auth/`: checked credentials, then the login recorded and a new
+/// session started in one unit of work.
+pub async fn login(state: &State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
+    let user = authenticate_credentials(state, &fields).await?;
+    let app = state.clone();
     state
         .with_conn(move |conn| {
-            let changes = UserChanges {
-                last_login: Some(db_now()),
-                ..UserChanges::default()
-            };
-            Ok(User::update(conn, user.id, &changes)?)
+            let user = record_login(conn, &app, user)?;
+            let pair = start_session(conn, &app, user.id, unix_now())?;
+            Ok((user, pair))
         })
         .await
 }
 
-/// `POST /auth/`: checked credentials and a new session.
-pub async fn login(state: &web_data::State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
+/// `POST /auth/sliding/`: checked credentials and the login recorded.
+pub async fn sliding_login(state: &State, fields: Fields) -> Result<User, ApiError> {
     let user = authenticate_credentials(state, &fields).await?;
     let app = state.clone();
-    let user_id = user.id;
-    let pair = state
-        .with_conn(move |conn| start_session(conn, &app, user_id, unix_now()))
-        .await?;
-    Ok((user, pair))
-}
-
-pub mod web_data {
-    /// The shared state as handlers hold it (cheap to clone into a closure).
-    pub type State = actix_web::web::Data<crate::state::AppState>;
+    state
+        .with_conn(move |conn| record_login(conn, &app, user))
+        .await
 }

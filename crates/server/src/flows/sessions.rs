@@ -1,15 +1,16 @@
 //! Revoking sessions: logout everywhere, password change, sliding tokens.
 
 use chrono::{NaiveDateTime, Timelike};
-use latchkey_auth::{Claims, IssuedToken, TokenType, issued_before_revocation};
+use latchkey_auth::{Claims, IssuedToken, TokenType};
 use latchkey_domain::{Email, Password};
 use latchkey_persistence::{DbConnection, OutstandingToken, User, UserChanges, db_now};
 
-use super::accounts::{password_messages, web_data::State};
-use super::tokens::{TokenPair, start_session};
+use super::accounts::password_messages;
+use super::tokens::{TokenPair, start_session, token_user};
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
+use crate::state::State;
 use crate::state::unix_now;
 
 pub const WRONG_OLD_PASSWORD: &str =
@@ -110,14 +111,7 @@ pub async fn slide(state: &State, claims: Claims) -> Result<IssuedToken, ApiErro
     let app = state.clone();
     state
         .with_conn(move |conn| {
-            let user =
-                User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
-            if !user.is_active {
-                return Err(ApiError::user_inactive());
-            }
-            if issued_before_revocation(claims.iat, user.tokens_valid_after.and_utc().timestamp()) {
-                return Err(ApiError::token_blacklisted());
-            }
+            token_user(conn, &claims)?;
             Ok(app.codec.slide(&claims, unix_now()))
         })
         .await

@@ -60,6 +60,8 @@ pub struct Refreshed {
     /// The new (or, inside the reuse interval, the already issued) refresh
     /// token; `None` when rotation is off.
     pub refresh: Option<IssuedToken>,
+    /// The user the token speaks for, as loaded to check them.
+    pub user: User,
 }
 
 fn stored(record: &TokenRecord) -> StoredRefresh {
@@ -73,8 +75,8 @@ fn stored(record: &TokenRecord) -> StoredRefresh {
     }
 }
 
-/// The user a refresh or verify token speaks for, if they may still use it.
-fn token_user(conn: &mut Conn, claims: &Claims) -> Result<User, ApiError> {
+/// The user a refresh or sliding token speaks for, if they may still use it.
+pub fn token_user(conn: &mut Conn, claims: &Claims) -> Result<User, ApiError> {
     let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
     if !user.is_active {
         return Err(ApiError::user_inactive());
@@ -102,7 +104,7 @@ pub fn refresh(
     claims: &Claims,
     now: i64,
 ) -> Result<Refreshed, ApiError> {
-    token_user(conn, claims)?;
+    let user = token_user(conn, claims)?;
     for _ in 0..2 {
         let record = OutstandingToken::find_by_jti(conn, &claims.jti)?
             .filter(|record| record.token.user_id == claims.user_id);
@@ -117,6 +119,7 @@ pub fn refresh(
                 return Ok(Refreshed {
                     access: access(),
                     refresh: None,
+                    user,
                 });
             }
             (RefreshDecision::Rotate, Some(record)) => {
@@ -125,6 +128,7 @@ pub fn refresh(
                         return Ok(Refreshed {
                             access: access(),
                             refresh: Some(refresh),
+                            user,
                         });
                     }
                     Rotation::LostRace => continue,
@@ -145,6 +149,7 @@ pub fn refresh(
                 return Ok(Refreshed {
                     access: access(),
                     refresh: Some(refresh),
+                    user,
                 });
             }
             (RefreshDecision::RevokeSession, Some(record)) => {

@@ -10,7 +10,7 @@ use super::sessions::revoke_everything;
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
-use crate::flows::accounts::web_data::State;
+use crate::state::State;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE_SIZE: i64 = 1000;

@@ -2,21 +2,17 @@
 
 use crate::requests::{LoginRequest, PasswordChangeRequest, TokenRequest};
 use crate::views::{BadRequestView, ErrorView, MessageView, PasswordChangedView, SlidingView};
-use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::tokens::{clearing_cookies, token_pair, with_tokens};
+use super::tokens::{clearing_cookies, no_store, token_pair, with_tokens};
 use crate::authn::{CredentialSource, CurrentUser};
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
-use crate::flows::accounts::{self, web_data::State};
+use crate::flows::accounts;
 use crate::flows::sessions;
 use crate::flows::tokens as token_flows;
+use crate::state::State;
 use crate::state::unix_now;
-
-fn no_store() -> CacheControl {
-    CacheControl(vec![CacheDirective::NoStore])
-}
 
 /// `DELETE /auth/sessions/`: log out everywhere.
 #[utoipa::path(delete, path = "/auth/sessions/", tag = "sessions",
@@ -80,7 +76,7 @@ pub async fn change_password(
         (status = 401, description = "No active account found with the given credentials", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView)))]
 pub async fn obtain_sliding(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
-    let user = accounts::authenticate_credentials(&state, &fields).await?;
+    let user = accounts::sliding_login(&state, fields).await?;
     let token = sessions::issue_sliding(&state, user.id);
     Ok(HttpResponse::Ok()
         .insert_header(no_store())

@@ -2,7 +2,7 @@
 //! refresh and verify never authenticate the request, so a stale header or
 //! cookie sent along with them is ignored.
 
-use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
 use latchkey_auth::csrf::new_csrf_token;
@@ -12,13 +12,19 @@ use latchkey_persistence::User;
 use crate::authn::{AuthOutcome, check_cookie_request};
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
-use crate::flows::accounts::{self, web_data::State};
+use crate::flows::accounts;
 use crate::flows::tokens::{self as token_flows, Refreshed, TokenPair};
 use crate::requests::{LoginRequest, RefreshRequest, RegisterRequest, TokenRequest};
+use crate::state::State;
 use crate::state::unix_now;
 use crate::views::{
     BadRequestView, ErrorView, MessageView, RefreshView, SessionView, TokenPairView, UserView,
 };
+
+/// `Cache-Control: no-store`, on every response that carries tokens.
+pub fn no_store() -> CacheControl {
+    CacheControl(vec![CacheDirective::NoStore])
+}
 
 /// Sets the token cookies (and a `csrftoken` if the client has none, or a
 /// fresh one when `new_csrf` as on login) and forbids caching.
@@ -31,7 +37,7 @@ pub fn with_tokens(
     new_csrf: bool,
 ) {
     let policy = &state.settings.cookies;
-    builder.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+    builder.insert_header(no_store());
     builder.cookie(policy.access_cookie(&access.token, state.codec.lifetime(TokenType::Access)));
     if let Some(refresh) = refresh {
         builder.cookie(
@@ -56,12 +62,29 @@ pub fn token_pair(pair: &TokenPair) -> TokenPairView {
     }
 }
 
-fn session_body(user: &User, message: &str, pair: &TokenPair) -> SessionView {
-    SessionView {
+/// Register's and login's answer: the user, the tokens, and the cookies
+/// with a fresh `csrftoken`.
+fn session_response(
+    mut response: HttpResponseBuilder,
+    state: &State,
+    req: &HttpRequest,
+    user: &User,
+    message: &str,
+    pair: &TokenPair,
+) -> HttpResponse {
+    with_tokens(
+        &mut response,
+        state,
+        req,
+        &pair.access,
+        Some(&pair.refresh),
+        true,
+    );
+    response.json(SessionView {
         user: UserView::from(user),
         message: message.to_owned(),
         token: token_pair(pair),
-    }
+    })
 }
 
 /// `POST /register/`.
@@ -80,16 +103,14 @@ pub async fn register(
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
     let (user, pair) = accounts::register(&state, fields).await?;
-    let mut response = HttpResponse::Created();
-    with_tokens(
-        &mut response,
+    Ok(session_response(
+        HttpResponse::Created(),
         &state,
         &req,
-        &pair.access,
-        Some(&pair.refresh),
-        true,
-    );
-    Ok(response.json(session_body(&user, "register success", &pair)))
+        &user,
+        "register success",
+        &pair,
+    ))
 }
 
 /// `POST /auth/`.
@@ -107,16 +128,14 @@ pub async fn login(
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
     let (user, pair) = accounts::login(&state, fields).await?;
-    let mut response = HttpResponse::Ok();
-    with_tokens(
-        &mut response,
+    Ok(session_response(
+        HttpResponse::Ok(),
         &state,
         &req,
-        &pair.access,
-        Some(&pair.refresh),
-        true,
-    );
-    Ok(response.json(session_body(&user, "login success", &pair)))
+        &user,
+        "login success",
+        &pair,
+    ))
 }
 
 #[utoipa::path(get, path = "/auth/", tag = "tokens",
@@ -158,12 +177,8 @@ pub async fn current_user(
         return Err(error);
     };
     let app = state.clone();
-    let (refreshed, user) = state
-        .with_conn(move |conn| {
-            let refreshed = token_flows::refresh(conn, &app, &claims, now)?;
-            let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::user_not_found)?;
-            Ok((refreshed, user))
-        })
+    let refreshed = state
+        .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now))
         .await
         .map_err(|refresh_error| match refresh_error {
             ApiError::Unavailable(_) | ApiError::Internal(_) => refresh_error,
@@ -178,7 +193,7 @@ pub async fn current_user(
         refreshed.refresh.as_ref(),
         false,
     );
-    Ok(response.json(UserView::from(&user)))
+    Ok(response.json(UserView::from(&refreshed.user)))
 }
 
 fn refresh_cookie(state: &State, req: &HttpRequest) -> Option<String> {
@@ -233,7 +248,9 @@ pub async fn refresh(
         .verify(&token, &[TokenType::Refresh], now)
         .map_err(token_flows::refused)?;
     let app = state.clone();
-    let Refreshed { access, refresh } = state
+    let Refreshed {
+        access, refresh, ..
+    } = state
         .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now))
         .await?;
     let body = RefreshView {
@@ -251,7 +268,7 @@ pub async fn refresh(
             false,
         );
     } else {
-        response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+        response.insert_header(no_store());
     }
     Ok(response.json(body))
 }
@@ -318,7 +335,7 @@ pub async fn logout(
     }
     let mut response = HttpResponse::Accepted();
     clearing_cookies(&mut response, &state);
-    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    response.insert_header(no_store());
     Ok(response.json(MessageView {
         message: "Logout success".into(),
     }))

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::ApiError;
-use crate::flows::accounts::web_data::State;
 use crate::flows::users::{self, Page, PageRequest};
 use crate::requests::{UserCreateRequest, UserUpdateRequest};
+use crate::state::State;
 use crate::views::{BadRequestView, ErrorView, UserPageView, UserView};
 
 #[derive(Debug, Deserialize)]
