@@ -15,6 +15,11 @@ use latchkey_auth::CookiePolicy;
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
 use latchkey_persistence::DatabaseUrl;
 
+use crate::throttle::{
+    DEFAULT_IPV6_PREFIX, DEFAULT_LOGIN_FAILURES, DEFAULT_PER_IP, DEFAULT_REDIS_TIMEOUT, IpNet,
+    Rate, ThrottleSettings,
+};
+
 /// A configuration problem: which variable, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -52,40 +57,6 @@ pub enum Environment {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// `COUNT/DURATION`, e.g. `10/15m`; `None` when set to `0` (off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub window: Duration,
-}
-
-/// An address or CIDR range allowed to set `X-Forwarded-For`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl IpNet {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Where the signing key comes from.
@@ -131,10 +102,14 @@ pub struct Settings {
     pub cookies: CookiePolicy,
     pub bcrypt_cost: u32,
     pub cors_allowed_origins: Vec<String>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub throttle_login_failures: Option<Rate>,
-    pub throttle_auth_per_ip: Option<Rate>,
-    pub redis_url: Option<String>,
+    /// `PUBLIC_URL`: the server's own origin (`https://auth.example.com`),
+    /// for the `Origin` check and the links it writes; unset, the request's.
+    pub public_url: Option<String>,
+    pub throttle: ThrottleSettings,
+    /// `HASHING_QUEUE` (default 64): password checks that may wait at once.
+    pub hashing_queue: usize,
+    /// `CLIENT_BODY_TIMEOUT` (default 10 s): a body must arrive within it.
+    pub client_body_timeout: Duration,
     pub log_format: LogFormat,
     /// Warnings about the configuration, logged when the server starts.
     pub notices: Vec<String>,
@@ -178,6 +153,27 @@ impl Reader<'_> {
         )
     }
 
+    /// A duration that must lie in `min..=max`, so that nothing derived from
+    /// it overflows (a lifetime of i64::MAX seconds would mint expired tokens).
+    fn bounded_duration(
+        &self,
+        name: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, SettingsError> {
+        let value = self.duration(name, default)?;
+        if value < min || value > max {
+            return Err(SettingsError(format!(
+                "{name}={:?} is out of range: expected between {} and {} seconds",
+                self.raw(name).unwrap_or_default(),
+                min.as_secs(),
+                max.as_secs()
+            )));
+        }
+        Ok(value)
+    }
+
     fn boolean(&self, name: &str, default: bool) -> Result<bool, SettingsError> {
         self.parsed(name, default, "true or false", parse_bool)
     }
@@ -212,6 +208,7 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
     };
     let n: u64 = number.parse().ok()?;
     let seconds = match unit.trim() {
+        "ms" => return Some(Duration::from_millis(n)),
         "s" => n,
         "m" => n.checked_mul(60)?,
         "h" => n.checked_mul(3600)?,
@@ -283,6 +280,22 @@ fn parse_same_site(raw: &str) -> Option<cookie::SameSite> {
 
 /// Shortest HMAC secret accepted in production (the HS256 output size).
 const MIN_PRODUCTION_SECRET: usize = 32;
+/// Longest token lifetime accepted: ten years.
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// Largest clock leeway accepted: one day.
+const MAX_LEEWAY: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_HASHING_QUEUE: usize = 64;
+
+/// `PUBLIC_URL` as an origin: `scheme://host[:port]`, without a trailing
+/// slash (a path after the origin is kept for links, not for the check).
+fn parse_public_url(raw: &str) -> Option<String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let (scheme, rest) = trimmed.split_once("://")?;
+    let scheme_ok = matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https");
+    let host = rest.split('/').next().unwrap_or_default();
+    (scheme_ok && !host.is_empty() && !host.contains(['?', '#', '@', ' ']))
+        .then(|| trimmed.to_owned())
+}
 
 impl Settings {
     /// Settings from the process environment.
@@ -334,6 +347,13 @@ impl Settings {
             return Err(SettingsError(format!(
                 "SIGNING_KEY (or SECRET_KEY) is shorter than {MIN_PRODUCTION_SECRET} bytes: refused in production for {algorithm:?}"
             )));
+        }
+        if latchkey_auth::keys::is_hmac(algorithm)
+            && signing_secret.expose().len() < MIN_PRODUCTION_SECRET
+        {
+            notices.push(format!(
+                "SIGNING_KEY (or SECRET_KEY) is shorter than {MIN_PRODUCTION_SECRET} bytes: tokens signed with it can be forged by guessing; production refuses it"
+            ));
         }
         let mut verifying_key_files: Vec<PathBuf> = env
             .raw("VERIFYING_KEY_FILE")
@@ -394,6 +414,26 @@ impl Settings {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let ipv6_prefix = env.number("THROTTLE_IPV6_PREFIX", DEFAULT_IPV6_PREFIX)?;
+        if ipv6_prefix > 128 {
+            return Err(bad(
+                "THROTTLE_IPV6_PREFIX",
+                &ipv6_prefix.to_string(),
+                "a prefix length between 0 and 128",
+            ));
+        }
+        let public_url = env
+            .raw("PUBLIC_URL")
+            .map(|raw| {
+                parse_public_url(&raw).ok_or_else(|| {
+                    bad(
+                        "PUBLIC_URL",
+                        &raw,
+                        "an origin such as https://auth.example.com",
+                    )
+                })
+            })
+            .transpose()?;
         let cors_allowed_origins = env.list("CORS_ALLOWED_ORIGINS");
         if let Some(star) = cors_allowed_origins.iter().find(|o| o.as_str() == "*") {
             return Err(bad(
@@ -420,38 +460,78 @@ impl Settings {
             workers: env.number("WORKERS", cores)?.max(1),
             database_url,
             database_pool_size: env.number("DATABASE_POOL_SIZE", 10u32)?.max(1),
-            database_pool_timeout: env.duration("DATABASE_POOL_TIMEOUT", Duration::from_secs(5))?,
+            database_pool_timeout: env.bounded_duration(
+                "DATABASE_POOL_TIMEOUT",
+                Duration::from_secs(5),
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+            )?,
             data_dir,
             secret_key,
             keys,
-            access_token_lifetime: env
-                .duration("ACCESS_TOKEN_LIFETIME", Duration::from_secs(30 * 60))?,
-            refresh_token_lifetime: env
-                .duration("REFRESH_TOKEN_LIFETIME", Duration::from_secs(7 * 86_400))?,
-            sliding_token_lifetime: env
-                .duration("SLIDING_TOKEN_LIFETIME", Duration::from_secs(5 * 60))?,
-            sliding_token_refresh_lifetime: env.duration(
+            access_token_lifetime: env.bounded_duration(
+                "ACCESS_TOKEN_LIFETIME",
+                Duration::from_secs(30 * 60),
+                Duration::from_secs(1),
+                MAX_LIFETIME,
+            )?,
+            refresh_token_lifetime: env.bounded_duration(
+                "REFRESH_TOKEN_LIFETIME",
+                Duration::from_secs(7 * 86_400),
+                Duration::from_secs(1),
+                MAX_LIFETIME,
+            )?,
+            sliding_token_lifetime: env.bounded_duration(
+                "SLIDING_TOKEN_LIFETIME",
+                Duration::from_secs(5 * 60),
+                Duration::from_secs(1),
+                MAX_LIFETIME,
+            )?,
+            sliding_token_refresh_lifetime: env.bounded_duration(
                 "SLIDING_TOKEN_REFRESH_LIFETIME",
                 Duration::from_secs(86_400),
+                Duration::from_secs(1),
+                MAX_LIFETIME,
             )?,
             rotate_refresh_tokens: env.boolean("ROTATE_REFRESH_TOKENS", true)?,
             blacklist_after_rotation: env.boolean("BLACKLIST_AFTER_ROTATION", true)?,
-            refresh_token_reuse_interval: env
-                .duration("REFRESH_TOKEN_REUSE_INTERVAL", Duration::from_secs(10))?,
+            refresh_token_reuse_interval: env.bounded_duration(
+                "REFRESH_TOKEN_REUSE_INTERVAL",
+                Duration::from_secs(10),
+                Duration::ZERO,
+                MAX_LIFETIME,
+            )?,
             update_last_login: env.boolean("UPDATE_LAST_LOGIN", true)?,
             audience: env.raw("AUDIENCE"),
             issuer: env.raw("ISSUER"),
-            leeway: env.duration("LEEWAY", Duration::ZERO)?,
+            leeway: env.bounded_duration("LEEWAY", Duration::ZERO, Duration::ZERO, MAX_LEEWAY)?,
             auth_header_types,
             user_id_claim: env.string("USER_ID_CLAIM", "user_id"),
             max_body_size: env.number("MAX_BODY_SIZE", 64 * 1024usize)?,
             cookies,
             bcrypt_cost,
             cors_allowed_origins,
-            trusted_proxies,
-            throttle_login_failures: env.rate("THROTTLE_LOGIN_FAILURES", "10/15m")?,
-            throttle_auth_per_ip: env.rate("THROTTLE_AUTH_PER_IP", "60/1m")?,
-            redis_url: env.raw("REDIS_URL"),
+            public_url,
+            throttle: ThrottleSettings {
+                per_ip: env.rate("THROTTLE_AUTH_PER_IP", DEFAULT_PER_IP)?,
+                login_failures: env.rate("THROTTLE_LOGIN_FAILURES", DEFAULT_LOGIN_FAILURES)?,
+                trusted_proxies,
+                ipv6_prefix,
+                redis_url: env.raw("REDIS_URL"),
+                redis_timeout: env.bounded_duration(
+                    "REDIS_TIMEOUT",
+                    DEFAULT_REDIS_TIMEOUT,
+                    Duration::from_millis(1),
+                    Duration::from_secs(60),
+                )?,
+            },
+            hashing_queue: env.number("HASHING_QUEUE", DEFAULT_HASHING_QUEUE)?.max(1),
+            client_body_timeout: env.bounded_duration(
+                "CLIENT_BODY_TIMEOUT",
+                Duration::from_secs(10),
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+            )?,
             log_format,
             notices,
         };
@@ -464,7 +544,9 @@ impl Settings {
 }
 
 /// The development secret: generated once, kept in `DATA_DIR/secret_key`
-/// with mode 0600, so tokens survive restarts without any set-up.
+/// with mode 0600, so tokens survive restarts without any set-up. A key
+/// file that others may read, or that is too short to be a key, is refused
+/// rather than used or overwritten.
 fn development_secret(
     data_dir: &Path,
     notices: &mut Vec<String>,
@@ -476,41 +558,101 @@ fn development_secret(
             path.display()
         ))
     };
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        let existing = existing.trim();
-        if !existing.is_empty() {
+    match std::fs::symlink_metadata(&path) {
+        Ok(metadata) => {
+            refuse_shared_key_file(&path, &metadata)?;
+            let existing = std::fs::read_to_string(&path).map_err(io_error)?;
+            let existing = existing.trim();
+            if existing.len() < MIN_PRODUCTION_SECRET {
+                return Err(SettingsError(format!(
+                    "SECRET_KEY is not set and {} holds a key shorter than {MIN_PRODUCTION_SECRET} bytes: delete the file to generate a new key, or set SECRET_KEY",
+                    path.display()
+                )));
+            }
             notices.push(format!(
                 "SECRET_KEY is not set: using the development key kept in {}",
                 path.display()
             ));
-            return Ok(existing.as_bytes().to_vec());
+            Ok(existing.as_bytes().to_vec())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_private_dir(data_dir).map_err(io_error)?;
+            let key = random_secret();
+            write_new_private_file(&path, &key).map_err(io_error)?;
+            notices.push(format!(
+                "SECRET_KEY is not set: generated a development key into {} (set SECRET_KEY in production)",
+                path.display()
+            ));
+            Ok(key.into_bytes())
+        }
+        Err(e) => Err(io_error(e)),
     }
-    std::fs::create_dir_all(data_dir).map_err(io_error)?;
-    let key = latchkey_auth::csrf::new_csrf_token() + &latchkey_auth::csrf::new_csrf_token();
-    write_private_file(&path, &key).map_err(io_error)?;
-    notices.push(format!(
-        "SECRET_KEY is not set: generated a development key into {} (set SECRET_KEY in production)",
-        path.display()
-    ));
-    Ok(key.into_bytes())
+}
+
+/// 64 random letters and digits.
+fn random_secret() -> String {
+    latchkey_auth::csrf::new_csrf_token() + &latchkey_auth::csrf::new_csrf_token()
 }
 
 #[cfg(unix)]
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+fn refuse_shared_key_file(path: &Path, metadata: &std::fs::Metadata) -> Result<(), SettingsError> {
+    use std::os::unix::fs::PermissionsExt;
+    if !metadata.is_file() {
+        return Err(SettingsError(format!(
+            "SECRET_KEY is not set and {} is not a regular file: refused",
+            path.display()
+        )));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SettingsError(format!(
+            "SECRET_KEY is not set and {} may be read by other users (mode {mode:o}): refused; make it readable by its owner only (chmod 600) or set SECRET_KEY",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_shared_key_file(_: &Path, _: &std::fs::Metadata) -> Result<(), SettingsError> {
+    Ok(())
+}
+
+/// Creates the data folder readable by its owner only.
+#[cfg(unix)]
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// Writes a new file, mode 0600, never through a symlink and never over an
+/// existing file.
+#[cfg(unix)]
+fn write_new_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(path)?;
     file.write_all(contents.as_bytes())
 }
 
 #[cfg(not(unix))]
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+fn write_new_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
@@ -546,7 +688,7 @@ mod tests {
         assert_eq!(s.auth_header_types, vec!["Bearer".to_string()]);
         assert!(!s.cookies.secure);
         assert_eq!(
-            s.throttle_login_failures,
+            s.throttle.login_failures,
             Some(Rate {
                 count: 10,
                 window: Duration::from_secs(900)
@@ -597,7 +739,7 @@ mod tests {
     #[test]
     fn rates_zero_means_off() {
         let s = with_key(&[("THROTTLE_AUTH_PER_IP", "0")]).unwrap();
-        assert_eq!(s.throttle_auth_per_ip, None);
+        assert_eq!(s.throttle.per_ip, None);
     }
 
     #[test]
@@ -642,9 +784,9 @@ mod tests {
     #[test]
     fn trusted_proxies_take_addresses_and_ranges() {
         let s = with_key(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
-        assert_eq!(s.trusted_proxies.len(), 3);
-        assert!(s.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
-        assert!(!s.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
+        assert_eq!(s.throttle.trusted_proxies.len(), 3);
+        assert!(s.throttle.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!s.throttle.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
         assert!(with_key(&[("TRUSTED_PROXIES", "nope")]).is_err());
     }
 

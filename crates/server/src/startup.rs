@@ -16,7 +16,7 @@ use crate::observability::{self, Metrics};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, HashingPool};
-use crate::throttle::{CounterStore, Throttle};
+use crate::throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -187,16 +187,7 @@ impl Application {
             reuse_interval: i64::try_from(settings.refresh_token_reuse_interval.as_secs())
                 .unwrap_or(i64::MAX),
         };
-        let store = match &settings.redis_url {
-            Some(url) => CounterStore::redis(url).map_err(StartupError::Config)?,
-            None => CounterStore::memory(),
-        };
-        let throttle = Throttle::new(
-            store,
-            settings.throttle_auth_per_ip,
-            settings.throttle_login_failures,
-            settings.trusted_proxies.clone(),
-        );
+        let throttle = Throttle::new(settings.throttle.clone()).map_err(StartupError::Config)?;
         let workers = settings.workers;
         let state = web::Data::new(AppState {
             settings,

@@ -12,8 +12,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, ResponseError, web};
 
+use latchkey_domain::Email;
+
 use crate::error::ApiError;
-use crate::settings::{IpNet, Rate};
 use crate::state::AppState;
 
 /// Where the counters live.
@@ -130,25 +131,108 @@ impl CounterStore {
     }
 }
 
+/// `COUNT/DURATION`, e.g. `10/15m`; `None` when set to `0` (off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub window: Duration,
+}
+
+/// An address or CIDR range allowed to set `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr.to_canonical(), ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What the throttle is configured with.
+#[derive(Debug, Clone)]
+pub struct ThrottleSettings {
+    /// `THROTTLE_AUTH_PER_IP` (default `60/1m`): auth requests per client IP.
+    pub per_ip: Option<Rate>,
+    /// `THROTTLE_LOGIN_FAILURES` (default `10/15m`): failed password checks per account.
+    pub login_failures: Option<Rate>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `THROTTLE_IPV6_PREFIX` (default 64): IPv6 clients share a bucket per prefix.
+    pub ipv6_prefix: u8,
+    /// `REDIS_URL`: counters shared by every instance.
+    pub redis_url: Option<String>,
+    /// `REDIS_TIMEOUT` (default 500 ms): past it, the instance counts in memory.
+    pub redis_timeout: Duration,
+}
+
+pub const DEFAULT_PER_IP: &str = "60/1m";
+pub const DEFAULT_LOGIN_FAILURES: &str = "10/15m";
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
 pub struct Throttle {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     store: CounterStore,
-    per_ip: Option<Rate>,
-    login_failures: Option<Rate>,
-    trusted_proxies: Vec<IpNet>,
+    settings: ThrottleSettings,
+}
+
+/// One password check reserved for an account: it already counts as a
+/// failure, and is given back when the password turns out right.
+#[must_use = "say how the password check ended"]
+pub struct LoginAttempt {
+    throttle: Throttle,
+    key: Option<String>,
+}
+
+impl LoginAttempt {
+    /// The password was right: the account's failure count is reset.
+    pub async fn succeeded(self) {
+        let Some(key) = self.key else { return };
+        let throttle = self.throttle.clone();
+        let _ = web::block(move || Throttle::fail_open(throttle.inner.store.reset(&key))).await;
+    }
+
+    /// The password was wrong: the reserved attempt stays counted.
+    pub fn failed(self) {}
 }
 
 impl Throttle {
-    pub fn new(
-        store: CounterStore,
-        per_ip: Option<Rate>,
-        login_failures: Option<Rate>,
-        trusted_proxies: Vec<IpNet>,
-    ) -> Self {
-        Throttle {
-            store,
-            per_ip,
-            login_failures,
-            trusted_proxies,
+    pub fn new(settings: ThrottleSettings) -> Result<Self, String> {
+        let store = match &settings.redis_url {
+            Some(url) => CounterStore::redis(url)?,
+            None => CounterStore::memory(),
+        };
+        Ok(Throttle {
+            inner: std::sync::Arc::new(Inner { store, settings }),
+        })
+    }
+
+    /// Whether the shared counters are reachable: `None` without Redis.
+    pub fn redis_up(&self) -> Option<bool> {
+        match self.inner.store {
+            CounterStore::Redis(_) => Some(true),
+            CounterStore::Memory(_) => None,
         }
     }
 
@@ -162,47 +246,68 @@ impl Throttle {
     }
 
     /// Counts one auth request from this client; past the limit, refuses it.
-    pub fn hit_ip(&self, ip: IpAddr) -> Result<(), RetryAfter> {
-        let Some(rate) = self.per_ip else {
+    pub async fn hit_ip(&self, ip: IpAddr) -> Result<(), RetryAfter> {
+        let Some(rate) = self.inner.settings.per_ip else {
             return Ok(());
         };
-        let (count, left) = Self::fail_open(self.store.add(&format!("ip:{ip}"), 1, rate.window));
+        let throttle = self.clone();
+        let (count, left) = web::block(move || {
+            Self::fail_open(
+                throttle
+                    .inner
+                    .store
+                    .add(&format!("ip:{ip}"), 1, rate.window),
+            )
+        })
+        .await
+        .unwrap_or_default();
         if count > rate.count {
             return Err(RetryAfter(whole_seconds(left).max(1)));
         }
         Ok(())
     }
 
-    /// Refuses a login for an account that failed too often in the window.
-    pub fn check_login(&self, account: &str) -> Result<(), RetryAfter> {
-        let Some(rate) = self.login_failures else {
-            return Ok(());
+    /// Reserves one password check for the account before it is made:
+    /// refused once the account has failed too often in the window.
+    pub async fn reserve_login(&self, account: &Email) -> Result<LoginAttempt, RetryAfter> {
+        let Some(rate) = self.inner.settings.login_failures else {
+            return Ok(LoginAttempt {
+                throttle: self.clone(),
+                key: None,
+            });
         };
+        let key = format!("login:{}", account.as_str());
+        let throttle = self.clone();
+        let probe = key.clone();
         let (count, left) =
-            Self::fail_open(self.store.add(&format!("login:{account}"), 0, rate.window));
+            web::block(move || Self::fail_open(throttle.inner.store.add(&probe, 0, rate.window)))
+                .await
+                .unwrap_or_default();
         if count >= rate.count {
             return Err(RetryAfter(whole_seconds(left).max(1)));
         }
-        Ok(())
-    }
-
-    pub fn login_failed(&self, account: &str) {
-        if let Some(rate) = self.login_failures {
-            Self::fail_open(self.store.add(&format!("login:{account}"), 1, rate.window));
-        }
-    }
-
-    pub fn login_succeeded(&self, account: &str) {
-        if self.login_failures.is_some() {
-            Self::fail_open(self.store.reset(&format!("login:{account}")));
-        }
+        let throttle = self.clone();
+        let counted = key.clone();
+        let _ =
+            web::block(move || Self::fail_open(throttle.inner.store.add(&counted, 1, rate.window)))
+                .await;
+        Ok(LoginAttempt {
+            throttle: self.clone(),
+            key: Some(key),
+        })
     }
 
     /// The client's address: the socket's peer, or, when the peer is a
     /// trusted proxy, the nearest untrusted address in `X-Forwarded-For`.
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let peer = req.peer_addr()?.ip();
-        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|net| net.contains(*ip));
+        let peer = req.peer_addr()?.ip().to_canonical();
+        let trusted = |ip: &IpAddr| {
+            self.inner
+                .settings
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(*ip))
+        };
         if !trusted(&peer) {
             return Some(peer);
         }
@@ -221,6 +326,19 @@ impl Throttle {
                 .unwrap_or(peer),
         )
     }
+
+    /// Whether a peer is one of `TRUSTED_PROXIES` (whose forwarded headers
+    /// are believed).
+    pub fn is_trusted_proxy(&self, req: &HttpRequest) -> bool {
+        req.peer_addr().is_some_and(|peer| {
+            let peer = peer.ip().to_canonical();
+            self.inner
+                .settings
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(peer))
+        })
+    }
 }
 
 /// Middleware for the auth endpoints: one shared per-IP bucket.
@@ -229,15 +347,10 @@ pub async fn limit_per_ip(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
     let verdict = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => {
-            let state = state.clone();
-            match state.throttle.client_ip(req.request()) {
-                Some(ip) => web::block(move || state.throttle.hit_ip(ip))
-                    .await
-                    .unwrap_or(Ok(())),
-                None => Ok(()),
-            }
-        }
+        Some(state) => match state.throttle.client_ip(req.request()) {
+            Some(ip) => state.throttle.hit_ip(ip).await,
+            None => Ok(()),
+        },
         None => Ok(()),
     };
     match verdict {
@@ -260,37 +373,55 @@ mod tests {
         })
     }
 
-    #[test]
-    fn per_ip_limit_allows_count_then_refuses() {
-        let throttle = Throttle::new(CounterStore::memory(), rate(3, 60), None, vec![]);
+    fn throttle(per_ip: Option<Rate>, login_failures: Option<Rate>) -> Throttle {
+        Throttle::new(ThrottleSettings {
+            per_ip,
+            login_failures,
+            trusted_proxies: vec![],
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            redis_url: None,
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
+        })
+        .unwrap()
+    }
+
+    fn email(raw: &str) -> Email {
+        Email::parse(raw).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn per_ip_limit_allows_count_then_refuses() {
+        let throttle = throttle(rate(3, 60), None);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            assert_eq!(throttle.hit_ip(ip), Ok(()));
+            assert_eq!(throttle.hit_ip(ip).await, Ok(()));
         }
-        let RetryAfter(wait) = throttle.hit_ip(ip).unwrap_err();
+        let RetryAfter(wait) = throttle.hit_ip(ip).await.unwrap_err();
         assert!((1..=60).contains(&wait));
-        assert_eq!(throttle.hit_ip("10.0.0.2".parse().unwrap()), Ok(()));
+        assert_eq!(throttle.hit_ip("10.0.0.2".parse().unwrap()).await, Ok(()));
     }
 
-    #[test]
-    fn login_failures_lock_the_account_until_a_success_resets() {
-        let throttle = Throttle::new(CounterStore::memory(), None, rate(2, 900), vec![]);
-        assert_eq!(throttle.check_login("a@example.com"), Ok(()));
-        throttle.login_failed("a@example.com");
-        assert_eq!(throttle.check_login("a@example.com"), Ok(()));
-        throttle.login_failed("a@example.com");
-        assert!(throttle.check_login("a@example.com").is_err());
-        assert_eq!(throttle.check_login("b@example.com"), Ok(()));
-        throttle.login_succeeded("a@example.com");
-        assert_eq!(throttle.check_login("a@example.com"), Ok(()));
+    #[actix_web::test]
+    async fn login_failures_lock_the_account_until_a_success_resets() {
+        let throttle = throttle(None, rate(2, 900));
+        let a = email("a@example.com");
+        throttle.reserve_login(&a).await.unwrap().failed();
+        throttle.reserve_login(&a).await.unwrap().failed();
+        assert!(throttle.reserve_login(&a).await.is_err());
+        throttle
+            .reserve_login(&email("b@example.com"))
+            .await
+            .unwrap()
+            .succeeded()
+            .await;
     }
 
-    #[test]
-    fn off_means_never_throttled() {
-        let throttle = Throttle::new(CounterStore::memory(), None, None, vec![]);
+    #[actix_web::test]
+    async fn off_means_never_throttled() {
+        let throttle = throttle(None, None);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..1000 {
-            assert_eq!(throttle.hit_ip(ip), Ok(()));
+            assert_eq!(throttle.hit_ip(ip).await, Ok(()));
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Register, log in, and create accounts (the CLI's `create-superuser` too).
 
-use actix_web::web;
 use latchkey_domain::{Email, NewAccount, Password, PasswordError};
 use latchkey_persistence::{DbConnection, NewUser, User, UserChanges, db_now};
 
@@ -119,18 +118,16 @@ pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<
             "credentials parsed without errors but missing".into(),
         ));
     };
-    let account = raw_email.trim().to_lowercase();
-    let throttled = state.clone();
-    let key = account.clone();
-    web::block(move || throttled.throttle.check_login(&key)).await??;
-    let user = match Email::parse(&raw_email) {
-        Ok(email) => {
-            state
-                .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?))
-                .await?
-        }
-        Err(_) => None,
+    // An address that is not an email cannot be an account: refused at
+    // once, without a counter (whose key it would otherwise become).
+    let Ok(email) = Email::parse(&raw_email) else {
+        state.metrics.login_failures.inc();
+        return Err(ApiError::no_active_account());
     };
+    let attempt = state.throttle.reserve_login(&email).await?;
+    let user = state
+        .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?))
+        .await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let matches = state
         .hashing
@@ -140,17 +137,13 @@ pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<
         })
         .await?;
     let succeeded = matches && user.as_ref().is_some_and(|u| u.is_active);
-    let throttled = state.clone();
-    web::block(move || {
-        if succeeded {
-            throttled.metrics.logins.inc();
-            throttled.throttle.login_succeeded(&account);
-        } else {
-            throttled.metrics.login_failures.inc();
-            throttled.throttle.login_failed(&account);
-        }
-    })
-    .await?;
+    if succeeded {
+        state.metrics.logins.inc();
+        attempt.succeeded().await;
+    } else {
+        state.metrics.login_failures.inc();
+        attempt.failed();
+    }
     match user {
         Some(user) if succeeded => Ok(user),
         _ => Err(ApiError::no_active_account()),
