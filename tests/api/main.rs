@@ -8,12 +8,15 @@ mod current_user;
 mod docs;
 mod faults;
 mod forged;
+mod hardening;
+mod hardening_cli;
 mod instances;
 mod keys;
 mod login;
 mod logout;
 mod operations;
 mod persistence;
+mod races;
 mod refresh;
 mod register;
 mod requests;
@@ -44,6 +47,9 @@ fn main() -> std::process::ExitCode {
         instances::tests(),
         throttling::tests(),
         throttling::redis_tests(),
+        hardening::tests(),
+        hardening_cli::tests(),
+        races::tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)
