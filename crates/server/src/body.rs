@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header;
-use actix_web::web::{Bytes, BytesMut};
+use actix_web::web::BytesMut;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
@@ -18,6 +18,8 @@ pub const BLANK: &str = "This field may not be blank.";
 pub const NULL: &str = "This field may not be null.";
 pub const NOT_A_STRING: &str = "Not a valid string.";
 pub const NOT_A_BOOLEAN: &str = "Must be a valid boolean.";
+/// DRF's `CharField` refuses NUL, which PostgreSQL cannot store in text.
+pub const NULL_CHARACTER: &str = "Null characters are not allowed.";
 
 /// The fields of a request body (empty when there is no body).
 #[derive(Debug, Default, Clone)]
@@ -28,10 +30,15 @@ impl FromRequest for Fields {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
+        let (limit, deadline) = req
             .app_data::<web::Data<AppState>>()
-            .map(|state| state.settings.max_body_size)
-            .unwrap_or(64 * 1024);
+            .map(|state| {
+                (
+                    state.settings.max_body_size,
+                    state.settings.client_body_timeout,
+                )
+            })
+            .unwrap_or((64 * 1024, std::time::Duration::from_secs(10)));
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
@@ -43,30 +50,40 @@ impl FromRequest for Fields {
             if declared.is_some_and(|n| n > limit) {
                 return Err(ApiError::PayloadTooLarge);
             }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::BadRequest(format!("Could not read the request body: {e}"))
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge);
+            // actix bounds the wait for a request's head, not for its body:
+            // a client that stalls mid-body is cut off here.
+            let read = async {
+                let mut body = BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::BadRequest(format!("Could not read the request body: {e}"))
+                    })?;
+                    if body.len() + chunk.len() > limit {
+                        return Err(ApiError::PayloadTooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
-            parse(&req, body.freeze())
+                Ok(body)
+            };
+            let body = actix_web::rt::time::timeout(deadline, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)??;
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+            parse_body(content_type, &body.freeze())
         })
     }
 }
 
-fn parse(req: &HttpRequest, body: Bytes) -> Result<Fields, ApiError> {
+/// Parses a body as DRF does, given its `Content-Type`: JSON or form
+/// fields, 415 for anything else. Never panics, whatever the bytes.
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Fields, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Fields::default());
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = content_type.unwrap_or("");
     let media = content_type
         .split(';')
         .next()
@@ -76,7 +93,7 @@ fn parse(req: &HttpRequest, body: Bytes) -> Result<Fields, ApiError> {
     if media == "application/json"
         || (media.starts_with("application/") && media.ends_with("+json"))
     {
-        let value: Value = serde_json::from_slice(&body)
+        let value: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))?;
         match value {
             Value::Object(map) => Ok(Fields(map)),
@@ -89,7 +106,7 @@ fn parse(req: &HttpRequest, body: Bytes) -> Result<Fields, ApiError> {
             ))),
         }
     } else if media == "application/x-www-form-urlencoded" {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|e| ApiError::BadRequest(format!("Form parse error - {e}")))?;
         Ok(Fields(
             pairs
@@ -132,6 +149,10 @@ impl Fields {
             }
             Some(Value::Null) => {
                 errors.add(field, NULL);
+                None
+            }
+            Some(Value::String(s)) if s.contains('\0') => {
+                errors.add(field, NULL_CHARACTER);
                 None
             }
             Some(Value::String(s)) if s.trim().is_empty() => {

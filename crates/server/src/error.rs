@@ -84,12 +84,18 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("body too large")]
     PayloadTooLarge,
+    /// The body did not arrive within `CLIENT_BODY_TIMEOUT`.
+    #[error("request body timed out")]
+    RequestTimeout,
     #[error("unsupported media type {0}")]
     UnsupportedMediaType(String),
     #[error("throttled for {0} s")]
     Throttled(u64),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The password-hashing queue is full (`HASHING_QUEUE`).
+    #[error("password hashing queue full")]
+    Overloaded,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -153,6 +159,9 @@ impl ApiError {
                 json!({ "detail": format!("Method \"{method}\" not allowed.") })
             }
             ApiError::PayloadTooLarge => json!({ "detail": "Request body is too large." }),
+            ApiError::RequestTimeout => {
+                json!({ "detail": "The request body did not arrive in time." })
+            }
             ApiError::UnsupportedMediaType(media) => {
                 json!({ "detail": format!("Unsupported media type \"{media}\" in request.") })
             }
@@ -161,6 +170,9 @@ impl ApiError {
             }),
             ApiError::Unavailable(_) => {
                 json!({ "detail": "The database is unavailable. Try again shortly." })
+            }
+            ApiError::Overloaded => {
+                json!({ "detail": "The server is busy checking passwords. Try again shortly." })
             }
             ApiError::Internal(_) => json!({ "detail": "A server error occurred." }),
         }
@@ -178,9 +190,10 @@ impl ResponseError for ApiError {
             ApiError::NotFound | ApiError::NotFoundWith(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -203,6 +216,13 @@ impl ResponseError for ApiError {
         }
         if matches!(self, ApiError::Unavailable(_)) {
             response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if let ApiError::Overloaded = self {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if matches!(self, ApiError::RequestTimeout) {
+            // The rest of the body may still come: the connection cannot be reused.
+            response.force_close();
         }
         response.json(self.body())
     }

@@ -178,7 +178,7 @@ impl Application {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let hashing = HashingPool::new(hasher, cores)
+        let hashing = HashingPool::new(hasher, cores, settings.hashing_queue)
             .map_err(|e| StartupError::Config(format!("cannot start the hashing threads: {e}")))?;
         hashing.warm_up_in_background();
         let refresh_policy = RefreshPolicy {

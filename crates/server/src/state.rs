@@ -62,15 +62,19 @@ type HashJob = Box<dyn FnOnce(&PasswordHasher) + Send>;
 /// queues here instead of taking every thread. (Running these threads at
 /// the lowest priority was measured and rejected: cheap requests then ran
 /// the CPU to saturation and their p99 tripled, while logins halved.)
+///
+/// The queue is bounded (`HASHING_QUEUE`): past it a request is refused at
+/// once with 503, so a flood of logins sheds load instead of making every
+/// login wait behind it.
 pub struct HashingPool {
     hasher: Arc<PasswordHasher>,
-    jobs: std::sync::mpsc::Sender<HashJob>,
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
 }
 
 impl HashingPool {
-    pub fn new(hasher: PasswordHasher, size: usize) -> std::io::Result<Self> {
+    pub fn new(hasher: PasswordHasher, size: usize, queue: usize) -> std::io::Result<Self> {
         let hasher = Arc::new(hasher);
-        let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(queue);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..size.max(1) {
             let queue = Arc::clone(&queue);
@@ -107,11 +111,19 @@ impl HashingPool {
     {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: HashJob = Box::new(move |hasher| {
+            // The request was dropped (its client went away) while queued:
+            // nobody waits for this check, so it is not run.
+            if done.is_closed() {
+                return;
+            }
             let _ = done.send(work(hasher));
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| ApiError::Internal("the hashing threads are gone".into()))?;
+        self.jobs.try_send(job).map_err(|error| match error {
+            std::sync::mpsc::TrySendError::Full(_) => ApiError::Overloaded,
+            std::sync::mpsc::TrySendError::Disconnected(_) => {
+                ApiError::Internal("the hashing threads are gone".into())
+            }
+        })?;
         result
             .await
             .map_err(|_| ApiError::Internal("a hashing job was dropped".into()))
