@@ -98,12 +98,12 @@ impl TokenCodec {
     pub fn issue(&self, token_type: TokenType, user_id: i64, now: i64) -> IssuedToken {
         let claims = Claims {
             token_type,
-            exp: now + self.lifetime(token_type),
+            exp: now.saturating_add(self.lifetime(token_type)),
             iat: now,
             jti: new_jti(),
             user_id,
             refresh_exp: (token_type == TokenType::Sliding)
-                .then_some(now + self.settings.sliding_refresh_lifetime),
+                .then_some(now.saturating_add(self.settings.sliding_refresh_lifetime)),
         };
         self.sign(claims)
     }
@@ -135,7 +135,7 @@ impl TokenCodec {
         match payload.get("exp") {
             Some(exp) => {
                 let exp = exp.as_i64().ok_or(TokenError::Invalid)?;
-                if exp <= now - self.settings.leeway {
+                if exp <= now.saturating_sub(self.settings.leeway) {
                     return Err(TokenError::Expired);
                 }
             }
@@ -143,9 +143,7 @@ impl TokenCodec {
         }
         self.check_audience_and_issuer(&payload)?;
         let claims = Claims::from_payload(&payload, &self.names)?;
-        if claims.iat > now + self.settings.leeway.max(1) {
-            return Err(TokenError::Invalid);
-        }
+        self.check_not_before(&payload, &claims, now)?;
         if !accepted.contains(&claims.token_type) {
             return Err(TokenError::WrongType);
         }
@@ -158,11 +156,12 @@ impl TokenCodec {
         let payload = self.decode_payload(token)?;
         self.check_audience_and_issuer(&payload)?;
         let claims = Claims::from_payload(&payload, &self.names)?;
+        self.check_not_before(&payload, &claims, now)?;
         if claims.token_type != TokenType::Sliding {
             return Err(TokenError::WrongType);
         }
         match claims.refresh_exp {
-            Some(refresh_exp) if refresh_exp > now - self.settings.leeway => Ok(claims),
+            Some(refresh_exp) if refresh_exp > now.saturating_sub(self.settings.leeway) => Ok(claims),
             Some(_) => Err(TokenError::Expired),
             None => Err(TokenError::Invalid),
         }
@@ -172,7 +171,7 @@ impl TokenCodec {
     /// now with a new `exp`.
     pub fn slide(&self, claims: &Claims, now: i64) -> IssuedToken {
         self.sign(Claims {
-            exp: now + self.settings.sliding_lifetime,
+            exp: now.saturating_add(self.settings.sliding_lifetime),
             iat: now,
             ..claims.clone()
         })
@@ -198,6 +197,29 @@ impl TokenCodec {
             }
         }
         Err(TokenError::Invalid)
+    }
+
+    /// A token is not good before its `nbf` (a JSON number, fractions
+    /// allowed as RFC 7519's NumericDate allows them) nor before its `iat`,
+    /// each within the leeway. The `iat` bound is at least one second: a
+    /// token issued in the next second by another instance's clock is fine.
+    fn check_not_before(
+        &self,
+        payload: &Map<String, Value>,
+        claims: &Claims,
+        now: i64,
+    ) -> Result<(), TokenError> {
+        let leeway = self.settings.leeway;
+        if let Some(nbf) = payload.get("nbf") {
+            let nbf = nbf.as_f64().ok_or(TokenError::Invalid)?;
+            if !nbf.is_finite() || nbf > (now.saturating_add(leeway)) as f64 {
+                return Err(TokenError::Invalid);
+            }
+        }
+        if claims.iat > now.saturating_add(leeway.max(1)) {
+            return Err(TokenError::Invalid);
+        }
+        Ok(())
     }
 
     fn check_audience_and_issuer(&self, payload: &Map<String, Value>) -> Result<(), TokenError> {
@@ -494,6 +516,51 @@ mod tests {
         assert_eq!(
             codec.verify_sliding_refresh(&access.token, NOW),
             Err(TokenError::WrongType)
+        );
+    }
+
+    #[test]
+    fn nbf_must_be_a_number_not_in_the_future() {
+        let claims = |nbf: Value| {
+            json!({"token_type": "access", "exp": NOW + 60, "iat": NOW, "jti": "x", "user_id": 1, "nbf": nbf})
+        };
+        for (nbf, ok) in [
+            (json!(NOW), true),
+            (json!(NOW as f64 - 0.5), true),
+            (json!(NOW + 1), false),
+            (json!(NOW + 3600), false),
+            (json!("soon"), false),
+            (json!(null), false),
+        ] {
+            let token = forge(Algorithm::HS256, SECRET, claims(nbf.clone()));
+            assert_eq!(
+                codec().verify(&token, &[TokenType::Access], NOW).is_ok(),
+                ok,
+                "{nbf}"
+            );
+        }
+        let lenient = codec_with(JwtSettings {
+            leeway: 30,
+            ..JwtSettings::default()
+        });
+        let token = forge(Algorithm::HS256, SECRET, claims(json!(NOW + 20)));
+        assert!(lenient.verify(&token, &[TokenType::Access], NOW).is_ok());
+    }
+
+    #[test]
+    fn a_future_iat_is_refused_on_the_sliding_refresh_too() {
+        let token = forge(
+            Algorithm::HS256,
+            SECRET,
+            json!({"token_type": "sliding", "exp": NOW + 60, "iat": NOW + 3600, "jti": "x", "user_id": 1, "refresh_exp": NOW + 7200}),
+        );
+        assert_eq!(
+            codec().verify_sliding_refresh(&token, NOW),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            codec().verify(&token, &[TokenType::Sliding], NOW),
+            Err(TokenError::Invalid)
         );
     }
 
