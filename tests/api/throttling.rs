@@ -1,6 +1,11 @@
 //! Throttling: per-IP auth requests and per-account login failures, in
 //! memory and in Redis (shared between instances).
 
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
 use latchkey_tests::app::Req;
 use latchkey_tests::database::redis_url;
 use latchkey_tests::{Ctx, PASSWORD, TestApp, redis_tests, tests};
@@ -14,11 +19,13 @@ tests![
     sliding_login_failures_count_toward_the_account,
     x_forwarded_for_is_ignored_unless_from_a_trusted_proxy,
     zero_turns_throttling_off,
+    a_burst_of_parallel_wrong_logins_gets_at_most_the_limit_through,
 ];
 
 redis_tests![
     redis_counts_login_failures,
     two_instances_share_counters_through_redis,
+    redis_a_burst_of_parallel_wrong_logins_gets_at_most_the_limit_through,
 ];
 
 fn throttled_body(response: &latchkey_tests::Response) -> u64 {
@@ -225,4 +232,80 @@ async fn two_instances_share_counters_through_redis(mut ctx: Ctx) {
     throttled_body(&login_from(&first, &unique_ip(), &email, PASSWORD).await);
     // and the IP's two requests too
     throttled_body(&login_from(&second, &ip, "other@example.com", PASSWORD).await);
+}
+
+/// Sends 30 wrong logins for one account at once (limit 10): at most 10 of
+/// them get a password check (401), the rest answer 429. A second burst, with
+/// the right password sent once the first 429 has come back, answers 429 to
+/// the right password too.
+async fn burst_of_wrong_logins(app: &TestApp, email: &str) {
+    let burst = (0..30).map(|_| app.login(email, "wrong-password-1"));
+    let answers = join_all(burst).await;
+    let checked = answers.iter().filter(|r| r.status == 401).count();
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert!(
+        (1..=10).contains(&checked),
+        "{checked} password checks got through: {statuses:?}"
+    );
+    for answer in &answers {
+        if answer.status == 401 {
+            answer.assert(
+                401,
+                json!({"detail": "No active account found with the given credentials", "code": "no_active_account"}),
+            );
+        } else {
+            throttled_body(answer);
+        }
+    }
+    // locked now: the right password answers 429, also alone
+    throttled_body(&app.login(email, PASSWORD).await);
+}
+
+/// A burst on a fresh account in which the right password is sent while
+/// the burst is past the limit (after its first 429): 429, not 200.
+async fn right_password_inside_a_burst(app: &TestApp, email: &str) {
+    let refused = Rc::new(Cell::new(false));
+    let wrong = (0..30).map(|_| {
+        let refused = refused.clone();
+        async move {
+            let answer = app.login(email, "wrong-password-1").await;
+            if answer.status == 429 {
+                refused.set(true);
+            }
+            answer
+        }
+    });
+    let right = async {
+        while !refused.get() {
+            actix_web::rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        app.login(email, PASSWORD).await
+    };
+    let (answers, right) = futures_util::future::join(join_all(wrong), right).await;
+    let checked = answers.iter().filter(|r| r.status == 401).count();
+    assert!(checked <= 10, "{checked} password checks got through");
+    throttled_body(&right);
+}
+
+async fn a_burst_of_parallel_wrong_logins_gets_at_most_the_limit_through(mut ctx: Ctx) {
+    let app = ctx
+        .spawn_with(&[("THROTTLE_LOGIN_FAILURES", "10/15m")])
+        .await;
+    app.registered("jae@example.com").await;
+    app.registered("kim@example.com").await;
+    burst_of_wrong_logins(&app, "jae@example.com").await;
+    right_password_inside_a_burst(&app, "kim@example.com").await;
+}
+
+async fn redis_a_burst_of_parallel_wrong_logins_gets_at_most_the_limit_through(mut ctx: Ctx) {
+    let redis = redis_url();
+    let app = ctx
+        .spawn_with(&[("THROTTLE_LOGIN_FAILURES", "10/15m"), ("REDIS_URL", &redis)])
+        .await;
+    let first = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    let second = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    app.registered(&first).await;
+    app.registered(&second).await;
+    burst_of_wrong_logins(&app, &first).await;
+    right_password_inside_a_burst(&app, &second).await;
 }
