@@ -141,7 +141,7 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
         Err(error) => return failed(error, false),
     };
     if source == CredentialSource::Cookie
-        && let Err(error) = check_cookie_request(state, req)
+        && let Err(error) = check_cookie_request(req)
     {
         return failed(error, false);
     }
@@ -165,34 +165,15 @@ pub fn check_user(user: Option<User>, claims: &Claims) -> Result<User, ApiError>
     Ok(user)
 }
 
-fn is_unsafe(method: &Method) -> bool {
-    !matches!(
-        *method,
+/// CSRF (double submit) for a request that a cookie authenticates; safe
+/// methods need none. (`Origin` is checked for every unsafe request, by
+/// [`crate::origin`].)
+pub fn check_cookie_request(req: &HttpRequest) -> Result<(), ApiError> {
+    if matches!(
+        *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
-/// CSRF (double submit) and `Origin` for a request that a cookie
-/// authenticates; safe methods need neither.
-pub fn check_cookie_request(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    if !is_unsafe(req.method()) {
+    ) {
         return Ok(());
-    }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        let info = req.connection_info();
-        let own = format!("{}://{}", info.scheme(), info.host());
-        let allowed = origin == own
-            || state
-                .settings
-                .cors_allowed_origins
-                .iter()
-                .any(|o| o == origin);
-        if !allowed {
-            return Err(ApiError::Csrf(format!(
-                "Origin checking failed - {origin} does not match any trusted origins."
-            )));
-        }
     }
     let cookie = req.cookie(CSRF_COOKIE_NAME);
     let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());

@@ -9,6 +9,7 @@ pub mod error;
 pub mod flows;
 pub mod observability;
 pub mod openapi;
+pub mod origin;
 pub mod requests;
 pub mod routes;
 pub mod settings;

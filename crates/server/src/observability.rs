@@ -28,6 +28,7 @@ pub struct Metrics {
     pool_in_use: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
+    redis_up: IntGauge,
 }
 
 impl Metrics {
@@ -58,6 +59,10 @@ impl Metrics {
             IntGauge::new("db_pool_connections_in_use", "Database connections in use")?;
         let pool_idle = IntGauge::new("db_pool_connections_idle", "Idle database connections")?;
         let pool_max = IntGauge::new("db_pool_connections_max", "Database pool size")?;
+        let redis_up = IntGauge::new(
+            "throttle_redis_up",
+            "1 while the shared throttle counters in Redis answer, 0 while this instance counts in memory",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(logins.clone()))?;
@@ -66,6 +71,7 @@ impl Metrics {
         registry.register(Box::new(pool_in_use.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
+        registry.register(Box::new(redis_up.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -76,6 +82,7 @@ impl Metrics {
             pool_in_use,
             pool_idle,
             pool_max,
+            redis_up,
         })
     }
 
@@ -92,13 +99,29 @@ impl Metrics {
     }
 }
 
+/// The method as a metrics label: only the standard methods have series of
+/// their own, so arbitrary method tokens cannot grow `/metrics`.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Times and counts every request, and logs it.
 pub async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let path = req.path().to_owned();
     // Unmatched paths share one label, so scanners cannot grow the series.
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
@@ -113,7 +136,7 @@ pub async fn record(
     if let Some(state) = state {
         state
             .metrics
-            .observe(&route, &method, status, elapsed.as_secs_f64());
+            .observe(&route, method, status, elapsed.as_secs_f64());
     }
     log::info!(
         target: "latchkey::request",
@@ -131,6 +154,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.pool_in_use.set(i64::from(in_use));
     state.metrics.pool_idle.set(i64::from(idle));
     state.metrics.pool_max.set(i64::from(state.db.max_size()));
+    // Without Redis the gauge reads 0 too: no shared counters answer.
+    let redis_up = state.throttle.redis_up().unwrap_or(false);
+    state.metrics.redis_up.set(i64::from(redis_up));
     let mut buffer = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(error) = encoder.encode(&state.metrics.registry.gather(), &mut buffer) {

@@ -75,6 +75,12 @@ pub async fn list(state: &State, request: PageRequest) -> Result<Page, ApiError>
             .ok_or_else(invalid_page)?,
     };
     let (order, descending) = parse_ordering(request.ordering.as_deref());
+    if request.search.as_deref().is_some_and(|s| s.contains('\0')) {
+        return Err(ApiError::Fields(FieldErrors::single(
+            "search",
+            crate::body::NULL_CHARACTER,
+        )));
+    }
     let search = request
         .search
         .map(|s| s.trim().to_owned())

@@ -9,9 +9,8 @@ use crate::state::AppState;
 /// `GET /`: DRF's DefaultRouter root.
 #[utoipa::path(get, path = "/", tag = "operations",
     responses((status = 200, description = "Links to the API", body = RootView)))]
-pub async fn api_root(req: HttpRequest) -> HttpResponse {
-    let info = req.connection_info();
-    let base = format!("{}://{}", info.scheme(), info.host());
+pub async fn api_root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let base = crate::origin::base_url(&state, &req);
     HttpResponse::Ok().json(RootView {
         list: format!("{base}/list/"),
         register: format!("{base}/register/"),

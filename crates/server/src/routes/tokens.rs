@@ -217,7 +217,7 @@ fn presented_refresh(
     errors.into_result()?;
     match refresh_cookie(state, req) {
         Some(token) => {
-            check_cookie_request(state, req)?;
+            check_cookie_request(req)?;
             Ok(Some((token, true)))
         }
         None => Ok(None),

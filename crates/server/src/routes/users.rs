@@ -21,8 +21,7 @@ pub struct ListParams {
 
 /// The absolute URL of another page, keeping the other query parameters
 /// (DRF drops `page` for the first page).
-fn page_url(req: &HttpRequest, page: i64) -> String {
-    let info = req.connection_info();
+fn page_url(state: &State, req: &HttpRequest, page: i64) -> String {
     let mut pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
     pairs.retain(|(key, _)| key != "page");
@@ -30,7 +29,7 @@ fn page_url(req: &HttpRequest, page: i64) -> String {
         pairs.push(("page".into(), page.to_string()));
     }
     let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    let base = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+    let base = format!("{}{}", crate::origin::base_url(state, req), req.path());
     if query.is_empty() {
         base
     } else {
@@ -71,8 +70,8 @@ pub async fn list(
         },
     )
     .await?;
-    let next = page.has_next().then(|| page_url(&req, page.number + 1));
-    let previous = (page.number > 1).then(|| page_url(&req, page.number - 1));
+    let next = page.has_next().then(|| page_url(&state, &req, page.number + 1));
+    let previous = (page.number > 1).then(|| page_url(&state, &req, page.number - 1));
     Ok(HttpResponse::Ok().json(UserPageView {
         count: page.users.count,
         next,
