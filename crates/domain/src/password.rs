@@ -32,6 +32,8 @@ pub struct Password(String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordError {
     Blank,
+    /// bcrypt ends its key at a NUL, so `P` and `P\0P` would be one password.
+    NullCharacter,
     TooLong,
     TooShort,
     TooCommon,
@@ -43,6 +45,7 @@ impl PasswordError {
     pub fn message(&self) -> String {
         match self {
             PasswordError::Blank => "This field may not be blank.".into(),
+            PasswordError::NullCharacter => "Null characters are not allowed.".into(),
             PasswordError::TooLong => {
                 format!("This password is too long. It must contain at most {MAX_BYTES} bytes.")
             }
@@ -68,6 +71,9 @@ impl Password {
     pub fn parse(raw: &str, email: Option<&Email>) -> Result<Self, Vec<PasswordError>> {
         if raw.is_empty() {
             return Err(vec![PasswordError::Blank]);
+        }
+        if raw.contains('\0') {
+            return Err(vec![PasswordError::NullCharacter]);
         }
         let mut errors = Vec::new();
         if let Some(email) = email
@@ -97,6 +103,9 @@ impl Password {
     pub fn parse_unvalidated(raw: &str) -> Result<Self, PasswordError> {
         if raw.is_empty() {
             return Err(PasswordError::Blank);
+        }
+        if raw.contains('\0') {
+            return Err(PasswordError::NullCharacter);
         }
         Self::check_length(raw)?;
         Ok(Password(raw.to_owned()))
@@ -254,6 +263,18 @@ mod tests {
         );
         let at_limit = "한".repeat(24);
         assert!(Password::parse(&at_limit, Some(&email())).is_ok());
+    }
+
+    #[test]
+    fn a_nul_character_is_refused() {
+        assert_eq!(
+            messages("abc\0abc\0abc"),
+            vec!["Null characters are not allowed."]
+        );
+        assert_eq!(
+            Password::parse_unvalidated("\0\0\0\0"),
+            Err(PasswordError::NullCharacter)
+        );
     }
 
     #[test]

@@ -122,6 +122,47 @@ fn redact_password(url: &str) -> String {
     }
 }
 
+/// Runs `work` in a transaction that writes. On SQLite it begins with
+/// `BEGIN IMMEDIATE`, taking the write lock first (waiting up to
+/// `busy_timeout` for it): a deferred transaction that reads and then
+/// writes fails at once with "database is locked" when another connection
+/// committed in between, which WAL mode does not retry. On PostgreSQL it is
+/// an ordinary transaction (rows are locked where a flow needs it).
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return conn.transaction(work);
+    };
+    if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+        .transaction_depth()
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        // Already inside a transaction: a savepoint, under the same lock.
+        return conn.transaction(work);
+    }
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    let outcome = work(conn);
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return outcome;
+    };
+    match outcome {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(sqlite)?;
+            Ok(value)
+        }
+        Err(error) => {
+            AnsiTransactionManager::rollback_transaction(sqlite)?;
+            Err(error)
+        }
+    }
+}
+
 /// A pooled connection, and whether work on it failed for want of the
 /// database (then the pool discards it instead of handing it out again).
 pub struct Conn {
@@ -239,7 +280,7 @@ impl Database {
     /// database is down and serve 503 until it is back.
     pub fn new(url: &DatabaseUrl, options: PoolOptions) -> Result<Self, StoreError> {
         if let DatabaseUrl::Sqlite(path) = url {
-            create_parent_folder(path)?;
+            prepare_sqlite_file(path)?;
         }
         let manager = Manager {
             url: url.clone(),
@@ -320,15 +361,53 @@ impl Database {
     }
 }
 
-fn create_parent_folder(path: &Path) -> Result<(), StoreError> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-            })
-        }
-        _ => Ok(()),
+/// Creates the SQLite file's folder (0700) and the file itself (0600) when
+/// missing, so that the hashes in it are never readable by other local
+/// users: SQLite gives the WAL and shared-memory files the database file's
+/// permissions.
+fn prepare_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    let unavailable = |what: &Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", what.display()))
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        private_dir_builder()
+            .create(parent)
+            .map_err(|e| unavailable(parent, e))?;
     }
+    if path.exists() || path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    match private_file_options().open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it meanwhile: it is theirs to set up.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(unavailable(path, e)),
+    }
+}
+
+fn private_dir_builder() -> std::fs::DirBuilder {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+}
+
+fn private_file_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod users;
 
 pub use connection::{
     Backend, Conn, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection,
-    UrlError,
+    UrlError, write_transaction,
 };
 pub use error::StoreError;
 pub use migrations::pending_migrations_applied;

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use latchkey_domain::{Email, UserFlags};
 
 use crate::schema::users;
-use crate::{DbConnection, StoreError};
+use crate::{DbConnection, StoreError, write_transaction};
 
 /// A stored user. `Debug` leaves the password hash out.
 #[derive(Clone, Queryable, Selectable, Identifiable, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl User {
     /// Inserts the user and reads it back in one transaction (the multi
     /// backend has no `RETURNING`). A taken email is [`StoreError::EmailTaken`].
     pub fn insert(conn: &mut DbConnection, new: &NewUser<'_>) -> Result<User, StoreError> {
-        conn.transaction(|conn| {
+        write_transaction(conn, |conn| {
             diesel::insert_into(users::table)
                 .values(new)
                 .execute(conn)
@@ -183,7 +183,7 @@ impl User {
         id: i64,
         changes: &UserChanges,
     ) -> Result<User, StoreError> {
-        conn.transaction(|conn| {
+        write_transaction(conn, |conn| {
             let updated = diesel::update(users::table.find(id))
                 .set(changes)
                 .execute(conn)

@@ -150,6 +150,12 @@ fn account_from_environment(args: &CreateSuperuser) -> Result<NewAccount, Comman
         .ok()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| CommandError(format!("{PASSWORD_VAR} must be set with --no-input")))?;
+    // Login refuses a blank password, so such a superuser could never log in.
+    if raw_password.trim().is_empty() {
+        return Err(CommandError(format!(
+            "{PASSWORD_VAR} is blank: a password of whitespace only is refused, even with --bypass-validation"
+        )));
+    }
     let email = Email::parse(&raw_email).map_err(|e| CommandError(format!("{EMAIL_VAR}: {e}")))?;
     let password = match Password::parse(&raw_password, Some(&email)) {
         Ok(password) => password,

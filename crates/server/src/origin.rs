@@ -122,9 +122,6 @@ mod tests {
             origin_of("https://auth.example.com/prefix"),
             "https://auth.example.com"
         );
-        assert_eq!(
-            origin_of("http://127.0.0.1:8000"),
-            "http://127.0.0.1:8000"
-        );
+        assert_eq!(origin_of("http://127.0.0.1:8000"), "http://127.0.0.1:8000");
     }
 }

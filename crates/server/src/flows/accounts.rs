@@ -150,6 +150,40 @@ pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<
     }
 }
 
+/// Checks a signed-in user's own password (`old_password`,
+/// `current_password`): a wrong one is the 400 field error `message` under
+/// `field` and counts as a failed login of the account, so the lockout
+/// holds on every endpoint that checks a password.
+pub async fn verify_own_password(
+    state: &AppState,
+    user: &User,
+    raw: String,
+    field: &str,
+    message: &str,
+) -> Result<(), ApiError> {
+    let attempt = match Email::parse(&user.email) {
+        Ok(email) => Some(state.throttle.reserve_login(&email).await?),
+        Err(_) => None,
+    };
+    let hash = user.password_hash.clone();
+    let matches = state
+        .hashing
+        .run(move |hasher| hasher.verify(&raw, &hash))
+        .await?;
+    if matches {
+        if let Some(attempt) = attempt {
+            attempt.succeeded().await;
+        }
+        Ok(())
+    } else {
+        state.metrics.login_failures.inc();
+        if let Some(attempt) = attempt {
+            attempt.failed();
+        }
+        Err(ApiError::Fields(FieldErrors::single(field, message)))
+    }
+}
+
 /// Sets `last_login` when `UPDATE_LAST_LOGIN` is on; returns the user as
 /// stored now.
 pub fn record_login(

@@ -5,7 +5,7 @@ use latchkey_auth::{Claims, IssuedToken, TokenType};
 use latchkey_domain::{Email, Password};
 use latchkey_persistence::{DbConnection, OutstandingToken, User, UserChanges, db_now};
 
-use super::accounts::password_messages;
+use super::accounts::{password_messages, verify_own_password};
 use super::tokens::{TokenPair, start_session, token_user};
 use crate::authn::CurrentUser;
 use crate::body::Fields;
@@ -62,17 +62,14 @@ pub async fn change_password(
             "passwords parsed without errors but missing".into(),
         ));
     };
-    let hash = current.user.password_hash.clone();
-    let old_matches = state
-        .hashing
-        .run(move |hasher| hasher.verify(&old, &hash))
-        .await?;
-    if !old_matches {
-        return Err(ApiError::Fields(FieldErrors::single(
-            "old_password",
-            WRONG_OLD_PASSWORD,
-        )));
-    }
+    verify_own_password(
+        state,
+        &current.user,
+        old,
+        "old_password",
+        WRONG_OLD_PASSWORD,
+    )
+    .await?;
     let email = Email::parse(&current.user.email).ok();
     let password = Password::parse(&new, email.as_ref()).map_err(|failures| {
         let mut errors = FieldErrors::default();

@@ -5,8 +5,8 @@ use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
 use latchkey_domain::{Email, NewAccount, Password, UserFlags};
 use latchkey_persistence::{ListOrder, ListQuery, User, UserChanges, UserPage, db_now};
 
-use super::accounts::{create_account, new_credentials, password_messages};
-use super::sessions::revoke_everything;
+use super::accounts::{create_account, new_credentials, password_messages, verify_own_password};
+use super::sessions::{WRONG_OLD_PASSWORD, revoke_everything};
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
@@ -222,9 +222,28 @@ pub async fn update(
             }
         });
     let (is_active, is_staff, is_superuser) = requested_flags(&fields, &mut errors);
+    // A user changing their own email or password proves they know the
+    // current password: a stolen access token alone cannot take the account.
+    let email_changes = email.as_ref().is_some_and(|e| e.as_str() != existing.email);
+    let own_credentials_change = actor.id == id && (email_changes || password.is_some());
+    let current_password = if own_credentials_change {
+        fields.required_string("current_password", &mut errors)
+    } else {
+        None
+    };
     errors.into_result()?;
     let change = FlagChange::between(existing.flags(), is_active, is_staff, is_superuser);
     permissions::can_update(&actor, &target(&existing), &change).map_err(denied)?;
+    if let Some(current_password) = current_password {
+        verify_own_password(
+            state,
+            &existing,
+            current_password,
+            "current_password",
+            WRONG_OLD_PASSWORD,
+        )
+        .await?;
+    }
 
     let password_hash = match password {
         Some(password) => Some(

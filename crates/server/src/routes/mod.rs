@@ -7,13 +7,20 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::web;
 
 use crate::authn::authenticate;
 use crate::throttle::limit_per_ip;
 use fallback::allow;
 pub use fallback::not_found;
+
+/// `Cache-Control: no-store` on every response of a route that shows a user
+/// (errors included), unless the handler set its own.
+fn no_store() -> DefaultHeaders {
+    DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"))
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::openapi::service())
@@ -61,7 +68,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     web::get()
                         .to(tokens::current_user)
-                        .wrap(from_fn(authenticate)),
+                        .wrap(from_fn(authenticate))
+                        .wrap(no_store()),
                 )
                 .route(web::delete().to(tokens::logout))
                 .default_service(allow("GET, POST, DELETE")),
@@ -90,7 +98,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     web::post()
                         .to(sessions::change_password)
-                        .wrap(from_fn(authenticate)),
+                        .wrap(from_fn(authenticate))
+                        .wrap(from_fn(limit_per_ip)),
                 )
                 .default_service(allow("POST")),
         )
@@ -120,6 +129,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/list")
                 .wrap(from_fn(authenticate))
+                .wrap(no_store())
                 .service(
                     web::resource(["/", ""])
                         .route(web::get().to(users::list))

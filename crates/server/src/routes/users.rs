@@ -70,7 +70,9 @@ pub async fn list(
         },
     )
     .await?;
-    let next = page.has_next().then(|| page_url(&state, &req, page.number + 1));
+    let next = page
+        .has_next()
+        .then(|| page_url(&state, &req, page.number + 1));
     let previous = (page.number > 1).then(|| page_url(&state, &req, page.number - 1));
     Ok(HttpResponse::Ok().json(UserPageView {
         count: page.users.count,
