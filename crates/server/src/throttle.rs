@@ -1,10 +1,41 @@
-//! Throttling: failed logins per account and auth requests per client IP,
-//! counted in fixed windows, in memory or in Redis so that every instance
-//! behind a load balancer shares the counts.
+//! Throttling: failed logins per account, auth requests per client IP and
+//! emails sent per address, counted in fixed windows, in memory or in Redis
+//! so that every instance behind a load balancer shares the counts.
+//!
+//! Every hit is one atomic step that returns the new count, and a request is
+//! refused when its own hit takes the count past the limit: N parallel
+//! requests can never get more than the limit's worth through. A login
+//! reserves its password check this way *before* the check is made
+//! ([`Throttle::reserve_login`]), and a success resets the account's count.
+//!
+//! **Memory store.** The counters live in [`moka`] caches, one per kind of
+//! key (IP buckets, accounts, email addresses), so a flood of one kind cannot
+//! evict the others. moka is a concurrent, sharded cache: `and_upsert_with`
+//! runs under a lock of that one key, and each entry expires by itself at the
+//! end of its window (a per-entry expiry), so no request ever scans the map or
+//! holds a global lock; expired entries go in moka's amortised housekeeping.
+//! Memory is bounded: each cache has a byte budget ([`MEMORY_BUDGET`], the
+//! key's length plus [`ENTRY_OVERHEAD`] per entry, keys being at most an email
+//! of 254 bytes) and evicts the least recently used entries. LRU is chosen
+//! over moka's default TinyLFU admission because TinyLFU may decline to store
+//! a new key at all, and a counter that is not stored never reaches its
+//! limit; under LRU an account being guessed at is touched by every guess, so
+//! evicting it takes more new keys between two guesses than the budget holds.
+//!
+//! **Redis.** With `REDIS_URL` set, each hit is one Lua `EVAL` (INCRBY, then
+//! PEXPIRE when the key has no expiry yet, atomically; any Redis version with
+//! scripting), run on the blocking pool, never on an async worker. Every step
+//! is bounded by `REDIS_TIMEOUT`: the connection (its setup included), reads,
+//! writes, the wait for a pooled connection, and the whole call as the request
+//! sees it. When Redis fails or is slow, throttling does not turn off: the
+//! instance counts in its own memory, logs one warning for the outage, and
+//! stops calling Redis from requests; a background probe (at most one a
+//! second) brings it back, with one info line. Counts made in memory during an
+//! outage still count, added to Redis's, until their window ends.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -16,17 +47,6 @@ use latchkey_domain::Email;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Where the counters live.
-pub enum CounterStore {
-    Memory(Mutex<HashMap<String, Window>>),
-    Redis(r2d2::Pool<redis::Client>),
-}
-
-pub struct Window {
-    count: u32,
-    ends: Instant,
-}
 
 /// Past the limit: wait this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,91 +62,349 @@ fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// Prefix of every Redis key.
 const PREFIX: &str = "latchkey:throttle:";
+/// Byte budget of each in-memory cache (weighed as key length plus
+/// [`ENTRY_OVERHEAD`]): about 80,000 email keys or 100,000 IP keys each.
+pub const MEMORY_BUDGET: u64 = 16 * 1024 * 1024;
+/// What one entry costs besides its key, as weighed against the budget.
+pub const ENTRY_OVERHEAD: u32 = 160;
+/// Longest window honoured (longer ones are cut to it).
+const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+/// While Redis is down, it is tried again at most this often.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Redis connections per instance.
+const POOL_SIZE: u32 = 16;
 
-impl CounterStore {
-    pub fn memory() -> Self {
-        CounterStore::Memory(Mutex::new(HashMap::new()))
+/// The kinds of counter, each with a key prefix and a cache of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Auth requests per client IP (IPv6 per network).
+    Ip,
+    /// Failed password checks per account.
+    Login,
+    /// Emails sent per address.
+    Address,
+}
+
+impl Kind {
+    fn key(self, name: &str) -> String {
+        let prefix = match self {
+            Kind::Ip => "ip:",
+            Kind::Login => "login:",
+            Kind::Address => "address:",
+        };
+        format!("{prefix}{name}")
+    }
+}
+
+/// One fixed window of a counter.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    count: u64,
+    ends: Instant,
+}
+
+/// Each entry expires when its window ends.
+struct WindowExpiry;
+
+impl moka::Expiry<String, Window> for WindowExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        window: &Window,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        Some(window.ends.saturating_duration_since(created_at))
     }
 
-    pub fn redis(url: &str) -> Result<Self, String> {
-        let client =
-            redis::Client::open(url).map_err(|e| format!("REDIS_URL={url:?} is not valid: {e}"))?;
-        let pool = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(2))
-            .build_unchecked(client);
-        Ok(CounterStore::Redis(pool))
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        window: &Window,
+        updated_at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(window.ends.saturating_duration_since(updated_at))
+    }
+}
+
+/// Counters of one kind in this instance's memory.
+struct MemoryCounters {
+    cache: moka::sync::Cache<String, Window>,
+}
+
+impl MemoryCounters {
+    fn new() -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(MEMORY_BUDGET)
+            .weigher(|key: &String, _: &Window| {
+                u32::try_from(key.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(ENTRY_OVERHEAD)
+            })
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .expire_after(WindowExpiry)
+            .build();
+        MemoryCounters { cache }
     }
 
-    /// Adds `by` (0 only reads) to the count of `key` in its window and
-    /// returns the new count and the time left in the window.
-    fn add(&self, key: &str, by: u32, window: Duration) -> Result<(u32, Duration), String> {
-        match self {
-            CounterStore::Memory(windows) => {
-                let mut windows = windows
-                    .lock()
-                    .map_err(|_| "throttle lock poisoned".to_owned())?;
-                let now = Instant::now();
-                if windows.len() > 100_000 {
-                    windows.retain(|_, w| w.ends > now);
-                }
-                let entry = windows.entry(key.to_owned()).or_insert(Window {
-                    count: 0,
+    /// Adds `by` to the key's count in its window, atomically (moka runs the
+    /// update under the key's own lock); returns the new count and the time
+    /// left in the window.
+    fn hit(&self, key: &str, by: u64, window: Duration) -> (u64, Duration) {
+        let now = Instant::now();
+        let entry = self.cache.entry_by_ref(key).and_upsert_with(|current| {
+            match current.map(moka::Entry::into_value) {
+                Some(live) if live.ends > now => Window {
+                    count: live.count.saturating_add(by),
+                    ends: live.ends,
+                },
+                _ => Window {
+                    count: by,
                     ends: now + window,
-                });
-                if entry.ends <= now {
-                    *entry = Window {
-                        count: 0,
-                        ends: now + window,
-                    };
-                }
-                entry.count = entry.count.saturating_add(by);
-                Ok((entry.count, entry.ends.saturating_duration_since(now)))
+                },
             }
-            CounterStore::Redis(pool) => {
-                let mut conn = pool.get().map_err(|e| e.to_string())?;
-                let key = format!("{PREFIX}{key}");
-                let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-                let (count, ttl): (u32, i64) = redis::pipe()
-                    .atomic()
-                    .cmd("INCRBY")
-                    .arg(&key)
-                    .arg(by)
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(ms)
-                    .arg("NX")
-                    .ignore()
-                    .cmd("PTTL")
-                    .arg(&key)
-                    .query(&mut *conn)
-                    .map_err(|e| e.to_string())?;
-                Ok((
-                    count,
-                    Duration::from_millis(u64::try_from(ttl.max(0)).unwrap_or(0)),
-                ))
-            }
+        });
+        let counted = entry.into_value();
+        (counted.count, counted.ends.saturating_duration_since(now))
+    }
+
+    /// The key's count and time left, if its window is live.
+    fn peek(&self, key: &str) -> Option<(u64, Duration)> {
+        let now = Instant::now();
+        self.cache
+            .get(key)
+            .filter(|window| window.ends > now)
+            .map(|window| (window.count, window.ends.saturating_duration_since(now)))
+    }
+
+    fn reset(&self, key: &str) {
+        self.cache.invalidate(key);
+    }
+
+    #[cfg(test)]
+    fn entries(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}
+
+struct Memory {
+    ip: MemoryCounters,
+    login: MemoryCounters,
+    address: MemoryCounters,
+}
+
+impl Memory {
+    fn of(&self, kind: Kind) -> &MemoryCounters {
+        match kind {
+            Kind::Ip => &self.ip,
+            Kind::Login => &self.login,
+            Kind::Address => &self.address,
         }
+    }
+}
+
+/// Makes pooled Redis connections whose connect, reads and writes are all
+/// bounded by `REDIS_TIMEOUT` (the redis crate's own r2d2 support connects
+/// without a timeout).
+struct RedisConnector {
+    client: redis::Client,
+    timeout: Duration,
+}
+
+/// A pooled connection. One whose command failed (a timeout, say) is not
+/// given back to the pool: its late reply would answer the next command.
+struct RedisConnection {
+    conn: redis::Connection,
+    failed: bool,
+}
+
+impl RedisConnection {
+    fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, String> {
+        cmd.query(&mut self.conn).map_err(|error| {
+            self.failed = true;
+            error.to_string()
+        })
+    }
+}
+
+impl r2d2::ManageConnection for RedisConnector {
+    type Connection = RedisConnection;
+    type Error = redis::RedisError;
+
+    fn connect(&self) -> Result<RedisConnection, redis::RedisError> {
+        let conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        Ok(RedisConnection {
+            conn,
+            failed: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut RedisConnection) -> Result<(), redis::RedisError> {
+        let valid = redis::cmd("PING").query::<()>(&mut conn.conn);
+        conn.failed |= valid.is_err();
+        valid
+    }
+
+    fn has_broken(&self, conn: &mut RedisConnection) -> bool {
+        use redis::ConnectionLike;
+        conn.failed || !conn.conn.is_open()
+    }
+}
+
+/// INCRBY the key; give it the window's expiry when it has none (new);
+/// answer the new count and the milliseconds left. One atomic step.
+const HIT_SCRIPT: &str = "\
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {n, ttl}";
+
+/// The shared counters, and whether they answer.
+struct Redis {
+    pool: r2d2::Pool<RedisConnector>,
+    timeout: Duration,
+    up: AtomicBool,
+    /// Milliseconds after `epoch` before which Redis is not tried again.
+    next_probe: AtomicU64,
+    epoch: Instant,
+}
+
+impl Redis {
+    fn open(url: &str, timeout: Duration) -> Result<Self, String> {
+        let client =
+            redis::Client::open(url).map_err(|e| format!("REDIS_URL is not valid: {e}"))?;
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(0))
+            .connection_timeout(timeout)
+            // the outage is logged once, by the throttle, not per attempt
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(RedisConnector { client, timeout });
+        Ok(Redis {
+            pool,
+            timeout,
+            up: AtomicBool::new(true),
+            next_probe: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn connection(&self) -> Result<r2d2::PooledConnection<RedisConnector>, String> {
+        self.pool.get().map_err(|e| e.to_string())
+    }
+
+    fn hit(&self, key: &str, by: u64, window: Duration) -> Result<(u64, Duration), String> {
+        let mut conn = self.connection()?;
+        let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(HIT_SCRIPT)
+            .arg(1)
+            .arg(format!("{PREFIX}{key}"))
+            .arg(by)
+            .arg(ms);
+        let (count, ttl): (i64, i64) = conn.query(&eval)?;
+        Ok((
+            u64::try_from(count).unwrap_or(0),
+            Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
+        ))
     }
 
     fn reset(&self, key: &str) -> Result<(), String> {
-        match self {
-            CounterStore::Memory(windows) => {
-                windows
-                    .lock()
-                    .map_err(|_| "throttle lock poisoned".to_owned())?
-                    .remove(key);
-                Ok(())
-            }
-            CounterStore::Redis(pool) => {
-                let mut conn = pool.get().map_err(|e| e.to_string())?;
-                redis::cmd("DEL")
-                    .arg(format!("{PREFIX}{key}"))
-                    .query::<()>(&mut *conn)
-                    .map_err(|e| e.to_string())
-            }
+        let mut conn = self.connection()?;
+        conn.query(redis::cmd("DEL").arg(format!("{PREFIX}{key}")))
+    }
+
+    fn ping(&self) -> Result<(), String> {
+        let mut conn = self.connection()?;
+        conn.query(&redis::cmd("PING"))
+    }
+
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn interval_ms() -> u64 {
+        u64::try_from(PROBE_INTERVAL.as_millis()).unwrap_or(1000)
+    }
+
+    /// Redis failed: count in memory from now on; warn once per outage.
+    fn mark_down(&self, error: &str) {
+        self.next_probe.store(
+            self.now_ms().saturating_add(Self::interval_ms()),
+            Ordering::Release,
+        );
+        if self.up.swap(false, Ordering::AcqRel) {
+            log::warn!(
+                "throttle: Redis is unreachable or slow ({error}); counting in this \
+                 instance's memory until it answers again"
+            );
+        }
+    }
+
+    fn mark_up(&self) {
+        if !self.up.swap(true, Ordering::AcqRel) {
+            log::info!("throttle: Redis answers again; counters are shared again");
+        }
+    }
+
+    /// While down: tries Redis again in the background, at most once per
+    /// [`PROBE_INTERVAL`], so that no request waits for it.
+    fn probe_when_due(self: &Arc<Self>) {
+        let now = self.now_ms();
+        let due = self.next_probe.load(Ordering::Acquire);
+        if now < due
+            || self
+                .next_probe
+                .compare_exchange(
+                    due,
+                    now.saturating_add(Self::interval_ms()),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return;
+        }
+        self.probe_in_background();
+    }
+
+    fn probe_in_background(self: &Arc<Self>) {
+        let redis = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("latchkey-redis-probe".into())
+            .spawn(move || match redis.ping() {
+                Ok(()) => redis.mark_up(),
+                Err(error) => redis.mark_down(&error),
+            });
+        if let Err(error) = spawned {
+            log::debug!("throttle: cannot start the Redis probe: {error}");
+        }
+    }
+
+    /// Runs `op` on the blocking pool; past `REDIS_TIMEOUT` the request
+    /// stops waiting for it (the call itself ends by its own timeouts).
+    async fn call<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl FnOnce(&Redis) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let redis = Arc::clone(self);
+        let timeout = self.timeout;
+        match actix_web::rt::time::timeout(timeout, web::block(move || op(&redis))).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         }
     }
 }
@@ -189,16 +467,17 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Throttle {
-    inner: std::sync::Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 struct Inner {
-    store: CounterStore,
     settings: ThrottleSettings,
+    memory: Memory,
+    redis: Option<Arc<Redis>>,
 }
 
 /// One password check reserved for an account: it already counts as a
-/// failure, and is given back when the password turns out right.
+/// failure, and the count is reset when the password turns out right.
 #[must_use = "say how the password check ended"]
 pub struct LoginAttempt {
     throttle: Throttle,
@@ -209,8 +488,17 @@ impl LoginAttempt {
     /// The password was right: the account's failure count is reset.
     pub async fn succeeded(self) {
         let Some(key) = self.key else { return };
-        let throttle = self.throttle.clone();
-        let _ = web::block(move || Throttle::fail_open(throttle.inner.store.reset(&key))).await;
+        let inner = &self.throttle.inner;
+        inner.memory.login.reset(&key);
+        if let Some(redis) = &inner.redis {
+            if redis.is_up() {
+                if let Err(error) = redis.call(move |redis| redis.reset(&key)).await {
+                    redis.mark_down(&error);
+                }
+            } else {
+                redis.probe_when_due();
+            }
+        }
     }
 
     /// The password was wrong: the reserved attempt stays counted.
@@ -219,30 +507,89 @@ impl LoginAttempt {
 
 impl Throttle {
     pub fn new(settings: ThrottleSettings) -> Result<Self, String> {
-        let store = match &settings.redis_url {
-            Some(url) => CounterStore::redis(url)?,
-            None => CounterStore::memory(),
+        let redis = match &settings.redis_url {
+            Some(url) => {
+                let timeout = settings.redis_timeout.max(Duration::from_millis(1));
+                let redis = Arc::new(Redis::open(url, timeout)?);
+                // an unreachable Redis is found (and logged) at start-up,
+                // not by the first request
+                redis.probe_in_background();
+                Some(redis)
+            }
+            None => None,
         };
         Ok(Throttle {
-            inner: std::sync::Arc::new(Inner { store, settings }),
+            inner: Arc::new(Inner {
+                settings,
+                memory: Memory {
+                    ip: MemoryCounters::new(),
+                    login: MemoryCounters::new(),
+                    address: MemoryCounters::new(),
+                },
+                redis,
+            }),
         })
     }
 
-    /// Whether the shared counters are reachable: `None` without Redis.
+    /// Whether the shared counters answer: `None` without Redis.
     pub fn redis_up(&self) -> Option<bool> {
-        match self.inner.store {
-            CounterStore::Redis(_) => Some(true),
-            CounterStore::Memory(_) => None,
+        let redis = self.inner.redis.as_ref()?;
+        let up = redis.is_up();
+        if !up {
+            redis.probe_when_due();
         }
+        Some(up)
     }
 
-    /// A store that cannot be reached does not lock everyone out: the
-    /// request goes on and the failure is logged.
-    fn fail_open<T: Default>(result: Result<T, String>) -> T {
-        result.unwrap_or_else(|error| {
-            log::warn!("throttle store unavailable, not throttling: {error}");
-            T::default()
-        })
+    /// Counts one hit on `key`; refused when it takes the count past the
+    /// rate. In Redis while it answers, else in memory.
+    async fn hit(&self, kind: Kind, key: String, rate: Rate) -> Result<(), RetryAfter> {
+        let window = rate.window.clamp(Duration::from_millis(1), MAX_WINDOW);
+        let limit = u64::from(rate.count);
+        let memory = self.inner.memory.of(kind);
+        let refuse = |left: Duration| Err(RetryAfter(whole_seconds(left).max(1)));
+        if let Some(redis) = &self.inner.redis {
+            if redis.is_up() {
+                let shared = key.clone();
+                match redis.call(move |redis| redis.hit(&shared, 1, window)).await {
+                    Ok((count, left)) => {
+                        if count > limit {
+                            return refuse(left);
+                        }
+                        // what this instance counted during an outage
+                        // still counts until its window ends
+                        return match memory.peek(&key) {
+                            Some((local, local_left)) if count.saturating_add(local) > limit => {
+                                refuse(local_left)
+                            }
+                            _ => Ok(()),
+                        };
+                    }
+                    Err(error) => redis.mark_down(&error),
+                }
+            } else {
+                redis.probe_when_due();
+            }
+        }
+        let (count, left) = memory.hit(&key, 1, window);
+        if count > limit {
+            return refuse(left);
+        }
+        Ok(())
+    }
+
+    /// The key of an address's per-IP bucket: an IPv4 address (also when
+    /// v4-mapped), or the IPv6 network of `THROTTLE_IPV6_PREFIX` bits.
+    fn ip_bucket(&self, ip: IpAddr) -> String {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let prefix = self.inner.settings.ipv6_prefix.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                let net = Ipv6Addr::from(u128::from(v6) & mask);
+                format!("{net}/{prefix}")
+            }
+        }
     }
 
     /// Counts one auth request from this client; past the limit, refuses it.
@@ -250,25 +597,21 @@ impl Throttle {
         let Some(rate) = self.inner.settings.per_ip else {
             return Ok(());
         };
-        let throttle = self.clone();
-        let (count, left) = web::block(move || {
-            Self::fail_open(
-                throttle
-                    .inner
-                    .store
-                    .add(&format!("ip:{ip}"), 1, rate.window),
-            )
-        })
-        .await
-        .unwrap_or_default();
-        if count > rate.count {
-            return Err(RetryAfter(whole_seconds(left).max(1)));
-        }
-        Ok(())
+        let key = Kind::Ip.key(&self.ip_bucket(ip));
+        self.hit(Kind::Ip, key, rate).await
     }
 
-    /// Reserves one password check for the account before it is made:
-    /// refused once the account has failed too often in the window.
+    /// Counts one email sent to `email` (a counter of its own, apart from
+    /// login failures); past `rate`, refuses it.
+    pub async fn hit_address(&self, email: &Email, rate: Rate) -> Result<(), RetryAfter> {
+        let key = Kind::Address.key(email.as_str());
+        self.hit(Kind::Address, key, rate).await
+    }
+
+    /// Reserves one password check for the account before it is made: the
+    /// attempt is counted as a failure at once, in one atomic step, and
+    /// refused when that takes the account past its limit. Say how the
+    /// check ended with [`LoginAttempt::succeeded`] or [`LoginAttempt::failed`].
     pub async fn reserve_login(&self, account: &Email) -> Result<LoginAttempt, RetryAfter> {
         let Some(rate) = self.inner.settings.login_failures else {
             return Ok(LoginAttempt {
@@ -276,69 +619,76 @@ impl Throttle {
                 key: None,
             });
         };
-        let key = format!("login:{}", account.as_str());
-        let throttle = self.clone();
-        let probe = key.clone();
-        let (count, left) =
-            web::block(move || Self::fail_open(throttle.inner.store.add(&probe, 0, rate.window)))
-                .await
-                .unwrap_or_default();
-        if count >= rate.count {
-            return Err(RetryAfter(whole_seconds(left).max(1)));
-        }
-        let throttle = self.clone();
-        let counted = key.clone();
-        let _ =
-            web::block(move || Self::fail_open(throttle.inner.store.add(&counted, 1, rate.window)))
-                .await;
+        let key = Kind::Login.key(account.as_str());
+        self.hit(Kind::Login, key.clone(), rate).await?;
         Ok(LoginAttempt {
             throttle: self.clone(),
             key: Some(key),
         })
     }
 
-    /// The client's address: the socket's peer, or, when the peer is a
-    /// trusted proxy, the nearest untrusted address in `X-Forwarded-For`.
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.inner
+            .settings
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(ip))
+    }
+
+    /// The client's address (canonical: a v4-mapped address as IPv4): the
+    /// socket's peer or, when the peer is a trusted proxy, the rightmost
+    /// `X-Forwarded-For` entry that is not a trusted proxy. When that entry
+    /// cannot be read, the peer: never an entry further left, which the
+    /// client may have written.
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr()?.ip().to_canonical();
-        let trusted = |ip: &IpAddr| {
-            self.inner
-                .settings
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(*ip))
-        };
-        if !trusted(&peer) {
+        if !self.trusted(peer) {
             return Some(peer);
         }
-        let forwarded: Vec<IpAddr> = req
+        let values: Vec<Option<&str>> = req
             .headers()
             .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|part| part.trim().parse().ok())
+            .map(|value| value.to_str().ok())
             .collect();
-        Some(
-            forwarded
-                .into_iter()
-                .rev()
-                .find(|ip| !trusted(ip))
-                .unwrap_or(peer),
-        )
+        for value in values.into_iter().rev() {
+            let Some(value) = value else {
+                return Some(peer);
+            };
+            for entry in value.rsplit(',') {
+                match forwarded_address(entry) {
+                    None => return Some(peer),
+                    Some(ip) if self.trusted(ip) => {}
+                    Some(ip) => return Some(ip),
+                }
+            }
+        }
+        Some(peer)
     }
 
     /// Whether a peer is one of `TRUSTED_PROXIES` (whose forwarded headers
     /// are believed).
     pub fn is_trusted_proxy(&self, req: &HttpRequest) -> bool {
-        req.peer_addr().is_some_and(|peer| {
-            let peer = peer.ip().to_canonical();
-            self.inner
-                .settings
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(peer))
-        })
+        req.peer_addr()
+            .is_some_and(|peer| self.trusted(peer.ip().to_canonical()))
     }
+}
+
+/// One `X-Forwarded-For` entry as an address: `ip`, `ip:port`, `[ipv6]` or
+/// `[ipv6]:port`, canonical.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse::<Ipv6Addr>().ok())
+                .map(IpAddr::V6)
+        })?;
+    Some(ip.to_canonical())
 }
 
 /// Middleware for the auth endpoints: one shared per-IP bucket.
