@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use latchkey_tests::app::Req;
@@ -20,6 +20,13 @@ tests![
     x_forwarded_for_is_ignored_unless_from_a_trusted_proxy,
     zero_turns_throttling_off,
     a_burst_of_parallel_wrong_logins_gets_at_most_the_limit_through,
+    ipv6_clients_share_a_bucket_per_network,
+    a_v4_mapped_address_counts_as_its_ipv4_address,
+    x_forwarded_for_entries_with_a_port_are_read_as_their_address,
+    an_unreadable_rightmost_entry_falls_back_to_the_peer,
+    a_v4_mapped_peer_matches_trusted_proxies,
+    unreachable_redis_still_throttles_in_memory_and_quickly,
+    a_silent_redis_still_throttles_within_the_timeout,
 ];
 
 redis_tests![
@@ -308,4 +315,244 @@ async fn redis_a_burst_of_parallel_wrong_logins_gets_at_most_the_limit_through(m
     app.registered(&second).await;
     burst_of_wrong_logins(&app, &first).await;
     right_password_inside_a_burst(&app, &second).await;
+}
+
+#[track_caller]
+fn no_account(response: &latchkey_tests::Response) {
+    response.assert(
+        401,
+        json!({"detail": "No active account found with the given credentials", "code": "no_active_account"}),
+    );
+}
+
+/// Two requests from `first` pass, the third from `third` (the same
+/// bucket) is refused.
+async fn same_bucket(app: &TestApp, first: &str, second: &str, third: &str) {
+    no_account(&login_from(app, first, "nobody@example.com", PASSWORD).await);
+    no_account(&login_from(app, second, "nobody@example.com", PASSWORD).await);
+    throttled_body(&login_from(app, third, "nobody@example.com", PASSWORD).await);
+}
+
+const BEHIND_PROXY: [(&str, &str); 2] = [
+    ("THROTTLE_AUTH_PER_IP", "2/1m"),
+    ("TRUSTED_PROXIES", "127.0.0.1"),
+];
+
+async fn ipv6_clients_share_a_bucket_per_network(mut ctx: Ctx) {
+    let app = ctx.spawn_with(&BEHIND_PROXY).await;
+    same_bucket(
+        &app,
+        "2001:db8:1:2::1",
+        "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        "2001:db8:1:2:abcd::7",
+    )
+    .await;
+    // the next /64 is another client
+    no_account(&login_from(&app, "2001:db8:1:3::1", "nobody@example.com", PASSWORD).await);
+
+    let per_address = ctx
+        .spawn_with(&[
+            ("THROTTLE_AUTH_PER_IP", "2/1m"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("THROTTLE_IPV6_PREFIX", "128"),
+        ])
+        .await;
+    for ip in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3"] {
+        no_account(&login_from(&per_address, ip, "nobody@example.com", PASSWORD).await);
+    }
+    let per_48 = ctx
+        .spawn_with(&[
+            ("THROTTLE_AUTH_PER_IP", "2/1m"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("THROTTLE_IPV6_PREFIX", "48"),
+        ])
+        .await;
+    same_bucket(
+        &per_48,
+        "2001:db8:1:2::1",
+        "2001:db8:1:3::1",
+        "2001:db8:1:ffff::1",
+    )
+    .await;
+}
+
+async fn a_v4_mapped_address_counts_as_its_ipv4_address(mut ctx: Ctx) {
+    let app = ctx.spawn_with(&BEHIND_PROXY).await;
+    same_bucket(
+        &app,
+        "::ffff:203.0.113.9",
+        "203.0.113.9",
+        "[::ffff:203.0.113.9]:443",
+    )
+    .await;
+}
+
+async fn x_forwarded_for_entries_with_a_port_are_read_as_their_address(mut ctx: Ctx) {
+    let app = ctx.spawn_with(&BEHIND_PROXY).await;
+    // the client rotates what it writes itself; the proxy's entry decides
+    let rotating = |proxied: &str| format!("{}, {proxied}", unique_ip());
+    same_bucket(
+        &app,
+        &rotating("203.0.113.8:5555"),
+        &rotating("203.0.113.8:5556"),
+        &rotating("203.0.113.8"),
+    )
+    .await;
+    same_bucket(
+        &app,
+        &rotating("[2001:db8::8]:443"),
+        &rotating("[2001:db8::8]:8443"),
+        &rotating("2001:db8::8"),
+    )
+    .await;
+    // a trusted proxy's own entry is skipped, not the client's
+    same_bucket(
+        &app,
+        &format!("{}, 198.51.100.4:1000, 127.0.0.1:2000", unique_ip()),
+        &format!("{}, 198.51.100.4, 127.0.0.1", unique_ip()),
+        &format!("{}, [::ffff:198.51.100.4]:3000", unique_ip()),
+    )
+    .await;
+}
+
+async fn an_unreadable_rightmost_entry_falls_back_to_the_peer(mut ctx: Ctx) {
+    let app = ctx.spawn_with(&BEHIND_PROXY).await;
+    // never an entry further left: these all count as the proxy (the peer)
+    no_account(
+        &login_from(
+            &app,
+            &format!("{}, not-an-address", unique_ip()),
+            "nobody@example.com",
+            PASSWORD,
+        )
+        .await,
+    );
+    no_account(
+        &login_from(
+            &app,
+            &format!("{}, 203.0.113.8:port", unique_ip()),
+            "nobody@example.com",
+            PASSWORD,
+        )
+        .await,
+    );
+    throttled_body(&app.login("nobody@example.com", PASSWORD).await);
+    throttled_body(
+        &login_from(
+            &app,
+            &format!("{},", unique_ip()),
+            "nobody@example.com",
+            PASSWORD,
+        )
+        .await,
+    );
+    // a readable entry is still its own client
+    no_account(&login_from(&app, &unique_ip(), "nobody@example.com", PASSWORD).await);
+}
+
+async fn a_v4_mapped_peer_matches_trusted_proxies(mut ctx: Ctx) {
+    // an IPv6 socket on the v4-mapped loopback: the peer is ::ffff:127.0.0.1
+    let app = ctx
+        .spawn_with(&[
+            ("BIND", "[::ffff:127.0.0.1]:0"),
+            ("THROTTLE_AUTH_PER_IP", "2/1m"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ])
+        .await;
+    for _ in 0..4 {
+        no_account(&login_from(&app, &unique_ip(), "nobody@example.com", PASSWORD).await);
+    }
+    same_bucket(&app, "203.0.113.5", "203.0.113.5", "203.0.113.5").await;
+}
+
+/// Each call answers well within the old 6 s, however the store fails.
+async fn timed(
+    response: impl std::future::Future<Output = latchkey_tests::Response>,
+) -> latchkey_tests::Response {
+    let started = Instant::now();
+    let response = response.await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "answered in {took:?}");
+    response
+}
+
+/// With the counters' Redis failing: the account still locks, the per-IP
+/// bucket still fills, every answer comes quickly, and /readyz stays 200.
+async fn throttles_without_redis(ctx: &mut Ctx, redis: &str, timeout: &str) {
+    let app = ctx
+        .spawn_with(&[
+            ("THROTTLE_LOGIN_FAILURES", "3/15m"),
+            ("THROTTLE_AUTH_PER_IP", "6/1m"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("REDIS_URL", redis),
+            ("REDIS_TIMEOUT", timeout),
+        ])
+        .await;
+    let response = timed(login_from(
+        &app,
+        &unique_ip(),
+        "nobody@example.com",
+        PASSWORD,
+    ))
+    .await;
+    no_account(&response);
+    let created = timed(
+        app.post(
+            "/register/",
+            Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
+                .with_header("X-Forwarded-For", &unique_ip()),
+        ),
+    )
+    .await;
+    created.assert_status(201);
+    assert_eq!(created.body["user"]["email"], "jae@example.com");
+    for _ in 0..3 {
+        no_account(
+            &timed(login_from(
+                &app,
+                &unique_ip(),
+                "jae@example.com",
+                "wrong-password-1",
+            ))
+            .await,
+        );
+    }
+    throttled_body(&timed(login_from(&app, &unique_ip(), "jae@example.com", PASSWORD)).await);
+    // the per-IP bucket, in memory too
+    let ip = unique_ip();
+    for i in 0..6 {
+        let someone = format!("nobody{i}@example.com");
+        no_account(&timed(login_from(&app, &ip, &someone, PASSWORD)).await);
+    }
+    throttled_body(&timed(login_from(&app, &ip, "nobody6@example.com", PASSWORD)).await);
+    app.get("/readyz", Req::default())
+        .await
+        .assert(200, json!({"status": "ok", "database": "ok"}));
+    let metrics = app.get("/metrics", Req::default()).await;
+    metrics.assert_status(200);
+}
+
+async fn unreachable_redis_still_throttles_in_memory_and_quickly(mut ctx: Ctx) {
+    throttles_without_redis(&mut ctx, "redis://127.0.0.1:1/", "500ms").await;
+}
+
+/// A "Redis" that accepts connections and never answers.
+fn silent_redis() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(stream) => held.push(stream),
+                Err(_) => return,
+            }
+        }
+    });
+    url
+}
+
+async fn a_silent_redis_still_throttles_within_the_timeout(mut ctx: Ctx) {
+    let redis = silent_redis();
+    throttles_without_redis(&mut ctx, &redis, "300ms").await;
 }

@@ -774,4 +774,386 @@ mod tests {
             assert_eq!(throttle.hit_ip(ip).await, Ok(()));
         }
     }
+
+    fn with(settings: impl FnOnce(&mut ThrottleSettings)) -> Throttle {
+        let mut base = ThrottleSettings {
+            per_ip: None,
+            login_failures: None,
+            trusted_proxies: vec![],
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            redis_url: None,
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
+        };
+        settings(&mut base);
+        Throttle::new(base).unwrap()
+    }
+
+    fn ip(raw: &str) -> IpAddr {
+        raw.parse().unwrap()
+    }
+
+    #[test]
+    fn parallel_reservations_from_many_threads_get_exactly_the_limit() {
+        let throttle = throttle(None, rate(10, 900));
+        let account = email("jae@example.com");
+        let granted = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    actix_web::rt::System::new().block_on(async {
+                        for _ in 0..10 {
+                            if let Ok(attempt) = throttle.reserve_login(&account).await {
+                                granted.fetch_add(1, Ordering::SeqCst);
+                                attempt.failed();
+                            }
+                        }
+                    });
+                });
+            }
+        });
+        assert_eq!(granted.load(Ordering::SeqCst), 10);
+    }
+
+    #[actix_web::test]
+    async fn a_success_resets_and_a_refusal_says_how_long() {
+        let throttle = throttle(None, rate(2, 900));
+        let a = email("a@example.com");
+        throttle.reserve_login(&a).await.unwrap().failed();
+        throttle.reserve_login(&a).await.unwrap().succeeded().await;
+        throttle.reserve_login(&a).await.unwrap().failed();
+        throttle.reserve_login(&a).await.unwrap().failed();
+        let RetryAfter(wait) = throttle.reserve_login(&a).await.err().unwrap();
+        assert!((899..=900).contains(&wait), "{wait}");
+        // the normalised email is the key
+        assert!(
+            throttle
+                .reserve_login(&email(" A@EXAMPLE.com"))
+                .await
+                .is_err()
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_window_ends() {
+        let throttle = with(|s| {
+            s.per_ip = Some(Rate {
+                count: 1,
+                window: Duration::from_millis(40),
+            })
+        });
+        let client = ip("10.0.0.1");
+        assert_eq!(throttle.hit_ip(client).await, Ok(()));
+        assert_eq!(throttle.hit_ip(client).await, Err(RetryAfter(1)));
+        actix_web::rt::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(throttle.hit_ip(client).await, Ok(()));
+    }
+
+    #[actix_web::test]
+    async fn address_counters_are_apart_from_login_failures() {
+        let throttle = throttle(None, rate(1, 900));
+        let a = email("a@example.com");
+        let per_hour = Rate {
+            count: 2,
+            window: Duration::from_secs(3600),
+        };
+        assert_eq!(throttle.hit_address(&a, per_hour).await, Ok(()));
+        assert_eq!(throttle.hit_address(&a, per_hour).await, Ok(()));
+        assert!(throttle.hit_address(&a, per_hour).await.is_err());
+        throttle.reserve_login(&a).await.unwrap().failed();
+        assert!(throttle.reserve_login(&a).await.is_err());
+        let b = email("b@example.com");
+        assert_eq!(throttle.hit_address(&b, per_hour).await, Ok(()));
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_network_and_v4_mapped_as_ipv4() {
+        let throttle = throttle(None, None);
+        assert_eq!(
+            throttle.ip_bucket(ip("2001:db8:1:2::1")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            throttle.ip_bucket(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            throttle.ip_bucket(ip("2001:db8:1:3::1")),
+            "2001:db8:1:3::/64"
+        );
+        assert_eq!(throttle.ip_bucket(ip("::ffff:203.0.113.9")), "203.0.113.9");
+        assert_eq!(throttle.ip_bucket(ip("203.0.113.9")), "203.0.113.9");
+        let full = with(|s| s.ipv6_prefix = 128);
+        assert_eq!(full.ip_bucket(ip("2001:db8::1")), "2001:db8::1/128");
+        let all = with(|s| s.ipv6_prefix = 0);
+        assert_eq!(all.ip_bucket(ip("2001:db8::1")), "::/0");
+        let wide = with(|s| s.ipv6_prefix = 48);
+        assert_eq!(wide.ip_bucket(ip("2001:db8:1:2::1")), "2001:db8:1::/48");
+    }
+
+    #[actix_web::test]
+    async fn one_slash_64_is_one_bucket() {
+        let throttle = throttle(rate(2, 60), None);
+        assert_eq!(throttle.hit_ip(ip("2001:db8:1:2::1")).await, Ok(()));
+        assert_eq!(throttle.hit_ip(ip("2001:db8:1:2::2")).await, Ok(()));
+        assert!(throttle.hit_ip(ip("2001:db8:1:2:abcd::3")).await.is_err());
+        assert_eq!(throttle.hit_ip(ip("2001:db8:1:3::1")).await, Ok(()));
+        assert_eq!(throttle.hit_ip(ip("::ffff:10.0.0.1")).await, Ok(()));
+        assert_eq!(throttle.hit_ip(ip("10.0.0.1")).await, Ok(()));
+        assert!(throttle.hit_ip(ip("10.0.0.1")).await.is_err());
+    }
+
+    #[test]
+    fn forwarded_entries_are_read_with_or_without_a_port() {
+        assert_eq!(forwarded_address(" 203.0.113.8 "), Some(ip("203.0.113.8")));
+        assert_eq!(
+            forwarded_address("203.0.113.8:5555"),
+            Some(ip("203.0.113.8"))
+        );
+        assert_eq!(
+            forwarded_address("[2001:db8::1]:443"),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(forwarded_address("[2001:db8::1]"), Some(ip("2001:db8::1")));
+        assert_eq!(forwarded_address("2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(forwarded_address("::ffff:1.2.3.4"), Some(ip("1.2.3.4")));
+        assert_eq!(
+            forwarded_address("[::ffff:1.2.3.4]:80"),
+            Some(ip("1.2.3.4"))
+        );
+        for unreadable in [
+            "",
+            "unknown",
+            "203.0.113.8:port",
+            "[2001:db8::1",
+            "1.2.3.4.5",
+        ] {
+            assert_eq!(forwarded_address(unreadable), None, "{unreadable:?}");
+        }
+    }
+
+    fn request(peer: &str, forwarded: &[&str]) -> HttpRequest {
+        let mut req = actix_web::test::TestRequest::default().peer_addr(peer.parse().unwrap());
+        for value in forwarded {
+            req = req.append_header(("x-forwarded-for", *value));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_entry_or_the_peer() {
+        let throttle = with(|s| {
+            s.trusted_proxies = vec![
+                IpNet {
+                    addr: ip("127.0.0.1"),
+                    prefix: 32,
+                },
+                IpNet {
+                    addr: ip("10.0.0.0"),
+                    prefix: 8,
+                },
+            ]
+        });
+        let client = |peer: &str, forwarded: &[&str]| {
+            throttle
+                .client_ip(&request(peer, forwarded))
+                .unwrap()
+                .to_string()
+        };
+        // an untrusted peer's header is not believed
+        assert_eq!(client("192.0.2.1:1", &["203.0.113.1"]), "192.0.2.1");
+        assert_eq!(client("127.0.0.1:1", &[]), "127.0.0.1");
+        assert_eq!(
+            client("127.0.0.1:1", &["6.6.6.6, 203.0.113.8:5555"]),
+            "203.0.113.8"
+        );
+        assert_eq!(
+            client("127.0.0.1:1", &["6.6.6.6, [2001:db8::8]:443"]),
+            "2001:db8::8"
+        );
+        // trusted hops are skipped
+        assert_eq!(
+            client("127.0.0.1:1", &["6.6.6.6, 203.0.113.8, 10.1.1.1:80"]),
+            "203.0.113.8"
+        );
+        assert_eq!(
+            client("127.0.0.1:1", &["6.6.6.6", "203.0.113.8", "10.1.1.1"]),
+            "203.0.113.8"
+        );
+        // an unreadable rightmost untrusted entry: the peer, not what is left of it
+        assert_eq!(client("127.0.0.1:1", &["6.6.6.6, garbage"]), "127.0.0.1");
+        assert_eq!(
+            client("127.0.0.1:1", &["6.6.6.6, garbage, 10.0.0.1"]),
+            "127.0.0.1"
+        );
+        assert_eq!(client("127.0.0.1:1", &["6.6.6.6", "garbage"]), "127.0.0.1");
+        assert_eq!(client("127.0.0.1:1", &["6.6.6.6,"]), "127.0.0.1");
+        // only proxies: the peer
+        assert_eq!(client("127.0.0.1:1", &["10.0.0.1"]), "127.0.0.1");
+        // v4-mapped: the peer matches TRUSTED_PROXIES, entries come out as IPv4
+        assert_eq!(
+            client("[::ffff:127.0.0.1]:1", &["::ffff:203.0.113.8"]),
+            "203.0.113.8"
+        );
+        assert_eq!(
+            client("[::ffff:192.0.2.1]:1", &["203.0.113.8"]),
+            "192.0.2.1"
+        );
+        // the full address is kept (the bucket is what takes the /64)
+        assert_eq!(client("127.0.0.1:1", &["2001:db8::1:2"]), "2001:db8::1:2");
+        assert!(throttle.is_trusted_proxy(&request("[::ffff:127.0.0.1]:1", &[])));
+        assert!(!throttle.is_trusted_proxy(&request("192.0.2.1:1", &[])));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let counters = MemoryCounters::new();
+        let window = Duration::from_secs(900);
+        let key = |i: usize| format!("login:{i:0>240}@example.com");
+        for i in 0..150_000 {
+            counters.hit(&key(i), 1, window);
+        }
+        let per_entry = u64::from(ENTRY_OVERHEAD) + 256;
+        assert!(
+            counters.entries() <= MEMORY_BUDGET / per_entry + 1_000,
+            "{} entries",
+            counters.entries()
+        );
+        // the newest are kept
+        assert_eq!(counters.peek(&key(149_999)).map(|(n, _)| n), Some(1));
+    }
+
+    fn unreachable_redis_url() -> String {
+        // a port that was free a moment ago: connections are refused
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    }
+
+    fn with_redis(url: &str) -> Throttle {
+        with(|s| {
+            s.login_failures = rate(2, 900);
+            s.per_ip = rate(3, 60);
+            s.redis_url = Some(url.to_owned());
+            s.redis_timeout = Duration::from_millis(200);
+        })
+    }
+
+    /// Every call answers within the timeout (and some slack), whatever
+    /// Redis does.
+    async fn quick<T>(call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        result
+    }
+
+    async fn still_throttled(throttle: &Throttle) {
+        let a = email("a@example.com");
+        quick(throttle.reserve_login(&a)).await.unwrap().failed();
+        quick(throttle.reserve_login(&a)).await.unwrap().failed();
+        assert!(quick(throttle.reserve_login(&a)).await.is_err());
+        let client = ip("10.0.0.1");
+        for _ in 0..3 {
+            assert_eq!(quick(throttle.hit_ip(client)).await, Ok(()));
+        }
+        assert!(quick(throttle.hit_ip(client)).await.is_err());
+        assert_eq!(throttle.redis_up(), Some(false));
+    }
+
+    #[actix_web::test]
+    async fn an_unreachable_redis_counts_in_memory() {
+        assert_eq!(throttle(None, None).redis_up(), None);
+        still_throttled(&with_redis(&unreachable_redis_url())).await;
+    }
+
+    #[actix_web::test]
+    async fn a_silent_redis_counts_in_memory_within_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(64).collect();
+            std::thread::sleep(Duration::from_secs(30));
+            drop(held);
+        });
+        still_throttled(&with_redis(&url)).await;
+    }
+
+    /// Enough of Redis for the throttle: PING, EVAL (counting hits), DEL,
+    /// and +OK to anything else (the client's connection setup).
+    fn fake_redis(listener: std::net::TcpListener, evals: Arc<AtomicU64>) {
+        use std::io::{BufRead, BufReader, Write};
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let evals = evals.clone();
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let args: usize = line.trim_start_matches('*').trim().parse().unwrap();
+                        let mut command = Vec::new();
+                        for _ in 0..args {
+                            line.clear();
+                            reader.read_line(&mut line).unwrap();
+                            let len: usize = line.trim_start_matches('$').trim().parse().unwrap();
+                            let mut arg = vec![0; len + 2];
+                            std::io::Read::read_exact(&mut reader, &mut arg).unwrap();
+                            arg.truncate(len);
+                            command.push(String::from_utf8(arg).unwrap());
+                        }
+                        let reply = match command[0].to_ascii_uppercase().as_str() {
+                            "PING" => "+PONG\r\n".to_owned(),
+                            "EVAL" => {
+                                let n = evals.fetch_add(1, Ordering::SeqCst) + 1;
+                                format!("*2\r\n:{n}\r\n:60000\r\n")
+                            }
+                            "DEL" => ":1\r\n".to_owned(),
+                            _ => "+OK\r\n".to_owned(),
+                        };
+                        if writer.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    #[actix_web::test]
+    async fn redis_comes_back_and_outage_counts_still_count() {
+        let url = unreachable_redis_url();
+        let throttle = with_redis(&url);
+        let a = email("a@example.com");
+        quick(throttle.reserve_login(&a)).await.unwrap().failed();
+        assert_eq!(throttle.redis_up(), Some(false));
+        quick(throttle.reserve_login(&a)).await.unwrap().failed();
+        // Redis starts answering
+        let address = url.trim_start_matches("redis://").trim_end_matches('/');
+        let listener = std::net::TcpListener::bind(address).unwrap();
+        let evals = Arc::new(AtomicU64::new(0));
+        fake_redis(listener, evals.clone());
+        let started = Instant::now();
+        while throttle.redis_up() != Some(true) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "Redis never came back"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        // counted in Redis now; the two failures of the outage still count
+        assert!(quick(throttle.reserve_login(&a)).await.is_err());
+        assert_eq!(evals.load(Ordering::SeqCst), 1);
+        assert_eq!(quick(throttle.hit_ip(ip("10.0.0.1"))).await, Ok(()));
+        assert_eq!(evals.load(Ordering::SeqCst), 2);
+    }
 }
