@@ -322,7 +322,7 @@ async fn a_user_may_update_themself(mut ctx: Ctx) {
         &r.app,
         &r.user.1,
         r.user.0,
-        json!({"email": "Renamed@Example.com"}),
+        json!({"email": "Renamed@Example.com", "current_password": PASSWORD}),
     )
     .await;
     response.assert_status(200);
@@ -441,7 +441,7 @@ async fn changing_email_to_a_taken_one_is_400(mut ctx: Ctx) {
         &r.app,
         &r.user.1,
         r.user.0,
-        json!({"email": "OTHER@example.com"}),
+        json!({"email": "OTHER@example.com", "current_password": PASSWORD}),
     )
     .await
     .assert(
@@ -452,14 +452,22 @@ async fn changing_email_to_a_taken_one_is_400(mut ctx: Ctx) {
 
 async fn password_set_through_the_viewset_is_validated_and_hashed(mut ctx: Ctx) {
     let r = roles(&mut ctx).await;
-    patch(&r.app, &r.user.1, r.user.0, json!({"password": "zq9!x"}))
-        .await
-        .assert(400, json!({"password": ["This password is too short. It must contain at least 8 characters."]}));
+    patch(
+        &r.app,
+        &r.user.1,
+        r.user.0,
+        json!({"password": "zq9!x", "current_password": PASSWORD}),
+    )
+    .await
+    .assert(
+        400,
+        json!({"password": ["This password is too short. It must contain at least 8 characters."]}),
+    );
     let response = patch(
         &r.app,
         &r.user.1,
         r.user.0,
-        json!({"password": "a-brand-new-passphrase"}),
+        json!({"password": "a-brand-new-passphrase", "current_password": PASSWORD}),
     )
     .await;
     response.assert_status(200);
@@ -489,7 +497,8 @@ async fn put_requires_the_email(mut ctx: Ctx) {
         .request(
             "PUT",
             &path(r.user.0),
-            Req::bearer(&r.user.1).with_json(json!({"email": "put@example.com"})),
+            Req::bearer(&r.user.1)
+                .with_json(json!({"email": "put@example.com", "current_password": PASSWORD})),
         )
         .await;
     response.assert_status(200);
@@ -550,7 +559,7 @@ async fn changing_a_password_revokes_existing_tokens(mut ctx: Ctx) {
         &r.app,
         &r.user.1,
         r.user.0,
-        json!({"password": "a-brand-new-passphrase"}),
+        json!({"password": "a-brand-new-passphrase", "current_password": PASSWORD}),
     )
     .await
     .assert_status(200);
@@ -604,7 +613,7 @@ async fn cookie_authenticated_writes_need_the_csrf_header(mut ctx: Ctx) {
             &path(id),
             cookies()
                 .with_header("X-CSRFToken", &csrf)
-                .with_json(json!({"email": "new@example.com"})),
+                .with_json(json!({"email": "new@example.com", "current_password": PASSWORD})),
         )
         .await;
     ok.assert_status(200);
@@ -612,7 +621,8 @@ async fn cookie_authenticated_writes_need_the_csrf_header(mut ctx: Ctx) {
     app.request(
         "PATCH",
         &path(id),
-        Req::bearer(&registered.access()).with_json(json!({"email": "hdr@example.com"})),
+        Req::bearer(&registered.access())
+            .with_json(json!({"email": "hdr@example.com", "current_password": PASSWORD})),
     )
     .await
     .assert_status(200);

@@ -50,6 +50,20 @@ pub fn payload(token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// How many migrations the backend has (the folders of `migrations/`).
+pub fn migration_count(backend: Backend) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        });
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().join("up.sql").exists())
+        .count()
+}
+
 /// Now in Unix seconds.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()

@@ -32,9 +32,9 @@ fn tokens(c: &mut Criterion) {
         ("eddsa", codec(Algorithm::EdDSA, Some("eddsa.pem"))),
     ] {
         c.bench_function(&format!("{name}/issue_access"), |b| {
-            b.iter(|| codec.issue(TokenType::Access, 42, now))
+            b.iter(|| codec.issue(TokenType::Access, 42, "s1", now))
         });
-        let token = codec.issue(TokenType::Access, 42, now).token;
+        let token = codec.issue(TokenType::Access, 42, "s1", now).token;
         c.bench_function(&format!("{name}/verify_access"), |b| {
             b.iter(|| {
                 codec

@@ -38,6 +38,10 @@ pub struct Claims {
     pub iat: i64,
     pub jti: String,
     pub user_id: i64,
+    /// The session the token belongs to (v2); absent in tokens issued by
+    /// Django or by latchkey before sessions, which `tokens_valid_after`
+    /// alone governs.
+    pub sid: Option<String>,
     /// Sliding tokens only: the instant after which it can no longer be
     /// refreshed.
     pub refresh_exp: Option<i64>,
@@ -66,6 +70,9 @@ impl Claims {
             Value::from(self.user_id)
         };
         payload.insert(names.user_id_claim.clone(), user_id);
+        if let Some(sid) = &self.sid {
+            payload.insert("sid".into(), sid.clone().into());
+        }
         if let Some(aud) = &names.audience {
             payload.insert("aud".into(), aud.clone().into());
         }
@@ -102,6 +109,11 @@ impl Claims {
             }
             _ => return Err(TokenError::Invalid),
         };
+        let sid = match payload.get("sid") {
+            None => None,
+            Some(Value::String(sid)) if !sid.is_empty() && sid.len() <= 64 => Some(sid.clone()),
+            Some(_) => return Err(TokenError::Invalid),
+        };
         let refresh_exp = match payload.get("refresh_exp") {
             None => None,
             Some(_) => Some(integer_claim(payload, "refresh_exp")?),
@@ -112,6 +124,7 @@ impl Claims {
             iat,
             jti,
             user_id,
+            sid,
             refresh_exp,
         })
     }

@@ -94,14 +94,16 @@ impl TokenCodec {
         }
     }
 
-    /// A new token of this type for the user, issued at `now` (Unix seconds).
-    pub fn issue(&self, token_type: TokenType, user_id: i64, now: i64) -> IssuedToken {
+    /// A new token of this type for the user in session `sid`, issued at
+    /// `now` (Unix seconds).
+    pub fn issue(&self, token_type: TokenType, user_id: i64, sid: &str, now: i64) -> IssuedToken {
         let claims = Claims {
             token_type,
             exp: now.saturating_add(self.lifetime(token_type)),
             iat: now,
             jti: new_jti(),
             user_id,
+            sid: Some(sid.to_owned()),
             refresh_exp: (token_type == TokenType::Sliding)
                 .then_some(now.saturating_add(self.settings.sliding_refresh_lifetime)),
         };
@@ -161,7 +163,9 @@ impl TokenCodec {
             return Err(TokenError::WrongType);
         }
         match claims.refresh_exp {
-            Some(refresh_exp) if refresh_exp > now.saturating_sub(self.settings.leeway) => Ok(claims),
+            Some(refresh_exp) if refresh_exp > now.saturating_sub(self.settings.leeway) => {
+                Ok(claims)
+            }
             Some(_) => Err(TokenError::Expired),
             None => Err(TokenError::Invalid),
         }
@@ -283,7 +287,7 @@ mod tests {
     #[test]
     fn issued_access_token_verifies_with_simplejwt_claims() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Access, 7, NOW);
+        let issued = codec.issue(TokenType::Access, 7, "s1", NOW);
         let claims = codec
             .verify(&issued.token, &[TokenType::Access], NOW + 10)
             .unwrap();
@@ -301,15 +305,15 @@ mod tests {
     #[test]
     fn every_token_gets_its_own_jti() {
         let codec = codec();
-        let a = codec.issue(TokenType::Refresh, 1, NOW);
-        let b = codec.issue(TokenType::Refresh, 1, NOW);
+        let a = codec.issue(TokenType::Refresh, 1, "s1", NOW);
+        let b = codec.issue(TokenType::Refresh, 1, "s1", NOW);
         assert_ne!(a.claims.jti, b.claims.jti);
     }
 
     #[test]
     fn expiry_has_no_hidden_leeway() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Access, 1, NOW);
+        let issued = codec.issue(TokenType::Access, 1, "s1", NOW);
         let exp = issued.claims.exp;
         assert_eq!(
             codec.verify(&issued.token, &[TokenType::Access], exp),
@@ -332,7 +336,7 @@ mod tests {
             leeway: 30,
             ..JwtSettings::default()
         });
-        let issued = codec.issue(TokenType::Access, 1, NOW);
+        let issued = codec.issue(TokenType::Access, 1, "s1", NOW);
         assert!(
             codec
                 .verify(&issued.token, &[TokenType::Access], issued.claims.exp + 5)
@@ -347,8 +351,8 @@ mod tests {
     #[test]
     fn types_are_checked_both_ways() {
         let codec = codec();
-        let access = codec.issue(TokenType::Access, 1, NOW);
-        let refresh = codec.issue(TokenType::Refresh, 1, NOW);
+        let access = codec.issue(TokenType::Access, 1, "s1", NOW);
+        let refresh = codec.issue(TokenType::Refresh, 1, "s1", NOW);
         assert_eq!(
             codec.verify(&access.token, &[TokenType::Refresh], NOW),
             Err(TokenError::WrongType)
@@ -446,13 +450,13 @@ mod tests {
             issuer: Some("latchkey".into()),
             ..JwtSettings::default()
         });
-        let issued = strict.issue(TokenType::Access, 1, NOW);
+        let issued = strict.issue(TokenType::Access, 1, "s1", NOW);
         assert!(
             strict
                 .verify(&issued.token, &[TokenType::Access], NOW)
                 .is_ok()
         );
-        let plain = codec().issue(TokenType::Access, 1, NOW);
+        let plain = codec().issue(TokenType::Access, 1, "s1", NOW);
         assert_eq!(
             strict.verify(&plain.token, &[TokenType::Access], NOW),
             Err(TokenError::Invalid)
@@ -469,7 +473,7 @@ mod tests {
             user_id_claim: "sub".into(),
             ..JwtSettings::default()
         });
-        let issued = codec.issue(TokenType::Access, 9, NOW);
+        let issued = codec.issue(TokenType::Access, 9, "s1", NOW);
         let payload: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(&issued.token)
             .unwrap()
             .claims;
@@ -486,14 +490,14 @@ mod tests {
     #[test]
     fn signing_the_same_claims_gives_the_same_token() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Refresh, 3, NOW);
+        let issued = codec.issue(TokenType::Refresh, 3, "s1", NOW);
         assert_eq!(codec.sign(issued.claims.clone()).token, issued.token);
     }
 
     #[test]
     fn an_expired_sliding_token_slides_until_refresh_exp() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Sliding, 3, NOW);
+        let issued = codec.issue(TokenType::Sliding, 3, "s1", NOW);
         let later = NOW + 3600;
         assert_eq!(
             codec.verify(&issued.token, &[TokenType::Sliding], later),
@@ -512,7 +516,7 @@ mod tests {
             codec.verify_sliding_refresh(&issued.token, NOW + 24 * 3600),
             Err(TokenError::Expired)
         );
-        let access = codec.issue(TokenType::Access, 3, NOW);
+        let access = codec.issue(TokenType::Access, 3, "s1", NOW);
         assert_eq!(
             codec.verify_sliding_refresh(&access.token, NOW),
             Err(TokenError::WrongType)
@@ -521,9 +525,7 @@ mod tests {
 
     #[test]
     fn nbf_must_be_a_number_not_in_the_future() {
-        let claims = |nbf: Value| {
-            json!({"token_type": "access", "exp": NOW + 60, "iat": NOW, "jti": "x", "user_id": 1, "nbf": nbf})
-        };
+        let claims = |nbf: Value| json!({"token_type": "access", "exp": NOW + 60, "iat": NOW, "jti": "x", "user_id": 1, "nbf": nbf});
         for (nbf, ok) in [
             (json!(NOW), true),
             (json!(NOW as f64 - 0.5), true),
@@ -567,7 +569,7 @@ mod tests {
     #[test]
     fn sliding_tokens_carry_refresh_exp() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Sliding, 3, NOW);
+        let issued = codec.issue(TokenType::Sliding, 3, "s1", NOW);
         assert_eq!(issued.claims.refresh_exp, Some(NOW + 24 * 3600));
         let claims = codec
             .verify(&issued.token, &[TokenType::Sliding], NOW)

@@ -6,6 +6,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRefresh {
     pub blacklisted: bool,
+    /// Its session was ended (logout, revocation, reuse detection).
+    pub session_ended: bool,
     /// The token this one was rotated into, and when.
     pub replaced: Option<(String, i64)>,
 }
@@ -54,6 +56,9 @@ pub fn decide_refresh(
     let Some(stored) = stored else {
         return RefreshDecision::Unknown;
     };
+    if stored.session_ended {
+        return RefreshDecision::Blacklisted;
+    }
     if let Some((replacement, replaced_at)) = &stored.replaced
         && policy.blacklist_after_rotation
     {
@@ -87,6 +92,7 @@ mod tests {
     fn fresh() -> StoredRefresh {
         StoredRefresh {
             blacklisted: false,
+            session_ended: false,
             replaced: None,
         }
     }
@@ -115,6 +121,7 @@ mod tests {
     fn reuse_inside_the_interval_returns_the_replacement() {
         let stored = StoredRefresh {
             blacklisted: true,
+            session_ended: false,
             replaced: Some(("next".into(), 100)),
         };
         assert_eq!(
@@ -131,6 +138,7 @@ mod tests {
     fn blacklisted_and_unknown_tokens_are_refused() {
         let stored = StoredRefresh {
             blacklisted: true,
+            session_ended: false,
             replaced: None,
         };
         assert_eq!(
@@ -140,6 +148,19 @@ mod tests {
         assert_eq!(
             decide_refresh(None, &RefreshPolicy::default(), 0),
             RefreshDecision::Unknown
+        );
+    }
+
+    #[test]
+    fn a_token_of_an_ended_session_is_refused_even_inside_the_reuse_interval() {
+        let stored = StoredRefresh {
+            blacklisted: true,
+            session_ended: true,
+            replaced: Some(("next".into(), 100)),
+        };
+        assert_eq!(
+            decide_refresh(Some(&stored), &RefreshPolicy::default(), 101),
+            RefreshDecision::Blacklisted
         );
     }
 

@@ -15,6 +15,20 @@ use diesel::{Connection, RunQueryDsl};
 
 use crate::StoreError;
 
+/// Runs one expression against the concrete connection, for the few
+/// queries the multi-backend cannot express (`ON CONFLICT`, `FOR UPDATE`):
+/// the body is compiled once per backend.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! per_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::DbConnection::Postgresql($c) => $body,
+            $crate::DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
 /// A connection to whichever backend the URL named.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -131,11 +145,11 @@ fn redact_password(url: &str) -> String {
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
-    E: From<diesel::result::Error>,
+    E: From<StoreError>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     let DbConnection::Sqlite(sqlite) = conn else {
-        return conn.transaction(work);
+        return savepoint_or_transaction(conn, work);
     };
     if AnsiTransactionManager::transaction_manager_status_mut(sqlite)
         .transaction_depth()
@@ -144,20 +158,44 @@ where
         .is_some()
     {
         // Already inside a transaction: a savepoint, under the same lock.
-        return conn.transaction(work);
+        return savepoint_or_transaction(conn, work);
     }
-    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")
+        .map_err(StoreError::from)?;
     let outcome = work(conn);
     let DbConnection::Sqlite(sqlite) = conn else {
         return outcome;
     };
     match outcome {
         Ok(value) => {
-            AnsiTransactionManager::commit_transaction(sqlite)?;
+            AnsiTransactionManager::commit_transaction(sqlite).map_err(StoreError::from)?;
             Ok(value)
         }
         Err(error) => {
-            AnsiTransactionManager::rollback_transaction(sqlite)?;
+            AnsiTransactionManager::rollback_transaction(sqlite).map_err(StoreError::from)?;
+            Err(error)
+        }
+    }
+}
+
+/// diesel's own transaction (or savepoint), with a caller's error type.
+fn savepoint_or_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    use diesel::connection::TransactionManager;
+    <DbConnection as Connection>::TransactionManager::begin_transaction(conn)
+        .map_err(StoreError::from)?;
+    match work(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(StoreError::from)?;
+            Ok(value)
+        }
+        Err(error) => {
+            <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)
+                .map_err(StoreError::from)?;
             Err(error)
         }
     }

@@ -10,6 +10,7 @@ mod connection;
 mod error;
 mod migrations;
 pub mod schema;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
@@ -19,6 +20,7 @@ pub use connection::{
 };
 pub use error::StoreError;
 pub use migrations::pending_migrations_applied;
+pub use sessions::{NewSession, Session, SessionState};
 pub use tokens::{NewOutstandingToken, OutstandingToken, TokenRecord};
 pub use users::{ListOrder, ListQuery, NewUser, User, UserChanges, UserPage};
 

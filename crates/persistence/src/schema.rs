@@ -37,6 +37,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        expires_at -> Timestamp,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(outstanding_tokens -> users (user_id));
 diesel::joinable!(blacklisted_tokens -> outstanding_tokens (token_id));
-diesel::allow_tables_to_appear_in_same_query!(users, outstanding_tokens, blacklisted_tokens);
+diesel::joinable!(sessions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    outstanding_tokens,
+    blacklisted_tokens,
+    sessions
+);

@@ -4,8 +4,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::schema::sessions;
 use crate::schema::{blacklisted_tokens, outstanding_tokens};
-use crate::{DbConnection, StoreError};
+use crate::{DbConnection, StoreError, write_transaction};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, PartialEq, Eq)]
 #[diesel(table_name = outstanding_tokens)]
@@ -35,11 +36,6 @@ pub struct NewOutstandingToken<'a> {
 struct NewBlacklistedToken {
     token_id: i64,
     blacklisted_at: NaiveDateTime,
-}
-
-enum RevokeScope<'a> {
-    Session(&'a str),
-    User(i64),
 }
 
 /// A stored refresh token with its blacklist entry, if any.
@@ -112,7 +108,7 @@ impl OutstandingToken {
         retire_old: bool,
         at: NaiveDateTime,
     ) -> Result<bool, StoreError> {
-        let outcome = conn.transaction::<bool, StoreError, _>(|conn| {
+        let outcome = write_transaction::<bool, StoreError, _>(conn, |conn| {
             Self::record(conn, new)?;
             if retire_old {
                 if !Self::mark_replaced(conn, old_id, new.jti, at)? {
@@ -134,86 +130,17 @@ impl OutstandingToken {
         token_id: i64,
         at: NaiveDateTime,
     ) -> Result<bool, StoreError> {
-        let already: i64 = blacklisted_tokens::table
-            .filter(blacklisted_tokens::token_id.eq(token_id))
-            .count()
-            .get_result(conn)?;
-        if already > 0 {
-            return Ok(false);
-        }
-        match diesel::insert_into(blacklisted_tokens::table)
-            .values(NewBlacklistedToken {
-                token_id,
-                blacklisted_at: at,
-            })
-            .execute(conn)
-        {
-            Ok(_) => Ok(true),
-            // A concurrent logout blacklisted it first: the outcome is the same.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => Ok(false),
-            Err(other) => Err(other.into()),
-        }
-    }
-
-    /// Blacklists every token of a session (a chain of rotations); returns
-    /// how many were newly blacklisted.
-    pub fn blacklist_session(
-        conn: &mut DbConnection,
-        session_id: &str,
-        at: NaiveDateTime,
-    ) -> Result<usize, StoreError> {
-        Self::blacklist_all(conn, RevokeScope::Session(session_id), at)
-    }
-
-    /// Blacklists every token of a user (logout everywhere, password change).
-    pub fn blacklist_user(
-        conn: &mut DbConnection,
-        user_id: i64,
-        at: NaiveDateTime,
-    ) -> Result<usize, StoreError> {
-        Self::blacklist_all(conn, RevokeScope::User(user_id), at)
-    }
-
-    fn blacklist_all(
-        conn: &mut DbConnection,
-        scope: RevokeScope<'_>,
-        at: NaiveDateTime,
-    ) -> Result<usize, StoreError> {
-        conn.transaction(|conn| {
-            let live = outstanding_tokens::table
-                .left_join(blacklisted_tokens::table)
-                .filter(blacklisted_tokens::id.nullable().is_null())
-                .select(outstanding_tokens::id)
-                .into_boxed();
-            let live: Vec<i64> = match scope {
-                RevokeScope::Session(session_id) => {
-                    live.filter(outstanding_tokens::session_id.eq(session_id))
-                }
-                RevokeScope::User(user_id) => live.filter(outstanding_tokens::user_id.eq(user_id)),
-            }
-            .load(conn)?;
-            for token_id in &live {
-                diesel::insert_into(blacklisted_tokens::table)
-                    .values(NewBlacklistedToken {
-                        token_id: *token_id,
-                        blacklisted_at: at,
-                    })
-                    .execute(conn)?;
-            }
-            Ok(live.len())
-        })
+        Ok(blacklist_ids(conn, &[token_id], at)? > 0)
     }
 
     /// `flush-expired-tokens`: deletes the tokens (and so their blacklist
-    /// rows) that expired before `now`; returns (blacklist rows, tokens).
+    /// rows) and the sessions that expired before `now`; returns
+    /// (blacklist rows, tokens, sessions).
     pub fn flush_expired(
         conn: &mut DbConnection,
         now: NaiveDateTime,
-    ) -> Result<(usize, usize), StoreError> {
-        conn.transaction(|conn| {
+    ) -> Result<(usize, usize, usize), StoreError> {
+        write_transaction(conn, |conn| {
             let expired = outstanding_tokens::table
                 .filter(outstanding_tokens::expires_at.lt(now))
                 .select(outstanding_tokens::id);
@@ -225,7 +152,32 @@ impl OutstandingToken {
                 outstanding_tokens::table.filter(outstanding_tokens::expires_at.lt(now)),
             )
             .execute(conn)?;
-            Ok((blacklist_rows, tokens))
+            let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.lt(now)))
+                .execute(conn)?;
+            Ok((blacklist_rows, tokens, sessions))
         })
     }
+}
+
+/// Blacklists the tokens among `ids` that are not blacklisted yet; returns
+/// how many were newly blacklisted. Idempotent: a row inserted meanwhile by a
+/// racing rotation is skipped (`ON CONFLICT DO NOTHING`), never a unique
+/// violation.
+pub(crate) fn blacklist_ids(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    at: NaiveDateTime,
+) -> Result<usize, StoreError> {
+    let mut inserted = 0;
+    for &token_id in ids {
+        let row = NewBlacklistedToken {
+            token_id,
+            blacklisted_at: at,
+        };
+        inserted += crate::per_backend!(conn, c => diesel::insert_into(blacklisted_tokens::table)
+            .values(&row)
+            .on_conflict_do_nothing()
+            .execute(c))?;
+    }
+    Ok(inserted)
 }

@@ -1,6 +1,7 @@
 //! The per-request authentication path as the middleware runs it, minus the
 //! HTTP: verify the access token, load the user from a real SQLite database
-//! through the pool, and check them (active, not revoked).
+//! and its session through the pool in one query, and check them (active,
+//! session live).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -8,7 +9,8 @@ use jsonwebtoken::Algorithm;
 use latchkey_auth::{JwtSettings, KeyConfig, KeySet, TokenCodec, TokenType};
 use latchkey_domain::{Email, UserFlags};
 use latchkey_persistence::{
-    Database, DatabaseUrl, NewUser, PoolOptions, User, db_now, pending_migrations_applied,
+    Database, DatabaseUrl, NewSession, NewUser, PoolOptions, Session, User, db_now,
+    pending_migrations_applied,
 };
 use latchkey_server::authn::check_user;
 
@@ -34,13 +36,32 @@ fn auth_path(c: &mut Criterion) {
     .unwrap();
     let codec = TokenCodec::new(keys, JwtSettings::default());
     let now = chrono::Utc::now().timestamp() + 1;
-    let token = codec.issue(TokenType::Access, user.id, now).token;
+    let sid = "bench-session";
+    Session::start(
+        &mut db.get().unwrap(),
+        &NewSession {
+            id: sid,
+            user_id: user.id,
+            created_at: db_now(),
+            last_used_at: db_now(),
+            expires_at: db_now() + chrono::Duration::days(1),
+            user_agent: None,
+            ip: None,
+        },
+    )
+    .unwrap();
+    let token = codec.issue(TokenType::Access, user.id, sid, now).token;
     c.bench_function("auth_path/verify_load_check_sqlite", |b| {
         b.iter(|| {
             let claims = codec
                 .verify(&token, &[TokenType::Access, TokenType::Sliding], now)
                 .unwrap();
-            let found = User::find(&mut db.get().unwrap(), claims.user_id).unwrap();
+            let found = User::find_with_session(
+                &mut db.get().unwrap(),
+                claims.user_id,
+                claims.sid.as_deref(),
+            )
+            .unwrap();
             check_user(found, &claims).unwrap()
         })
     });

@@ -18,9 +18,10 @@ use actix_web_httpauth::headers::authorization::{Authorization, Bearer};
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
 use latchkey_auth::csrf::{CSRF_HEADER, check_csrf};
 use latchkey_auth::{Claims, TokenError, TokenType, issued_before_revocation};
-use latchkey_persistence::User;
+use latchkey_persistence::{SessionState, User};
 
 use crate::error::ApiError;
+use crate::flows::tokens::Client;
 use crate::state::{AppState, unix_now};
 
 /// Where the credentials came from.
@@ -129,8 +130,9 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
             }
         };
     let user_id = claims.user_id;
+    let sid = claims.sid.clone();
     let user = match state
-        .with_conn(move |conn| Ok(User::find(conn, user_id)?))
+        .with_conn(move |conn| Ok(User::find_with_session(conn, user_id, sid.as_deref())?))
         .await
     {
         Ok(user) => user,
@@ -152,12 +154,16 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
     }))
 }
 
-/// The user behind a verified access token must exist, be active, and not
-/// have revoked the token's generation.
-pub fn check_user(user: Option<User>, claims: &Claims) -> Result<User, ApiError> {
-    let user = user.ok_or_else(ApiError::user_not_found)?;
+/// The user behind a verified access token must exist and be active, the
+/// token's session (when it names one) must be live, and a token without one
+/// must not predate the user's `tokens_valid_after`.
+pub fn check_user(found: Option<(User, SessionState)>, claims: &Claims) -> Result<User, ApiError> {
+    let (user, session) = found.ok_or_else(ApiError::user_not_found)?;
     if !user.is_active {
         return Err(ApiError::user_inactive());
+    }
+    if matches!(session, SessionState::Unknown | SessionState::Ended) {
+        return Err(ApiError::AccessToken(TokenError::Invalid));
     }
     if issued_before_revocation(claims.iat, user.tokens_valid_after.and_utc().timestamp()) {
         return Err(ApiError::AccessToken(TokenError::Invalid));
@@ -210,5 +216,24 @@ impl FromRequest for CurrentUser {
                 "route is not behind the authentication middleware".into(),
             )),
         })
+    }
+}
+
+/// Who is starting a session: the `User-Agent` and the client address.
+impl FromRequest for Client {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ip = req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|state| state.throttle.client_ip(req))
+            .map(|ip| ip.to_string());
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .filter(|v| !v.is_empty());
+        ready(Ok(Client { user_agent, ip }))
     }
 }

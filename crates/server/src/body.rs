@@ -168,6 +168,14 @@ impl Fields {
         }
     }
 
+    /// One required string field, alone: its value or the 400.
+    pub fn required(&self, field: &str) -> Result<String, ApiError> {
+        let mut errors = FieldErrors::default();
+        let value = self.required_string(field, &mut errors);
+        errors.into_result()?;
+        value.ok_or_else(|| ApiError::Fields(FieldErrors::single(field, REQUIRED)))
+    }
+
     /// An optional string field: absent is `None`, present must be valid.
     pub fn optional_string(&self, field: &str, errors: &mut FieldErrors) -> Option<String> {
         if self.has(field) {

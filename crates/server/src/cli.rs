@@ -98,10 +98,12 @@ fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
     let db = open_database(settings)?;
     pending_migrations_applied(&db)?;
     let mut conn = db.get()?;
-    let (blacklisted, outstanding) = OutstandingToken::flush_expired(&mut conn, db_now())?;
+    let (blacklisted, outstanding, sessions) =
+        OutstandingToken::flush_expired(&mut conn, db_now())?;
     println!(
         "Deleted {outstanding} expired outstanding token(s) and {blacklisted} blacklist row(s)."
     );
+    println!("Deleted {sessions} expired session(s).");
     Ok(())
 }
 

@@ -28,6 +28,8 @@ use crate::routes;
         routes::tokens::refresh,
         routes::tokens::verify,
         routes::sessions::logout_everywhere,
+        routes::sessions::list_sessions,
+        routes::sessions::end_session,
         routes::sessions::change_password,
         routes::sessions::obtain_sliding,
         routes::sessions::refresh_sliding,

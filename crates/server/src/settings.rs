@@ -321,6 +321,13 @@ impl Settings {
             None => DatabaseUrl::sqlite_file(data_dir.join("latchkey.sqlite3")),
         };
         let mut notices = Vec::new();
+        for name in ["SECRET_KEY", "SIGNING_KEY"] {
+            if lookup(name).is_some_and(|v| v.trim().is_empty()) {
+                return Err(SettingsError(format!(
+                    "{name} is set but empty: a zero-length key signs nothing; unset it or give a key of at least {MIN_PRODUCTION_SECRET} bytes"
+                )));
+            }
+        }
         let secret_key = match env.raw("SECRET_KEY") {
             Some(key) => Secret(key.into_bytes()),
             None if production => {

@@ -146,3 +146,45 @@ pub struct StatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
 }
+
+/// One live session of `GET /auth/sessions/`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionItemView {
+    /// The session's id: the `sid` claim of its tokens.
+    pub id: String,
+    #[schema(example = "2026-11-28T01:02:03.456789Z")]
+    pub created_at: String,
+    /// Its latest refresh (or its start).
+    #[schema(example = "2026-11-28T01:02:03.456789Z")]
+    pub last_used_at: String,
+    /// When its current refresh token (a sliding token's `refresh_exp`) expires.
+    #[schema(example = "2026-12-05T01:02:03.000000Z")]
+    pub expires_at: String,
+    /// The `User-Agent` that started it (at most 256 characters).
+    pub user_agent: Option<String>,
+    /// The client address that started it.
+    pub ip: Option<String>,
+    /// Whether the token of this request belongs to it.
+    pub current: bool,
+}
+
+impl From<&crate::flows::sessions::ListedSession> for SessionItemView {
+    fn from(listed: &crate::flows::sessions::ListedSession) -> Self {
+        let session = &listed.session;
+        SessionItemView {
+            id: session.id.clone(),
+            created_at: timestamp(session.created_at),
+            last_used_at: timestamp(session.last_used_at),
+            expires_at: timestamp(session.expires_at),
+            user_agent: session.user_agent.clone(),
+            ip: session.ip.clone(),
+            current: listed.current,
+        }
+    }
+}
+
+/// `GET /auth/sessions/`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionListView {
+    pub results: Vec<SessionItemView>,
+}

@@ -3,7 +3,9 @@
 use latchkey_domain::{Email, NewAccount, Password, PasswordError};
 use latchkey_persistence::{DbConnection, NewUser, User, UserChanges, db_now};
 
-use super::tokens::{TokenPair, start_session};
+use latchkey_auth::IssuedToken;
+
+use super::tokens::{Client, TokenPair, start_session, start_sliding_session};
 use crate::body::Fields;
 use crate::error::{ApiError, EMAIL_TAKEN, FieldErrors};
 use crate::state::{AppState, State, unix_now};
@@ -86,7 +88,11 @@ pub async fn create_account(state: &AppState, account: NewAccount) -> Result<Use
 }
 
 /// `POST /register/`: a new active user and their first session.
-pub async fn register(state: &State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
+pub async fn register(
+    state: &State,
+    fields: Fields,
+    client: Client,
+) -> Result<(User, TokenPair), ApiError> {
     let mut errors = FieldErrors::default();
     let credentials = new_credentials(state, &fields, &mut errors).await?;
     errors.into_result()?;
@@ -99,7 +105,7 @@ pub async fn register(state: &State, fields: Fields) -> Result<(User, TokenPair)
     let app = state.clone();
     let user_id = user.id;
     let pair = state
-        .with_conn(move |conn| start_session(conn, &app, user_id, unix_now()))
+        .with_conn(move |conn| start_session(conn, &app, user_id, unix_now(), &client))
         .await?;
     Ok((user, pair))
 }
@@ -203,23 +209,35 @@ pub fn record_login(
 
 /// `POST /auth/`: checked credentials, then the login recorded and a new
 /// session started in one unit of work.
-pub async fn login(state: &State, fields: Fields) -> Result<(User, TokenPair), ApiError> {
+pub async fn login(
+    state: &State,
+    fields: Fields,
+    client: Client,
+) -> Result<(User, TokenPair), ApiError> {
     let user = authenticate_credentials(state, &fields).await?;
     let app = state.clone();
     state
         .with_conn(move |conn| {
             let user = record_login(conn, &app, user)?;
-            let pair = start_session(conn, &app, user.id, unix_now())?;
+            let pair = start_session(conn, &app, user.id, unix_now(), &client)?;
             Ok((user, pair))
         })
         .await
 }
 
-/// `POST /auth/sliding/`: checked credentials and the login recorded.
-pub async fn sliding_login(state: &State, fields: Fields) -> Result<User, ApiError> {
+/// `POST /auth/sliding/`: checked credentials, then the login recorded and
+/// a sliding session started in one unit of work.
+pub async fn sliding_login(
+    state: &State,
+    fields: Fields,
+    client: Client,
+) -> Result<IssuedToken, ApiError> {
     let user = authenticate_credentials(state, &fields).await?;
     let app = state.clone();
     state
-        .with_conn(move |conn| record_login(conn, &app, user))
+        .with_conn(move |conn| {
+            let user = record_login(conn, &app, user)?;
+            start_sliding_session(conn, &app, user.id, unix_now(), &client)
+        })
         .await
 }

@@ -1,12 +1,14 @@
 //! Revoking sessions: logout everywhere, password change, sliding tokens.
 
 use chrono::{NaiveDateTime, Timelike};
-use latchkey_auth::{Claims, IssuedToken, TokenType};
+use latchkey_auth::{IssuedToken, TokenType};
 use latchkey_domain::{Email, Password};
-use latchkey_persistence::{DbConnection, OutstandingToken, User, UserChanges, db_now};
+use latchkey_persistence::{DbConnection, Session, User, UserChanges, db_now, write_transaction};
 
 use super::accounts::{password_messages, verify_own_password};
-use super::tokens::{TokenPair, start_session, token_user};
+use super::tokens::{
+    Client, TokenPair, end_session, refused, session_of, start_session, to_naive, token_user,
+};
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
@@ -21,21 +23,26 @@ pub fn revocation_instant(now: NaiveDateTime) -> NaiveDateTime {
     now.with_nanosecond(0).unwrap_or(now)
 }
 
-/// Moves the user's `tokens_valid_after` to now and blacklists every refresh
-/// token they hold: every session ends, access tokens included.
+/// Moves the user's `tokens_valid_after` to now (with `extra` changes) and
+/// ends every session they have, in one write transaction: the user's row
+/// first, then each session row, the order every revocation takes, so a
+/// racing rotation either commits first (and its new token is ended here)
+/// or finds its session ended.
 pub fn revoke_everything(
     conn: &mut DbConnection,
     user_id: i64,
     extra: UserChanges,
 ) -> Result<User, ApiError> {
-    let now = db_now();
-    let changes = UserChanges {
-        tokens_valid_after: Some(revocation_instant(now)),
-        ..extra
-    };
-    let user = User::update(conn, user_id, &changes)?;
-    OutstandingToken::blacklist_user(conn, user_id, now)?;
-    Ok(user)
+    write_transaction(conn, |conn| {
+        let now = db_now();
+        let changes = UserChanges {
+            tokens_valid_after: Some(revocation_instant(now)),
+            ..extra
+        };
+        let user = User::update(conn, user_id, &changes)?;
+        Session::end_all_for_user(conn, user_id, now)?;
+        Ok(user)
+    })
 }
 
 /// `DELETE /auth/sessions/`.
@@ -46,12 +53,78 @@ pub async fn logout_everywhere(state: &State, current: &CurrentUser) -> Result<(
         .await
 }
 
+/// A live session as `GET /auth/sessions/` lists it.
+pub struct ListedSession {
+    pub session: Session,
+    /// The session of the token that authenticated the request.
+    pub current: bool,
+}
+
+/// `GET /auth/sessions/`: the caller's live sessions, most recently used first.
+pub async fn list_sessions(
+    state: &State,
+    current: &CurrentUser,
+) -> Result<Vec<ListedSession>, ApiError> {
+    let user_id = current.user.id;
+    let sessions = state
+        .with_conn(move |conn| Ok(Session::live_for_user(conn, user_id, db_now())?))
+        .await?;
+    Ok(sessions
+        .into_iter()
+        .map(|session| ListedSession {
+            current: current.claims.sid.as_deref() == Some(session.id.as_str()),
+            session,
+        })
+        .collect())
+}
+
+/// `DELETE /auth/sessions/{id}/`: ends one live session of the caller's.
+pub async fn end_one_session(
+    state: &State,
+    current: &CurrentUser,
+    id: String,
+) -> Result<(), ApiError> {
+    let user_id = current.user.id;
+    let ended = state
+        .with_conn(move |conn| end_session(conn, user_id, &id))
+        .await?;
+    if ended {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// `DELETE /auth/`: ends the session of the token presented (a refresh
+/// token's chain, else an access or sliding token's `sid`). A token that
+/// does not verify changes nothing: logout is idempotent.
+pub async fn logout(
+    state: &State,
+    presented: Option<(String, &[TokenType])>,
+) -> Result<(), ApiError> {
+    let Some((token, kinds)) = presented else {
+        return Ok(());
+    };
+    let Ok(claims) = state.codec.verify(&token, kinds, unix_now()) else {
+        return Ok(());
+    };
+    state
+        .with_conn(move |conn| {
+            if let Some(sid) = session_of(conn, &claims)? {
+                end_session(conn, claims.user_id, &sid)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
 /// `POST /auth/password/`: checks the old password, validates and stores
 /// the new one, revokes every session, and starts a new one for the caller.
 pub async fn change_password(
     state: &State,
     current: &CurrentUser,
     fields: Fields,
+    client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
     let mut errors = FieldErrors::default();
     let old = fields.required_string("old_password", &mut errors);
@@ -96,25 +169,34 @@ pub async fn change_password(
                     ..UserChanges::default()
                 },
             )?;
-            let pair = start_session(conn, &app, user_id, unix_now())?;
+            let pair = start_session(conn, &app, user_id, unix_now(), &client)?;
             Ok((user, pair))
         })
         .await
 }
 
 /// `POST /auth/sliding/refresh/`: a new sliding token while `refresh_exp`
-/// has not passed, for a user who may still use it.
-pub async fn slide(state: &State, claims: Claims) -> Result<IssuedToken, ApiError> {
+/// has not passed, for a user who may still use it, in a live session.
+pub async fn slide(state: &State, token: &str) -> Result<IssuedToken, ApiError> {
+    let now = unix_now();
+    let claims = state
+        .codec
+        .verify_sliding_refresh(token, now)
+        .map_err(refused)?;
     let app = state.clone();
     state
         .with_conn(move |conn| {
             token_user(conn, &claims)?;
-            Ok(app.codec.slide(&claims, unix_now()))
+            if let Some(sid) = &claims.sid {
+                let session = Session::find(conn, sid)?
+                    .filter(|s| s.user_id == claims.user_id)
+                    .ok_or_else(ApiError::token_invalid_or_expired)?;
+                if session.ended_at.is_some() {
+                    return Err(ApiError::token_blacklisted());
+                }
+                Session::touch(conn, sid, to_naive(now), session.expires_at)?;
+            }
+            Ok(app.codec.slide(&claims, now))
         })
         .await
-}
-
-/// A new sliding token for a user whose credentials were just checked.
-pub fn issue_sliding(state: &State, user_id: i64) -> IssuedToken {
-    state.codec.issue(TokenType::Sliding, user_id, unix_now())
 }

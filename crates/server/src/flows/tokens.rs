@@ -1,16 +1,26 @@
-//! Issuing, refreshing, verifying and revoking tokens against storage.
+//! Sessions and the tokens they issue, against storage: starting a session,
+//! refreshing, verifying, ending.
+//!
+//! A session row is the unit of revocation. Every rotation and every
+//! revocation of a session runs in one write transaction that first locks
+//! the session's row (`FOR UPDATE` on PostgreSQL; SQLite's write
+//! transactions take the database's write lock), so a refresh racing a
+//! logout either finishes first, and its new tokens are ended with the
+//! session, or finds the session ended and is refused.
 
 use chrono::{DateTime, NaiveDateTime};
 use latchkey_auth::{
     Claims, IssuedToken, RefreshDecision, StoredRefresh, TokenError, TokenType, decide_refresh,
     issued_before_revocation,
 };
+use latchkey_persistence::sessions::truncate_user_agent;
 use latchkey_persistence::{
-    DbConnection as Conn, NewOutstandingToken, OutstandingToken, TokenRecord, User, db_now,
+    DbConnection, NewOutstandingToken, NewSession, OutstandingToken, Session, TokenRecord, User,
+    db_now, write_transaction,
 };
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, State, unix_now};
 
 /// An access and a refresh token issued together.
 #[derive(Debug, Clone)]
@@ -19,13 +29,24 @@ pub struct TokenPair {
     pub refresh: IssuedToken,
 }
 
-fn to_naive(unix: i64) -> NaiveDateTime {
+/// Who starts a session, as its list shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub user_agent: Option<String>,
+    /// The client address as the throttle sees it.
+    pub ip: Option<String>,
+}
+
+pub fn to_naive(unix: i64) -> NaiveDateTime {
+    // Claims come from tokens this server signed, or were range-checked when
+    // verified; a value beyond chrono's range cannot reach here.
+    #[allow(clippy::expect_used)]
     DateTime::from_timestamp(unix, 0)
-        .unwrap_or_default()
+        .expect("a token instant within chrono's range")
         .naive_utc()
 }
 
-fn to_unix(instant: NaiveDateTime) -> i64 {
+pub fn to_unix(instant: NaiveDateTime) -> i64 {
     instant.and_utc().timestamp()
 }
 
@@ -39,18 +60,57 @@ fn outstanding<'a>(refresh: &'a IssuedToken, session_id: &'a str) -> NewOutstand
     }
 }
 
-/// Starts a session (login or register): a recorded refresh token whose jti
-/// names the session, and an access token.
+fn new_session(
+    conn: &mut DbConnection,
+    user_id: i64,
+    now: i64,
+    expires_at: i64,
+    client: &Client,
+) -> Result<String, ApiError> {
+    let id = latchkey_auth::jwt::new_jti();
+    Session::start(
+        conn,
+        &NewSession {
+            id: &id,
+            user_id,
+            created_at: to_naive(now),
+            last_used_at: to_naive(now),
+            expires_at: to_naive(expires_at),
+            user_agent: client.user_agent.as_deref().map(truncate_user_agent),
+            ip: client.ip.as_deref(),
+        },
+    )?;
+    Ok(id)
+}
+
+/// Starts a session (login, register, password change): its row, a
+/// recorded refresh token and an access token, both carrying its `sid`.
 pub fn start_session(
-    conn: &mut Conn,
+    conn: &mut DbConnection,
     state: &AppState,
     user_id: i64,
     now: i64,
+    client: &Client,
 ) -> Result<TokenPair, ApiError> {
-    let refresh = state.codec.issue(TokenType::Refresh, user_id, now);
-    OutstandingToken::record(conn, &outstanding(&refresh, &refresh.claims.jti))?;
-    let access = state.codec.issue(TokenType::Access, user_id, now);
+    let expires_at = now.saturating_add(state.codec.lifetime(TokenType::Refresh));
+    let sid = new_session(conn, user_id, now, expires_at, client)?;
+    let refresh = state.codec.issue(TokenType::Refresh, user_id, &sid, now);
+    OutstandingToken::record(conn, &outstanding(&refresh, &sid))?;
+    let access = state.codec.issue(TokenType::Access, user_id, &sid, now);
     Ok(TokenPair { access, refresh })
+}
+
+/// Starts a sliding session: live until the token's `refresh_exp`.
+pub fn start_sliding_session(
+    conn: &mut DbConnection,
+    state: &AppState,
+    user_id: i64,
+    now: i64,
+    client: &Client,
+) -> Result<IssuedToken, ApiError> {
+    let refresh_exp = now.saturating_add(state.codec.settings().sliding_refresh_lifetime);
+    let sid = new_session(conn, user_id, now, refresh_exp, client)?;
+    Ok(state.codec.issue(TokenType::Sliding, user_id, &sid, now))
 }
 
 /// What a refresh gives back.
@@ -64,19 +124,8 @@ pub struct Refreshed {
     pub user: User,
 }
 
-fn stored(record: &TokenRecord) -> StoredRefresh {
-    StoredRefresh {
-        blacklisted: record.blacklisted_at.is_some(),
-        replaced: record
-            .token
-            .replaced_by_jti
-            .clone()
-            .zip(record.token.replaced_at.map(to_unix)),
-    }
-}
-
 /// The user a refresh or sliding token speaks for, if they may still use it.
-pub fn token_user(conn: &mut Conn, claims: &Claims) -> Result<User, ApiError> {
+pub fn token_user(conn: &mut DbConnection, claims: &Claims) -> Result<User, ApiError> {
     let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
     if !user.is_active {
         return Err(ApiError::user_inactive());
@@ -87,54 +136,90 @@ pub fn token_user(conn: &mut Conn, claims: &Claims) -> Result<User, ApiError> {
     Ok(user)
 }
 
-/// Outcome of one attempt at rotating, inside the rotation transaction.
-enum Rotation {
-    Done(IssuedToken),
-    LostRace,
+fn stored(record: &TokenRecord, session: Option<&Session>) -> StoredRefresh {
+    StoredRefresh {
+        blacklisted: record.blacklisted_at.is_some(),
+        session_ended: session.is_none_or(|s| s.ended_at.is_some()),
+        replaced: record
+            .token
+            .replaced_by_jti
+            .clone()
+            .zip(record.token.replaced_at.map(to_unix)),
+    }
 }
 
-/// `POST /auth/refresh/` (and the silent refresh of `GET /auth/`): one unit
-/// of work. The rotation itself is one transaction whose first statement is
-/// a write, and the old token can be marked replaced only once, so two
-/// concurrent refreshes of one token never mint two live chains: the loser
-/// takes the winner's replacement.
+/// How a refresh ended inside its transaction: a detected reuse must commit
+/// the revocation and still refuse the token.
+enum Outcome {
+    Refreshed(Refreshed),
+    ReuseDetected,
+}
+
+/// `POST /auth/refresh/` (and the silent refresh of `GET /auth/`): one write
+/// transaction under the session's lock.
 pub fn refresh(
-    conn: &mut Conn,
+    conn: &mut DbConnection,
     state: &AppState,
     claims: &Claims,
     now: i64,
 ) -> Result<Refreshed, ApiError> {
-    let user = token_user(conn, claims)?;
-    for _ in 0..2 {
+    let Some(known) = OutstandingToken::find_by_jti(conn, &claims.jti)?
+        .filter(|record| record.token.user_id == claims.user_id)
+    else {
+        return Err(ApiError::token_invalid_or_expired());
+    };
+    let sid = known.token.session_id;
+    if claims.sid.as_deref().is_some_and(|named| named != sid) {
+        return Err(ApiError::token_invalid_or_expired());
+    }
+    let outcome = write_transaction(conn, |conn| {
+        let session = Session::lock(conn, &sid)?;
+        let user = token_user(conn, claims)?;
         let record = OutstandingToken::find_by_jti(conn, &claims.jti)?
-            .filter(|record| record.token.user_id == claims.user_id);
+            .ok_or_else(ApiError::token_invalid_or_expired)?;
         let decision = decide_refresh(
-            record.as_ref().map(stored).as_ref(),
+            Some(&stored(&record, session.as_ref())),
             &state.refresh_policy,
             now,
         );
-        let access = || state.codec.issue(TokenType::Access, claims.user_id, now);
-        match (decision, record) {
-            (RefreshDecision::AccessOnly, _) => {
-                return Ok(Refreshed {
+        let access = || {
+            state
+                .codec
+                .issue(TokenType::Access, claims.user_id, &sid, now)
+        };
+        let refreshed = match decision {
+            RefreshDecision::AccessOnly => {
+                Session::touch(conn, &sid, to_naive(now), record.token.expires_at)?;
+                Refreshed {
                     access: access(),
                     refresh: None,
                     user,
-                });
-            }
-            (RefreshDecision::Rotate, Some(record)) => {
-                match rotate(conn, state, &record.token, now)? {
-                    Rotation::Done(refresh) => {
-                        return Ok(Refreshed {
-                            access: access(),
-                            refresh: Some(refresh),
-                            user,
-                        });
-                    }
-                    Rotation::LostRace => continue,
                 }
             }
-            (RefreshDecision::ReturnReplacement(jti), _) => {
+            RefreshDecision::Rotate => {
+                let refresh = state
+                    .codec
+                    .issue(TokenType::Refresh, claims.user_id, &sid, now);
+                let won = OutstandingToken::rotate(
+                    conn,
+                    record.token.id,
+                    &outstanding(&refresh, &sid),
+                    state.refresh_policy.blacklist_after_rotation,
+                    db_now(),
+                )?;
+                if !won {
+                    // Another rotation got in first despite the lock (only
+                    // without a session row to lock): refuse rather than fork.
+                    return Err(ApiError::token_blacklisted());
+                }
+                Session::touch(conn, &sid, to_naive(now), to_naive(refresh.claims.exp))?;
+                Refreshed {
+                    access: access(),
+                    refresh: Some(refresh),
+                    user,
+                }
+            }
+            RefreshDecision::ReturnReplacement(jti) => {
                 let replacement = OutstandingToken::find_by_jti(conn, &jti)?
                     .filter(|r| r.blacklisted_at.is_none())
                     .ok_or_else(ApiError::token_blacklisted)?;
@@ -144,75 +229,95 @@ pub fn refresh(
                     iat: to_unix(replacement.token.issued_at),
                     jti: replacement.token.jti,
                     user_id: replacement.token.user_id,
+                    sid: Some(sid.clone()),
                     refresh_exp: None,
                 });
-                return Ok(Refreshed {
+                Refreshed {
                     access: access(),
                     refresh: Some(refresh),
                     user,
-                });
+                }
             }
-            (RefreshDecision::RevokeSession, Some(record)) => {
-                let revoked =
-                    OutstandingToken::blacklist_session(conn, &record.token.session_id, db_now())?;
-                log::warn!(
-                    "refresh token reuse detected for user {}: session revoked ({revoked} tokens)",
-                    claims.user_id
-                );
+            RefreshDecision::RevokeSession => {
+                Session::end(conn, &sid, claims.user_id, db_now())?;
+                return Ok(Outcome::ReuseDetected);
+            }
+            RefreshDecision::Blacklisted | RefreshDecision::Unknown => {
                 return Err(ApiError::token_blacklisted());
             }
-            (RefreshDecision::Blacklisted, _) => return Err(ApiError::token_blacklisted()),
-            _ => return Err(ApiError::token_invalid_or_expired()),
+        };
+        Ok::<_, ApiError>(Outcome::Refreshed(refreshed))
+    })?;
+    match outcome {
+        Outcome::Refreshed(refreshed) => Ok(refreshed),
+        Outcome::ReuseDetected => {
+            log::warn!(
+                "refresh token reuse detected for user {}: session ended",
+                claims.user_id
+            );
+            Err(ApiError::token_blacklisted())
         }
     }
-    Err(ApiError::token_blacklisted())
 }
 
-fn rotate(
-    conn: &mut Conn,
-    state: &AppState,
-    old: &OutstandingToken,
-    now: i64,
-) -> Result<Rotation, ApiError> {
-    let refresh = state.codec.issue(TokenType::Refresh, old.user_id, now);
-    let retire_old = state.refresh_policy.blacklist_after_rotation;
-    let won = OutstandingToken::rotate(
-        conn,
-        old.id,
-        &outstanding(&refresh, &old.session_id),
-        retire_old,
-        db_now(),
-    )?;
-    Ok(if won {
-        Rotation::Done(refresh)
-    } else {
-        Rotation::LostRace
+/// Verifies a refresh token and refreshes it: the async flow of
+/// `POST /auth/refresh/`.
+pub async fn refresh_token(state: &State, token: &str) -> Result<Refreshed, ApiError> {
+    let now = unix_now();
+    let claims = state
+        .codec
+        .verify(token, &[TokenType::Refresh], now)
+        .map_err(refused)?;
+    let app = state.clone();
+    state
+        .with_conn(move |conn| refresh(conn, &app, &claims, now))
+        .await
+}
+
+/// Ends one session of a user (logout, `DELETE /auth/sessions/{id}/`):
+/// false when it was not a live session of theirs.
+pub fn end_session(conn: &mut DbConnection, user_id: i64, sid: &str) -> Result<bool, ApiError> {
+    write_transaction(conn, |conn| {
+        Session::lock(conn, sid)?;
+        Ok(Session::end(conn, sid, user_id, db_now())?)
     })
 }
 
-/// `DELETE /auth/`: ends the session the refresh token belongs to. A token
-/// that does not verify changes nothing (logout is idempotent).
-pub fn end_session(conn: &mut Conn, claims: &Claims) -> Result<(), ApiError> {
-    if let Some(record) = OutstandingToken::find_by_jti(conn, &claims.jti)?
+/// The session a presented token belongs to, for logout: a refresh
+/// token's recorded chain, else the token's own `sid`.
+pub fn session_of(conn: &mut DbConnection, claims: &Claims) -> Result<Option<String>, ApiError> {
+    if claims.token_type == TokenType::Refresh
+        && let Some(record) = OutstandingToken::find_by_jti(conn, &claims.jti)?
         && record.token.user_id == claims.user_id
     {
-        OutstandingToken::blacklist_session(conn, &record.token.session_id, db_now())?;
+        return Ok(Some(record.token.session_id));
     }
-    Ok(())
+    Ok(claims.sid.clone())
 }
 
-/// `POST /auth/verify/` beyond the signature: the user's revocations and,
-/// for a refresh token, the blacklist.
-pub fn verify_stored(conn: &mut Conn, claims: &Claims) -> Result<(), ApiError> {
+/// `POST /auth/verify/` beyond the signature: the user's revocations, the
+/// token's session and, for a refresh token, the blacklist.
+pub fn verify_stored(conn: &mut DbConnection, claims: &Claims) -> Result<(), ApiError> {
     let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
     if issued_before_revocation(claims.iat, to_unix(user.tokens_valid_after)) {
         return Err(ApiError::token_blacklisted());
     }
-    if claims.token_type == TokenType::Refresh {
+    let sid = if claims.token_type == TokenType::Refresh {
         let record = OutstandingToken::find_by_jti(conn, &claims.jti)?
             .filter(|r| r.token.user_id == claims.user_id)
             .ok_or_else(ApiError::token_invalid_or_expired)?;
         if record.blacklisted_at.is_some() {
+            return Err(ApiError::token_blacklisted());
+        }
+        Some(record.token.session_id)
+    } else {
+        claims.sid.clone()
+    };
+    if let Some(sid) = sid {
+        let session = Session::find(conn, &sid)?
+            .filter(|s| s.user_id == claims.user_id)
+            .ok_or_else(ApiError::token_invalid_or_expired)?;
+        if session.ended_at.is_some() {
             return Err(ApiError::token_blacklisted());
         }
     }
@@ -220,6 +325,6 @@ pub fn verify_stored(conn: &mut Conn, claims: &Claims) -> Result<(), ApiError> {
 }
 
 /// A token endpoint's answer to a token that does not verify.
-pub fn refused(_error: TokenError) -> ApiError {
+pub fn refused(_: TokenError) -> ApiError {
     ApiError::token_invalid_or_expired()
 }

@@ -3,7 +3,9 @@
 
 use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
 use latchkey_domain::{Email, NewAccount, Password, UserFlags};
-use latchkey_persistence::{ListOrder, ListQuery, User, UserChanges, UserPage, db_now};
+use latchkey_persistence::{
+    ListOrder, ListQuery, User, UserChanges, UserPage, db_now, write_transaction,
+};
 
 use super::accounts::{create_account, new_credentials, password_messages, verify_own_password};
 use super::sessions::{WRONG_OLD_PASSWORD, revoke_everything};
@@ -285,13 +287,18 @@ pub async fn update(
 pub async fn destroy(state: &State, current: &CurrentUser, id: i64) -> Result<(), ApiError> {
     let existing = retrieve(state, id).await?;
     permissions::can_delete(&actor(current), &target(&existing)).map_err(denied)?;
+    // Sessions end first, under the same locks as every revocation, so a
+    // refresh racing the deletion cannot deadlock with it.
     state
         .with_conn(move |conn| {
-            if User::delete(conn, id)? {
-                Ok(())
-            } else {
-                Err(ApiError::NotFound)
-            }
+            write_transaction(conn, |conn| {
+                revoke_everything(conn, id, UserChanges::default())?;
+                if User::delete(conn, id)? {
+                    Ok(())
+                } else {
+                    Err(ApiError::NotFound)
+                }
+            })
         })
         .await
 }

@@ -87,8 +87,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource(["/auth/sessions/", "/auth/sessions"])
                 .route(
+                    web::get()
+                        .to(sessions::list_sessions)
+                        .wrap(from_fn(authenticate))
+                        .wrap(no_store()),
+                )
+                .route(
                     web::delete()
                         .to(sessions::logout_everywhere)
+                        .wrap(from_fn(authenticate)),
+                )
+                .default_service(allow("GET, DELETE")),
+        )
+        .service(
+            web::resource(["/auth/sessions/{id}/", "/auth/sessions/{id}"])
+                .route(
+                    web::delete()
+                        .to(sessions::end_session)
                         .wrap(from_fn(authenticate)),
                 )
                 .default_service(allow("DELETE")),

@@ -1,18 +1,20 @@
 //! Sessions: logout everywhere, password change, sliding tokens, the JWKS.
 
 use crate::requests::{LoginRequest, PasswordChangeRequest, TokenRequest};
-use crate::views::{BadRequestView, ErrorView, MessageView, PasswordChangedView, SlidingView};
-use actix_web::{HttpRequest, HttpResponse};
+use crate::views::{
+    BadRequestView, ErrorView, MessageView, PasswordChangedView, SessionItemView, SessionListView,
+    SlidingView,
+};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::tokens::{clearing_cookies, no_store, token_pair, with_tokens};
 use crate::authn::{CredentialSource, CurrentUser};
 use crate::body::Fields;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::flows::accounts;
 use crate::flows::sessions;
-use crate::flows::tokens as token_flows;
+use crate::flows::tokens::Client;
 use crate::state::State;
-use crate::state::unix_now;
 
 /// `DELETE /auth/sessions/`: log out everywhere.
 #[utoipa::path(delete, path = "/auth/sessions/", tag = "sessions",
@@ -45,9 +47,10 @@ pub async fn change_password(
     state: State,
     req: HttpRequest,
     user: CurrentUser,
+    client: Client,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, pair) = sessions::change_password(&state, &user, fields).await?;
+    let (_, pair) = sessions::change_password(&state, &user, fields, client).await?;
     let mut response = HttpResponse::Ok();
     if user.source == CredentialSource::Cookie {
         with_tokens(
@@ -75,9 +78,12 @@ pub async fn change_password(
         (status = 400, description = "Field errors", body = BadRequestView),
         (status = 401, description = "No active account found with the given credentials", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView)))]
-pub async fn obtain_sliding(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
-    let user = accounts::sliding_login(&state, fields).await?;
-    let token = sessions::issue_sliding(&state, user.id);
+pub async fn obtain_sliding(
+    state: State,
+    client: Client,
+    fields: Fields,
+) -> Result<HttpResponse, ApiError> {
+    let token = accounts::sliding_login(&state, fields, client).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SlidingView { token: token.token }))
@@ -92,17 +98,46 @@ pub async fn obtain_sliding(state: State, fields: Fields) -> Result<HttpResponse
         (status = 401, description = "Token is invalid or expired", body = ErrorView),
         (status = 429, description = "Throttled", body = ErrorView)))]
 pub async fn refresh_sliding(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::default();
-    let token = fields.required_string("token", &mut errors);
-    errors.into_result()?;
-    let claims = state
-        .codec
-        .verify_sliding_refresh(&token.unwrap_or_default(), unix_now())
-        .map_err(token_flows::refused)?;
-    let token = sessions::slide(&state, claims).await?;
+    let token = fields.required("token")?;
+    let token = sessions::slide(&state, &token).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SlidingView { token: token.token }))
+}
+
+/// `GET /auth/sessions/`: the caller's live sessions.
+#[utoipa::path(get, path = "/auth/sessions/", tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's live sessions, most recently used first", body = SessionListView),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
+pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
+    let sessions = sessions::list_sessions(&state, &user).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(no_store())
+        .json(SessionListView {
+            results: sessions.iter().map(SessionItemView::from).collect(),
+        }))
+}
+
+/// `DELETE /auth/sessions/{id}/`: ends one session of the caller's.
+#[utoipa::path(delete, path = "/auth/sessions/{id}/", tag = "sessions",
+    params(("id" = String, Path, description = "The session's id (the `sid` claim)")),
+    security(("bearer" = []), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 204, description = "The session ended: each of its tokens is refused from now on"),
+        (status = 401, description = "No or bad credentials", body = ErrorView),
+        (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
+        (status = 404, description = "Not a live session of the caller's", body = ErrorView),
+        (status = 503, description = "Database unavailable", body = ErrorView)))]
+pub async fn end_session(
+    state: State,
+    user: CurrentUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    sessions::end_one_session(&state, &user, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().insert_header(no_store()).finish())
 }
 
 /// `GET /.well-known/jwks.json`: the public verifying keys (none under HMAC).

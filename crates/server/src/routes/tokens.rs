@@ -9,11 +9,11 @@ use latchkey_auth::csrf::new_csrf_token;
 use latchkey_auth::{IssuedToken, TokenType};
 use latchkey_persistence::User;
 
-use crate::authn::{AuthOutcome, check_cookie_request};
+use crate::authn::{AuthOutcome, CredentialSource, check_cookie_request, credentials};
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
 use crate::flows::accounts;
-use crate::flows::tokens::{self as token_flows, Refreshed, TokenPair};
+use crate::flows::tokens::{self as token_flows, Client, Refreshed, TokenPair};
 use crate::requests::{LoginRequest, RefreshRequest, RegisterRequest, TokenRequest};
 use crate::state::State;
 use crate::state::unix_now;
@@ -100,9 +100,10 @@ fn session_response(
 pub async fn register(
     state: State,
     req: HttpRequest,
+    client: Client,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, pair) = accounts::register(&state, fields).await?;
+    let (user, pair) = accounts::register(&state, fields, client).await?;
     Ok(session_response(
         HttpResponse::Created(),
         &state,
@@ -125,9 +126,10 @@ pub async fn register(
 pub async fn login(
     state: State,
     req: HttpRequest,
+    client: Client,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, pair) = accounts::login(&state, fields).await?;
+    let (user, pair) = accounts::login(&state, fields, client).await?;
     Ok(session_response(
         HttpResponse::Ok(),
         &state,
@@ -242,17 +244,9 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let (token, from_cookie) = presented_refresh(&state, &req, &fields)?
         .ok_or_else(|| ApiError::Fields(FieldErrors::single("refresh", crate::body::REQUIRED)))?;
-    let now = unix_now();
-    let claims = state
-        .codec
-        .verify(&token, &[TokenType::Refresh], now)
-        .map_err(token_flows::refused)?;
-    let app = state.clone();
     let Refreshed {
         access, refresh, ..
-    } = state
-        .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now))
-        .await?;
+    } = token_flows::refresh_token(&state, &token).await?;
     let body = RefreshView {
         access: access.token.clone(),
         refresh: refresh.as_ref().map(|r| r.token.clone()),
@@ -324,15 +318,21 @@ pub async fn logout(
     req: HttpRequest,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some((token, _)) = presented_refresh(&state, &req, &fields)?
-        && let Ok(claims) = state
-            .codec
-            .verify(&token, &[TokenType::Refresh], unix_now())
-    {
-        state
-            .with_conn(move |conn| token_flows::end_session(conn, &claims))
-            .await?;
-    }
+    const REFRESH: &[TokenType] = &[TokenType::Refresh];
+    const ACCESS: &[TokenType] = &[TokenType::Access, TokenType::Sliding];
+    let presented = match presented_refresh(&state, &req, &fields)? {
+        Some((token, _)) => Some((token, REFRESH)),
+        None => match credentials(&state, &req) {
+            Ok(Some((token, source))) => {
+                if source == CredentialSource::Cookie {
+                    check_cookie_request(&req)?;
+                }
+                Some((token, ACCESS))
+            }
+            _ => None,
+        },
+    };
+    crate::flows::sessions::logout(&state, presented).await?;
     let mut response = HttpResponse::Accepted();
     clearing_cookies(&mut response, &state);
     response.insert_header(no_store());
