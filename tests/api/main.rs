@@ -20,6 +20,7 @@ mod races;
 mod refresh;
 mod register;
 mod requests;
+mod session_lifecycle;
 mod sessions;
 mod throttling;
 mod users;
@@ -50,6 +51,7 @@ fn main() -> std::process::ExitCode {
         hardening::tests(),
         hardening_cli::tests(),
         races::tests(),
+        session_lifecycle::tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)
