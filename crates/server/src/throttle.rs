@@ -601,8 +601,12 @@ impl Throttle {
         self.hit(Kind::Ip, key, rate).await
     }
 
-    /// Counts one email sent to `email` (a counter of its own, apart from
-    /// login failures); past `rate`, refuses it.
+    /// Counts one email sent to `email` (a counter of its own, key prefix
+    /// `address:`, apart from login failures); past `rate`, refuses it. In
+    /// Redis when configured, with the same fallback as every counter. The
+    /// window starts at the first hit; callers sharing one address's counter
+    /// should pass the same rate (a `count` of 0 refuses every hit: map an
+    /// "off" setting to no call at all).
     pub async fn hit_address(&self, email: &Email, rate: Rate) -> Result<(), RetryAfter> {
         let key = Kind::Address.key(email.as_str());
         self.hit(Kind::Address, key, rate).await
