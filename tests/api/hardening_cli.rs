@@ -1,7 +1,499 @@
-//! (being written)
+//! The contract's v2 hardening rules that live in the real binary and on
+//! the file system: bounded settings, private SQLite files and development
+//! key, `.env` from the working directory only, `create-superuser` refusing
+//! a blank password, a short `SECRET_KEY` warned about, and the bounded
+//! password-hashing queue of a separately started server process.
 
-use latchkey_tests::{Ctx, tests};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-tests![placeholder_hardening_cli];
+use latchkey_domain::Email;
+use latchkey_persistence::User;
+use latchkey_tests::binary::{latchkey_binary, open, run_latchkey};
+use latchkey_tests::{Ctx, PASSWORD, tests};
+use serde_json::{Value, json};
 
-async fn placeholder_hardening_cli(_ctx: Ctx) {}
+tests![
+    out_of_bounds_durations_stop_start_up_naming_the_variable,
+    durations_at_their_bounds_are_accepted,
+    a_zero_length_secret_stops_start_up,
+    a_short_secret_key_is_warned_about_in_development,
+    sqlite_files_and_the_development_key_are_private,
+    a_development_key_file_others_may_read_is_refused,
+    a_short_development_key_file_is_refused,
+    a_dotenv_in_a_parent_directory_is_not_read,
+    create_superuser_refuses_a_blank_password_even_bypassing_validation,
+    a_full_hashing_queue_answers_503_at_once,
+];
+
+const KEY: &str = "a-secret-key-for-the-cli-tests-0123456789";
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A start-up refusal: a non-zero exit and one clear line on stderr that
+/// names `needle`, never a panic.
+#[track_caller]
+fn assert_refused(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert!(!output.status.success(), "exit {:?}: {err}", output.status);
+    assert!(err.contains(needle), "stderr does not name {needle}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `latchkey serve` started in the background, in `dir`, with only the
+/// given environment; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let log = dir.join(format!("server-{}.log", uuid::Uuid::new_v4().simple()));
+        let mut command = Command::new(latchkey_binary());
+        command
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("BIND", &bind)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut server = Server {
+            child: command.spawn().expect("latchkey serve starts"),
+            base: format!("http://{bind}"),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = client.get(format!("{}/healthz", server.base)).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("the server exited ({status}): {}", server.stderr());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start: {}",
+                server.stderr()
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// -------------------------------------------------------------- settings
+
+async fn out_of_bounds_durations_stop_start_up_naming_the_variable(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("LEEWAY", "9223372036854775807"),
+        ("ACCESS_TOKEN_LIFETIME", "9223372036854775807"),
+        ("REFRESH_TOKEN_LIFETIME", "9223372036854775807"),
+        ("SLIDING_TOKEN_LIFETIME", "9223372036854775807"),
+        ("SLIDING_TOKEN_REFRESH_LIFETIME", "9223372036854775807"),
+        ("ACCESS_TOKEN_LIFETIME", "4000d"),
+        ("REFRESH_TOKEN_LIFETIME", "3653d"),
+        ("LEEWAY", "2d"),
+        ("LEEWAY", "86401"),
+    ] {
+        let output = run_latchkey(
+            dir.path(),
+            &["migrate"],
+            &[("DATABASE_URL", &url), ("SECRET_KEY", KEY), (name, value)],
+            None,
+        );
+        assert_refused(&output, name);
+    }
+    // nothing was migrated by the refused runs
+    let output = run_latchkey(
+        dir.path(),
+        &["migrate"],
+        &[("DATABASE_URL", &url), ("SECRET_KEY", KEY)],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains("Applied"), "{out}");
+}
+
+async fn durations_at_their_bounds_are_accepted(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("LEEWAY", "86400"),
+        ("LEEWAY", "1d"),
+        ("ACCESS_TOKEN_LIFETIME", "3600d"),
+        ("REFRESH_TOKEN_LIFETIME", "3650d"),
+    ] {
+        let output = run_latchkey(
+            dir.path(),
+            &["migrate"],
+            &[("DATABASE_URL", &url), ("SECRET_KEY", KEY), (name, value)],
+            None,
+        );
+        assert!(
+            output.status.success(),
+            "{name}={value}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+async fn a_zero_length_secret_stops_start_up(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["SECRET_KEY", "SIGNING_KEY"] {
+        let mut env = vec![("DATABASE_URL", url.as_str())];
+        if name == "SIGNING_KEY" {
+            env.push(("SECRET_KEY", KEY));
+        }
+        env.push((name, ""));
+        let output = run_latchkey(dir.path(), &["migrate"], &env, None);
+        assert_refused(&output, name);
+    }
+    assert!(
+        !dir.path().join("data").join("secret_key").exists(),
+        "no development key was generated in place of the empty one"
+    );
+}
+
+async fn a_short_secret_key_is_warned_about_in_development(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("DATABASE_URL", &url),
+            ("SECRET_KEY", "tiny-key-7q"),
+            ("BCRYPT_COST", "4"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"status": "ok", "database": "ok"})
+    );
+    let log = server.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("SECRET_KEY")),
+        "no warning about the short SECRET_KEY: {log}"
+    );
+    assert!(
+        !log.contains("tiny-key-7q"),
+        "the key itself was logged: {log}"
+    );
+    // and production refuses it
+    let output = run_latchkey(
+        dir.path(),
+        &["migrate"],
+        &[
+            ("DATABASE_URL", &url),
+            ("SECRET_KEY", "tiny-key-7q"),
+            ("LATCHKEY_ENV", "production"),
+        ],
+        None,
+    );
+    assert_refused(&output, "SECRET_KEY");
+}
+
+// ----------------------------------------------------------------- files
+
+async fn sqlite_files_and_the_development_key_are_private(ctx: Ctx) {
+    let _ = ctx.backend;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = run_latchkey(dir.path(), &["migrate"], &[], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(mode(&data.join("latchkey.sqlite3")), 0o600, "database");
+    assert_eq!(mode(&data.join("secret_key")), 0o600, "secret_key");
+    let key = std::fs::read_to_string(data.join("secret_key")).unwrap();
+    assert!(key.trim().len() >= 32, "{} bytes", key.trim().len());
+
+    // a server writing to it: the WAL and shared-memory files are private too
+    let server = Server::start(dir.path(), &[("BCRYPT_COST", "4")]).await;
+    let client = reqwest::Client::new();
+    let registered = client
+        .post(format!("{}/register/", server.base))
+        .json(&json!({"email": "jae@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status().as_u16(), 201);
+    let body: Value = registered.json().await.unwrap();
+    assert_eq!(body["message"], "register success");
+    let mut checked = Vec::new();
+    for suffix in ["-wal", "-shm"] {
+        let path = data.join(format!("latchkey.sqlite3{suffix}"));
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            checked.push(suffix);
+        }
+    }
+    assert!(
+        checked.contains(&"-wal"),
+        "no WAL file beside the database while the server writes: {:?}",
+        std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(mode(&data.join("latchkey.sqlite3")), 0o600, "database");
+    assert_eq!(
+        std::fs::read_to_string(data.join("secret_key")).unwrap(),
+        key,
+        "the key was kept"
+    );
+    drop(server);
+
+    // create-superuser writes through the same files
+    let output = run_latchkey(
+        dir.path(),
+        &["create-superuser", "--no-input"],
+        &[
+            ("BCRYPT_COST", "4"),
+            ("LATCHKEY_SUPERUSER_EMAIL", "root@example.com"),
+            ("LATCHKEY_SUPERUSER_PASSWORD", PASSWORD),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+    }
+}
+
+async fn a_development_key_file_others_may_read_is_refused(ctx: Ctx) {
+    let _ = ctx.backend;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let key_file = data.join("secret_key");
+    let key = "k".repeat(64);
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = run_latchkey(dir.path(), &["migrate"], &[], None);
+    assert_refused(&output, "secret_key");
+    // left as it was: neither used, nor rewritten, nor silently chmod-ed
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+    assert_eq!(mode(&key_file), 0o644);
+    assert!(!data.join("latchkey.sqlite3").exists(), "start-up went on");
+}
+
+async fn a_short_development_key_file_is_refused(ctx: Ctx) {
+    let _ = ctx.backend;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let key_file = data.join("secret_key");
+    for short in ["0123456789", ""] {
+        std::fs::write(&key_file, short).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let output = run_latchkey(dir.path(), &["migrate"], &[], None);
+        assert_refused(&output, "secret_key");
+        assert_eq!(std::fs::read_to_string(&key_file).unwrap(), short);
+    }
+    assert!(!data.join("latchkey.sqlite3").exists(), "start-up went on");
+}
+
+async fn a_dotenv_in_a_parent_directory_is_not_read(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let parent = tempfile::tempdir().unwrap();
+    let work = parent.path().join("deploy");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(
+        parent.path().join(".env"),
+        "BCRYPT_COST=notanumber\nSIGNING_KEY=planted-by-someone-else\n",
+    )
+    .unwrap();
+    let env = [("DATABASE_URL", url.as_str()), ("SECRET_KEY", KEY)];
+    let output = run_latchkey(&work, &["migrate"], &env, None);
+    assert!(
+        output.status.success(),
+        "the parent's .env was read: {}",
+        stderr(&output)
+    );
+    // the same file in the working directory is read
+    std::fs::copy(parent.path().join(".env"), work.join(".env")).unwrap();
+    let output = run_latchkey(&work, &["migrate"], &env, None);
+    assert_refused(&output, "BCRYPT_COST");
+    assert!(
+        stderr(&output).contains("notanumber"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+async fn create_superuser_refuses_a_blank_password_even_bypassing_validation(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    for password in ["        ", " \t ", ""] {
+        let output = run_latchkey(
+            dir.path(),
+            &["create-superuser", "--no-input", "--bypass-validation"],
+            &[
+                ("DATABASE_URL", &url),
+                ("BCRYPT_COST", "4"),
+                ("LATCHKEY_SUPERUSER_EMAIL", "admin@example.com"),
+                ("LATCHKEY_SUPERUSER_PASSWORD", password),
+            ],
+            None,
+        );
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{password:?}: {err}");
+        assert!(
+            ["LATCHKEY_SUPERUSER_PASSWORD", "blank", "empty"]
+                .iter()
+                .any(|w| err.contains(w)),
+            "{password:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        let db = open(&url);
+        let mut conn = db.get().unwrap();
+        assert!(
+            User::find_by_email(&mut conn, &Email::parse("admin@example.com").unwrap())
+                .unwrap()
+                .is_none(),
+            "{password:?}: a superuser was created"
+        );
+    }
+}
+
+// --------------------------------------------------------- hashing queue
+
+async fn a_full_hashing_queue_answers_503_at_once(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("DATABASE_URL", &url),
+            ("SECRET_KEY", KEY),
+            ("HASHING_QUEUE", "2"),
+            ("BCRYPT_COST", "14"),
+            ("WORKERS", "4"),
+            ("THROTTLE_AUTH_PER_IP", "0"),
+            ("THROTTLE_LOGIN_FAILURES", "0"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let login = |n: usize| {
+        let client = client.clone();
+        let url = format!("{}/auth/", server.base);
+        async move {
+            let started = Instant::now();
+            let response = client
+                .post(url)
+                .json(&json!({"email": format!("nobody{n}@example.com"), "password": PASSWORD}))
+                .send()
+                .await
+                .expect("answered");
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, retry_after, body, started.elapsed())
+        }
+    };
+    let answers = futures_util::future::join_all((0..20).map(login)).await;
+    let summary: Vec<_> = answers.iter().map(|(s, _, _, t)| (*s, *t)).collect();
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    let checked: Vec<_> = answers.iter().filter(|a| a.0 != 503).collect();
+    assert!(!refused.is_empty(), "no 503 in {summary:?}");
+    assert!(!checked.is_empty(), "every login was refused: {summary:?}");
+    for (status, _, body, _) in &checked {
+        assert_eq!(
+            (*status, body),
+            (
+                401,
+                &json!({"detail": "No active account found with the given credentials", "code": "no_active_account"})
+            ),
+            "{summary:?}"
+        );
+    }
+    let slowest_check = checked.iter().map(|a| a.3).max().unwrap();
+    for (_, retry_after, body, elapsed) in &refused {
+        let wait: u64 = retry_after
+            .as_deref()
+            .expect("Retry-After on the 503")
+            .parse()
+            .unwrap();
+        assert!(wait >= 1, "Retry-After {wait}");
+        assert!(
+            body.as_object().is_some_and(|o| o.len() == 1)
+                && body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+        // at once: not after waiting for the queue to drain
+        assert!(
+            *elapsed < slowest_check / 2,
+            "a 503 took {elapsed:?}, the slowest check {slowest_check:?}: {summary:?}"
+        );
+    }
+    // once the queue has drained, logins are checked again
+    let (status, _, body, _) = login(99).await;
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"detail": "No active account found with the given credentials", "code": "no_active_account"})
+        )
+    );
+}
