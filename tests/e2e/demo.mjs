@@ -78,6 +78,24 @@ try {
   await status.filter({ hasText: "user(s)" }).waitFor();
   check(await page.locator("#users tbody tr").count() >= 1, "the user list loads by cookie");
 
+  // A second device logs in: the page lists both sessions and ends the other one.
+  const other = await fetch(base + "/auth/", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "User-Agent": "second-device/1.0" },
+    body: JSON.stringify({ email, password: "correct-horse-battery-9" }),
+  });
+  check(other.status === 200, "a second device logs in");
+  const otherAccess = (await other.json()).token.access;
+  await page.click("#list-sessions");
+  await status.filter({ hasText: "2 session(s)" }).waitFor();
+  check(await page.locator("#sessions tbody tr").count() === 2, "the page lists both sessions");
+  check(await page.locator("#sessions tbody").textContent().then((t) => t.includes("this session")), "the page marks its own session");
+  await page.click("#sessions .end-session");
+  await status.filter({ hasText: "Session ended" }).waitFor();
+  check(await page.locator("#sessions tbody tr").count() === 1, "ending the other session leaves one");
+  const refused = await fetch(base + "/auth/", { headers: { Authorization: "Bearer " + otherAccess } });
+  check(refused.status === 401, "the ended session's access token is refused at once");
+
   await page.fill("#old-password", "correct-horse-battery-9");
   await page.fill("#new-password", "a-new-passphrase-42");
   await page.click("#password-form button");
