@@ -151,7 +151,7 @@ fn stored(record: &TokenRecord, session: Option<&Session>) -> StoredRefresh {
 /// How a refresh ended inside its transaction: a detected reuse must commit
 /// the revocation and still refuse the token.
 enum Outcome {
-    Refreshed(Refreshed),
+    Refreshed(Box<Refreshed>),
     ReuseDetected,
 }
 
@@ -246,10 +246,10 @@ pub fn refresh(
                 return Err(ApiError::token_blacklisted());
             }
         };
-        Ok::<_, ApiError>(Outcome::Refreshed(refreshed))
+        Ok::<_, ApiError>(Outcome::Refreshed(Box::new(refreshed)))
     })?;
     match outcome {
-        Outcome::Refreshed(refreshed) => Ok(refreshed),
+        Outcome::Refreshed(refreshed) => Ok(*refreshed),
         Outcome::ReuseDetected => {
             log::warn!(
                 "refresh token reuse detected for user {}: session ended",
