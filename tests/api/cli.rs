@@ -37,11 +37,7 @@ async fn migrate_twice_applies_then_does_nothing(mut ctx: Ctx) {
         "Applied {} migration(s)",
         latchkey_tests::migration_count(ctx.backend)
     );
-    assert!(
-        stdout(&first).contains(&expected),
-        "{}",
-        stdout(&first)
-    );
+    assert!(stdout(&first).contains(&expected), "{}", stdout(&first));
     let second = run_latchkey(dir.path(), &["migrate"], &[("DATABASE_URL", &url)], None);
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(
