@@ -26,6 +26,7 @@ tests![
     a_dotenv_in_a_parent_directory_is_not_read,
     create_superuser_refuses_a_blank_password_even_bypassing_validation,
     a_full_hashing_queue_answers_503_at_once,
+    a_login_whose_client_has_gone_is_not_checked,
 ];
 
 const KEY: &str = "a-secret-key-for-the-cli-tests-0123456789";
@@ -495,5 +496,86 @@ async fn a_full_hashing_queue_answers_503_at_once(mut ctx: Ctx) {
             401,
             json!({"detail": "No active account found with the given credentials", "code": "no_active_account"})
         )
+    );
+}
+
+/// A login for an unknown email (one password check): its status and how
+/// long it took.
+async fn timed_login(client: &reqwest::Client, base: &str, n: usize) -> (u16, Duration) {
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base}/auth/"))
+        .json(&json!({"email": format!("nobody{n}@example.com"), "password": PASSWORD}))
+        .send()
+        .await
+        .expect("answered");
+    (response.status().as_u16(), started.elapsed())
+}
+
+async fn a_login_whose_client_has_gone_is_not_checked(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("DATABASE_URL", &url),
+            ("SECRET_KEY", KEY),
+            ("HASHING_QUEUE", "32"),
+            ("BCRYPT_COST", "14"),
+            ("WORKERS", "4"),
+            ("THROTTLE_AUTH_PER_IP", "0"),
+            ("THROTTLE_LOGIN_FAILURES", "0"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let base = server.base.as_str();
+    // the first unknown email may wait for the dummy hash: then one check alone
+    assert_eq!(timed_login(&client, base, 0).await.0, 401);
+    let (status, one) = timed_login(&client, base, 1).await;
+    assert_eq!(status, 401);
+    // two checks keep the hashing threads busy ...
+    let blockers = futures_util::future::join_all((2..=3).map(|n| timed_login(&client, base, n)));
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let rest = async {
+        actix_web::rt::time::sleep(one / 4).await;
+        // ... while twenty more queue up and their clients hang up (a raw
+        // socket: the whole request sent, then the connection closed)
+        actix_web::rt::task::spawn_blocking(move || {
+            use std::io::Write;
+            let streams: Vec<_> = (10..30)
+                .map(|n| {
+                    let body = json!({"email": format!("nobody{n}@example.com"), "password": PASSWORD}).to_string();
+                    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    write!(
+                        stream,
+                        "POST /auth/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .unwrap();
+                    stream
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(300));
+            for stream in streams {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        })
+        .await
+        .unwrap();
+        // then a client that waits
+        timed_login(&client, base, 99).await
+    };
+    let (blocked, (status, waited)) = futures_util::future::join(blockers, rest).await;
+    assert!(
+        blocked.iter().all(|(status, _)| *status == 401),
+        "{blocked:?}"
+    );
+    assert_eq!(status, 401);
+    // behind the two running checks only, not behind twenty abandoned ones
+    // (they would take ten checks' time on two threads)
+    assert!(
+        waited < one * 4,
+        "the waiting login took {waited:?}, one check {one:?}: the abandoned checks ran"
     );
 }
