@@ -6,10 +6,12 @@ mod browser;
 mod cli;
 mod current_user;
 mod docs;
+mod email_flows;
 mod faults;
 mod forged;
 mod hardening;
 mod hardening_cli;
+mod import_django;
 mod instances;
 mod keys;
 mod login;
@@ -52,6 +54,8 @@ fn main() -> std::process::ExitCode {
         hardening_cli::tests(),
         races::tests(),
         session_lifecycle::tests(),
+        import_django::tests(),
+        email_flows::tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)
