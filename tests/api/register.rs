@@ -30,9 +30,10 @@ async fn register_returns_201_with_user_tokens_and_cookies(mut ctx: Ctx) {
     assert_eq!(user["is_staff"], false);
     assert_eq!(user["is_superuser"], false);
     assert_eq!(user["last_login"], json!(null));
+    assert_eq!(user["email_verified"], false);
     assert!(user["id"].is_i64());
     let keys: Vec<&String> = user.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 8, "{keys:?}");
+    assert_eq!(keys.len(), 9, "{keys:?}");
     assert!(user.get("password").is_none() && !response.text.contains("$2b$"));
     assert!(user["created_at"].as_str().unwrap().ends_with('Z'));
     let access = response.access();

@@ -13,6 +13,21 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         tokens_valid_after -> Timestamp,
+        email_verified -> Bool,
+        imported_from_django -> Bool,
+        password_changed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    django_imports (id) {
+        id -> BigInt,
+        imported_at -> Timestamp,
+        source -> Text,
+        users -> BigInt,
+        skipped -> BigInt,
+        tokens -> BigInt,
+        blacklisted -> BigInt,
     }
 }
 

@@ -134,7 +134,7 @@ impl Session {
         )
         .set(sessions::ended_at.eq(at))
         .execute(conn)?;
-        blacklist_tokens(conn, Scope::Session(id), at)?;
+        blacklist_tokens(conn, Scope::Session { id, user_id }, at)?;
         Ok(ended > 0)
     }
 
@@ -190,7 +190,7 @@ impl LockSessionRow for diesel::SqliteConnection {
 }
 
 enum Scope<'a> {
-    Session(&'a str),
+    Session { id: &'a str, user_id: i64 },
     User(i64),
 }
 
@@ -208,7 +208,9 @@ fn blacklist_tokens(
         .select(outstanding_tokens::id)
         .into_boxed();
     let ids: Vec<i64> = match scope {
-        Scope::Session(id) => live.filter(outstanding_tokens::session_id.eq(id)),
+        Scope::Session { id, user_id } => live
+            .filter(outstanding_tokens::session_id.eq(id))
+            .filter(outstanding_tokens::user_id.eq(user_id)),
         Scope::User(user_id) => live.filter(outstanding_tokens::user_id.eq(user_id)),
     }
     .load(conn)?;

@@ -23,6 +23,9 @@ pub struct User {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub tokens_valid_after: NaiveDateTime,
+    pub email_verified: bool,
+    pub imported_from_django: bool,
+    pub password_changed_at: Option<NaiveDateTime>,
 }
 
 impl fmt::Debug for User {
@@ -37,6 +40,9 @@ impl fmt::Debug for User {
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("tokens_valid_after", &self.tokens_valid_after)
+            .field("email_verified", &self.email_verified)
+            .field("imported_from_django", &self.imported_from_django)
+            .field("password_changed_at", &self.password_changed_at)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +68,7 @@ pub struct NewUser<'a> {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub tokens_valid_after: NaiveDateTime,
+    pub email_verified: bool,
 }
 
 impl<'a> NewUser<'a> {
@@ -80,6 +87,15 @@ impl<'a> NewUser<'a> {
             created_at: now,
             updated_at: now,
             tokens_valid_after: now,
+            email_verified: false,
+        }
+    }
+
+    /// The address counts as confirmed (a superuser made by the CLI).
+    pub fn verified(self) -> Self {
+        NewUser {
+            email_verified: true,
+            ..self
         }
     }
 }
@@ -96,6 +112,8 @@ pub struct UserChanges {
     pub last_login: Option<NaiveDateTime>,
     pub updated_at: Option<NaiveDateTime>,
     pub tokens_valid_after: Option<NaiveDateTime>,
+    pub email_verified: Option<bool>,
+    pub password_changed_at: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

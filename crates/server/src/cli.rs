@@ -123,7 +123,7 @@ fn create_superuser(settings: &Settings, args: &CreateSuperuser) -> Result<(), C
     let mut conn = db.get()?;
     let user = match User::insert(
         &mut conn,
-        &NewUser::new(&account.email, &hash, account.flags, db_now()),
+        &NewUser::new(&account.email, &hash, account.flags, db_now()).verified(),
     ) {
         Ok(user) => user,
         Err(StoreError::EmailTaken) => {

@@ -25,6 +25,9 @@ pub struct UserView {
     pub is_superuser: bool,
     #[schema(example = "2026-11-28T01:02:03.456789Z")]
     pub last_login: Option<String>,
+    /// Whether the address was confirmed through the verification email
+    /// (true for superusers made by the CLI and users imported from Django).
+    pub email_verified: bool,
     #[schema(example = "2026-11-28T01:02:03.456789Z")]
     pub created_at: String,
     #[schema(example = "2026-11-28T01:02:03.456789Z")]
@@ -40,6 +43,7 @@ impl From<&User> for UserView {
             is_staff: user.is_staff,
             is_superuser: user.is_superuser,
             last_login: user.last_login.map(timestamp),
+            email_verified: user.email_verified,
             created_at: timestamp(user.created_at),
             updated_at: timestamp(user.updated_at),
         }

@@ -7,7 +7,7 @@ use latchkey_persistence::{DbConnection, Session, User, UserChanges, db_now, wri
 
 use super::accounts::{password_messages, verify_own_password};
 use super::tokens::{
-    Client, TokenPair, end_session, refused, session_of, start_session, to_naive, token_user,
+    Client, TokenPair, end_session, refused, session_of, start_session, token_user,
 };
 use crate::authn::CurrentUser;
 use crate::body::Fields;
@@ -166,6 +166,7 @@ pub async fn change_password(
                 UserChanges {
                     password_hash: Some(new_hash),
                     updated_at: Some(db_now()),
+                    password_changed_at: Some(db_now()),
                     ..UserChanges::default()
                 },
             )?;
@@ -194,7 +195,7 @@ pub async fn slide(state: &State, token: &str) -> Result<IssuedToken, ApiError> 
                 if session.ended_at.is_some() {
                     return Err(ApiError::token_blacklisted());
                 }
-                Session::touch(conn, sid, to_naive(now), session.expires_at)?;
+                Session::touch(conn, sid, db_now(), session.expires_at)?;
             }
             Ok(app.codec.slide(&claims, now))
         })

@@ -63,18 +63,20 @@ fn outstanding<'a>(refresh: &'a IssuedToken, session_id: &'a str) -> NewOutstand
 fn new_session(
     conn: &mut DbConnection,
     user_id: i64,
-    now: i64,
     expires_at: i64,
     client: &Client,
 ) -> Result<String, ApiError> {
     let id = latchkey_auth::jwt::new_jti();
+    // Microseconds, not the token's whole second: sessions started in one
+    // second still list in the order they were used.
+    let started = db_now();
     Session::start(
         conn,
         &NewSession {
             id: &id,
             user_id,
-            created_at: to_naive(now),
-            last_used_at: to_naive(now),
+            created_at: started,
+            last_used_at: started,
             expires_at: to_naive(expires_at),
             user_agent: client.user_agent.as_deref().map(truncate_user_agent),
             ip: client.ip.as_deref(),
@@ -93,7 +95,7 @@ pub fn start_session(
     client: &Client,
 ) -> Result<TokenPair, ApiError> {
     let expires_at = now.saturating_add(state.codec.lifetime(TokenType::Refresh));
-    let sid = new_session(conn, user_id, now, expires_at, client)?;
+    let sid = new_session(conn, user_id, expires_at, client)?;
     let refresh = state.codec.issue(TokenType::Refresh, user_id, &sid, now);
     OutstandingToken::record(conn, &outstanding(&refresh, &sid))?;
     let access = state.codec.issue(TokenType::Access, user_id, &sid, now);
@@ -109,7 +111,7 @@ pub fn start_sliding_session(
     client: &Client,
 ) -> Result<IssuedToken, ApiError> {
     let refresh_exp = now.saturating_add(state.codec.settings().sliding_refresh_lifetime);
-    let sid = new_session(conn, user_id, now, refresh_exp, client)?;
+    let sid = new_session(conn, user_id, refresh_exp, client)?;
     Ok(state.codec.issue(TokenType::Sliding, user_id, &sid, now))
 }
 
@@ -189,7 +191,7 @@ pub fn refresh(
         };
         let refreshed = match decision {
             RefreshDecision::AccessOnly => {
-                Session::touch(conn, &sid, to_naive(now), record.token.expires_at)?;
+                Session::touch(conn, &sid, db_now(), record.token.expires_at)?;
                 Refreshed {
                     access: access(),
                     refresh: None,
@@ -212,7 +214,7 @@ pub fn refresh(
                     // without a session row to lock): refuse rather than fork.
                     return Err(ApiError::token_blacklisted());
                 }
-                Session::touch(conn, &sid, to_naive(now), to_naive(refresh.claims.exp))?;
+                Session::touch(conn, &sid, db_now(), to_naive(refresh.claims.exp))?;
                 Refreshed {
                     access: access(),
                     refresh: Some(refresh),

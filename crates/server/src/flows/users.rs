@@ -263,6 +263,7 @@ pub async fn update(
         email: email
             .map(Email::into_inner)
             .filter(|e| *e != existing.email),
+        password_changed_at: password_hash.is_some().then_some(now),
         password_hash,
         is_superuser: change.is_superuser,
         is_active: change.is_active,
@@ -270,6 +271,7 @@ pub async fn update(
         last_login: None,
         updated_at: Some(now),
         tokens_valid_after: None,
+        email_verified: None,
     };
     // A new password or a deactivation ends every session of the account.
     state
