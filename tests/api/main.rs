@@ -2,6 +2,7 @@
 //! binary, each test on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth_cache;
 mod browser;
 mod cli;
 mod current_user;
@@ -51,6 +52,8 @@ fn main() -> std::process::ExitCode {
         throttling::tests(),
         throttling::redis_tests(),
         hardening::tests(),
+        auth_cache::tests(),
+        auth_cache::postgres_tests(),
         hardening_cli::tests(),
         races::tests(),
         session_lifecycle::tests(),

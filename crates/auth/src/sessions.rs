@@ -2,13 +2,13 @@
 //! decided from what storage knows about it.
 
 /// What storage holds about a presented refresh token (instants in Unix
-/// seconds).
+/// milliseconds: the reuse interval is not rounded to whole seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRefresh {
     pub blacklisted: bool,
     /// Its session was ended (logout, revocation, reuse detection).
     pub session_ended: bool,
-    /// The token this one was rotated into, and when.
+    /// The token this one was rotated into, and when (Unix milliseconds).
     pub replaced: Option<(String, i64)>,
 }
 
@@ -48,10 +48,11 @@ pub enum RefreshDecision {
     Unknown,
 }
 
+/// `now_ms` is the current instant in Unix milliseconds.
 pub fn decide_refresh(
     stored: Option<&StoredRefresh>,
     policy: &RefreshPolicy,
-    now: i64,
+    now_ms: i64,
 ) -> RefreshDecision {
     let Some(stored) = stored else {
         return RefreshDecision::Unknown;
@@ -62,7 +63,8 @@ pub fn decide_refresh(
     if let Some((replacement, replaced_at)) = &stored.replaced
         && policy.blacklist_after_rotation
     {
-        return if now - replaced_at <= policy.reuse_interval {
+        return if now_ms.saturating_sub(*replaced_at) <= policy.reuse_interval.saturating_mul(1000)
+        {
             RefreshDecision::ReturnReplacement(replacement.clone())
         } else {
             RefreshDecision::RevokeSession
@@ -122,14 +124,15 @@ mod tests {
         let stored = StoredRefresh {
             blacklisted: true,
             session_ended: false,
-            replaced: Some(("next".into(), 100)),
+            replaced: Some(("next".into(), 100_000)),
         };
         assert_eq!(
-            decide_refresh(Some(&stored), &RefreshPolicy::default(), 110),
+            decide_refresh(Some(&stored), &RefreshPolicy::default(), 110_000),
             RefreshDecision::ReturnReplacement("next".into())
         );
+        // Not rounded: 10.001 s after the rotation is past a 10 s interval.
         assert_eq!(
-            decide_refresh(Some(&stored), &RefreshPolicy::default(), 111),
+            decide_refresh(Some(&stored), &RefreshPolicy::default(), 110_001),
             RefreshDecision::RevokeSession
         );
     }
@@ -156,10 +159,10 @@ mod tests {
         let stored = StoredRefresh {
             blacklisted: true,
             session_ended: true,
-            replaced: Some(("next".into(), 100)),
+            replaced: Some(("next".into(), 100_000)),
         };
         assert_eq!(
-            decide_refresh(Some(&stored), &RefreshPolicy::default(), 101),
+            decide_refresh(Some(&stored), &RefreshPolicy::default(), 101_000),
             RefreshDecision::Blacklisted
         );
     }

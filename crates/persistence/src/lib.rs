@@ -6,6 +6,7 @@
 //! never learn which one it is. This crate knows the domain's types but
 //! nothing of HTTP, tokens or the server.
 
+pub mod changes;
 mod connection;
 mod error;
 mod migrations;

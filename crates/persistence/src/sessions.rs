@@ -134,6 +134,7 @@ impl Session {
         )
         .set(sessions::ended_at.eq(at))
         .execute(conn)?;
+        crate::changes::user_changed(user_id);
         blacklist_tokens(conn, Scope::Session { id, user_id }, at)?;
         Ok(ended > 0)
     }
@@ -152,6 +153,7 @@ impl Session {
         )
         .set(sessions::ended_at.eq(at))
         .execute(conn)?;
+        crate::changes::user_changed(user_id);
         blacklist_tokens(conn, Scope::User(user_id), at)?;
         Ok(ended)
     }

@@ -209,6 +209,7 @@ impl User {
             if updated == 0 {
                 return Err(StoreError::NotFound);
             }
+            crate::changes::user_changed(id);
             users::table
                 .find(id)
                 .select(User::as_select())
@@ -225,12 +226,14 @@ impl User {
         diesel::update(users::table.find(id))
             .set(users::last_login.eq(at))
             .execute(conn)?;
+        crate::changes::user_changed(id);
         Ok(())
     }
 
     /// Deletes the user (their tokens go with them); false when already gone.
     pub fn delete(conn: &mut DbConnection, id: i64) -> Result<bool, StoreError> {
         let deleted = diesel::delete(users::table.find(id)).execute(conn)?;
+        crate::changes::user_changed(id);
         Ok(deleted > 0)
     }
 

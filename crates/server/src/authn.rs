@@ -130,13 +130,24 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
             }
         };
     let user_id = claims.user_id;
-    let sid = claims.sid.clone();
-    let user = match state
-        .with_conn(move |conn| Ok(User::find_with_session(conn, user_id, sid.as_deref())?))
-        .await
-    {
-        Ok(user) => user,
-        Err(error) => return failed(error, false),
+    let user = match state.auth_cache.get(user_id, claims.sid.as_deref()) {
+        Ok(known) => Some(known),
+        Err(pending) => {
+            let sid = claims.sid.clone();
+            let found = match state
+                .with_conn(move |conn| Ok(User::find_with_session(conn, user_id, sid.as_deref())?))
+                .await
+            {
+                Ok(found) => found,
+                Err(error) => return failed(error, false),
+            };
+            if let Some((user, session)) = &found {
+                state
+                    .auth_cache
+                    .fill(pending, user, claims.sid.as_deref(), *session);
+            }
+            found
+        }
     };
     let user = match check_user(user, &claims) {
         Ok(user) => user,

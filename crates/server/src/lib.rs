@@ -4,6 +4,7 @@
 
 pub mod authn;
 pub mod body;
+pub mod cache;
 pub mod cli;
 pub mod error;
 pub mod flows;

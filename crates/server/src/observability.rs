@@ -25,10 +25,14 @@ pub struct Metrics {
     pub logins: IntCounter,
     pub login_failures: IntCounter,
     pub throttled: IntCounter,
+    pub emails_sent: IntCounter,
+    pub emails_failed: IntCounter,
+    pub email_outbox_queued: IntGauge,
     pool_in_use: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
     redis_up: IntGauge,
+    cache_feed_up: IntGauge,
 }
 
 impl Metrics {
@@ -68,10 +72,27 @@ impl Metrics {
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(throttled.clone()))?;
+        let emails_sent =
+            IntCounter::new("emails_sent_total", "Emails delivered by this instance")?;
+        let emails_failed = IntCounter::new(
+            "emails_failed_total",
+            "Emails this instance gave up on (a permanent refusal or EMAIL_MAX_ATTEMPTS tries)",
+        )?;
+        let email_outbox_queued = IntGauge::new(
+            "email_outbox_queued",
+            "Emails in the outbox still to deliver (all instances), as the sender last counted",
+        )?;
+        registry.register(Box::new(emails_sent.clone()))?;
+        registry.register(Box::new(emails_failed.clone()))?;
+        registry.register(Box::new(email_outbox_queued.clone()))?;
         registry.register(Box::new(pool_in_use.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
         registry.register(Box::new(redis_up.clone()))?;
+        let cache_feed_up = IntGauge::new(
+            "auth_cache_feed_up",
+            "1 while the instance follows the database's changes (the auth cache is in use), 0 while every token check reads the database",
+        )?;
         Ok(Metrics {
             registry,
             requests,
@@ -79,11 +100,21 @@ impl Metrics {
             logins,
             login_failures,
             throttled,
+            emails_sent,
+            emails_failed,
+            email_outbox_queued,
             pool_in_use,
             pool_idle,
             pool_max,
             redis_up,
+            cache_feed_up,
         })
+    }
+
+    /// The auth cache's counters, and a gauge for its change feed.
+    pub fn register_cache(&self, cache: &crate::cache::AuthCache) -> Result<(), prometheus::Error> {
+        cache.register(&self.registry)?;
+        self.registry.register(Box::new(self.cache_feed_up.clone()))
     }
 
     fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
@@ -157,6 +188,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // Without Redis the gauge reads 0 too: no shared counters answer.
     let redis_up = state.throttle.redis_up().unwrap_or(false);
     state.metrics.redis_up.set(i64::from(redis_up));
+    state
+        .metrics
+        .cache_feed_up
+        .set(i64::from(state.auth_cache.is_trusted()));
     let mut buffer = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(error) = encoder.encode(&state.metrics.registry.gather(), &mut buffer) {

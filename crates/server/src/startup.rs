@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use latchkey_auth::{JwtSettings, KeyConfig, KeySet, PasswordHasher, RefreshPolicy, TokenCodec};
 use latchkey_persistence::{Database, PoolOptions, StoreError, pending_migrations_applied};
 
+use crate::cache::AuthCache;
 use crate::observability::{self, Metrics};
 use crate::routes;
 use crate::settings::Settings;
@@ -189,6 +190,17 @@ impl Application {
         };
         let throttle = Throttle::new(settings.throttle.clone()).map_err(StartupError::Config)?;
         let workers = settings.workers;
+        let delivery = crate::email::sender::delivery(&settings.email, settings.is_production())
+            .map_err(StartupError::Config)?;
+        let auth_cache =
+            Arc::new(AuthCache::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?);
+        auth_cache
+            .follow_changes(settings.database_url.clone())
+            .map_err(|e| StartupError::Config(format!("cannot start the change feed: {e}")))?;
+        let metrics = Metrics::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
+        metrics
+            .register_cache(&auth_cache)
+            .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
         let state = web::Data::new(AppState {
             settings,
             db,
@@ -196,12 +208,15 @@ impl Application {
             hashing,
             refresh_policy,
             throttle,
-            metrics: Metrics::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?,
+            metrics,
+            auth_cache,
             schema_ready: AtomicBool::new(schema_ready),
+            mailer: crate::email::Mailer::new(),
         });
         if !schema_ready {
             migrate_when_available(state.clone());
         }
+        crate::email::sender::spawn(state.clone(), delivery);
         let app_state = state.clone();
         let cors_origins = state.settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
@@ -220,6 +235,9 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .workers(workers)
+        // A client that closes its side has gone: its request is dropped,
+        // so a password check it queued is never run.
+        .h1_allow_half_closed(false)
         .listen(listener)
         .map_err(|e| StartupError::Bind("listener".into(), e))?
         .run();
@@ -244,6 +262,9 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        // The email sender ends with the server (after its current cycle).
+        self.state.mailer.stop();
+        served
     }
 }

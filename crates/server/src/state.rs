@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::web;
 use latchkey_auth::{PasswordHasher, RefreshPolicy, TokenCodec};
+use latchkey_persistence::changes::take_changed_users;
 use latchkey_persistence::{Database, DbConnection};
+
+use crate::cache::AuthCache;
 
 use crate::error::ApiError;
 use crate::observability::Metrics;
@@ -24,6 +27,9 @@ pub struct AppState {
     pub refresh_policy: RefreshPolicy,
     pub throttle: Throttle,
     pub metrics: Metrics,
+    /// Wakes this instance's email sender (see `crate::email::sender`).
+    pub mailer: Arc<crate::email::Mailer>,
+    pub auth_cache: Arc<AuthCache>,
     /// False while the database could not be migrated yet (it was down at
     /// start-up): requests that need it get 503 until it is.
     pub schema_ready: AtomicBool,
@@ -43,15 +49,22 @@ impl AppState {
             ));
         }
         let db = self.db.clone();
-        web::block(move || {
-            let mut conn = db.get()?;
+        let (result, changed) = web::block(move || {
+            let mut conn = match db.get() {
+                Ok(conn) => conn,
+                Err(error) => return (Err(error.into()), Vec::new()),
+            };
             let result = work(&mut conn);
             if let Err(ApiError::Unavailable(_)) = &result {
                 db.discard(&mut conn);
             }
-            result
+            (result, take_changed_users())
         })
-        .await?
+        .await?;
+        // Before the response leaves: the next request on this instance
+        // must not be answered from what this one just changed.
+        self.auth_cache.evict(&changed);
+        result
     }
 }
 

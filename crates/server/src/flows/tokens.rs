@@ -142,11 +142,12 @@ fn stored(record: &TokenRecord, session: Option<&Session>) -> StoredRefresh {
     StoredRefresh {
         blacklisted: record.blacklisted_at.is_some(),
         session_ended: session.is_none_or(|s| s.ended_at.is_some()),
-        replaced: record
-            .token
-            .replaced_by_jti
-            .clone()
-            .zip(record.token.replaced_at.map(to_unix)),
+        replaced: record.token.replaced_by_jti.clone().zip(
+            record
+                .token
+                .replaced_at
+                .map(|at| at.and_utc().timestamp_millis()),
+        ),
     }
 }
 
@@ -182,7 +183,7 @@ pub fn refresh(
         let decision = decide_refresh(
             Some(&stored(&record, session.as_ref())),
             &state.refresh_policy,
-            now,
+            db_now().and_utc().timestamp_millis(),
         );
         let access = || {
             state
