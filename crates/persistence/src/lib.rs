@@ -11,6 +11,8 @@ mod connection;
 mod error;
 mod migrations;
 pub mod schema;
+pub mod email_state;
+pub mod outbox;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

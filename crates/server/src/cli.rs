@@ -32,7 +32,8 @@ pub enum Command {
     Migrate,
     /// Create a superuser (is_staff, is_superuser and is_active set).
     CreateSuperuser(CreateSuperuser),
-    /// Delete blacklist and outstanding-token rows whose tokens have expired.
+    /// Delete blacklist and outstanding-token rows whose tokens have expired,
+    /// and expired password reset tokens and email verification keys.
     FlushExpiredTokens,
 }
 
@@ -104,6 +105,10 @@ fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
         "Deleted {outstanding} expired outstanding token(s) and {blacklisted} blacklist row(s)."
     );
     println!("Deleted {sessions} expired session(s).");
+    let (resets, keys) = latchkey_persistence::email_state::flush_expired(&mut conn, db_now())?;
+    println!(
+        "Deleted {resets} expired password reset token(s) and {keys} expired email verification key(s)."
+    );
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod authn;
 pub mod body;
 pub mod cache;
 pub mod cli;
+pub mod email;
 pub mod error;
 pub mod flows;
 pub mod observability;

@@ -34,6 +34,10 @@ use crate::routes;
         routes::sessions::obtain_sliding,
         routes::sessions::refresh_sliding,
         routes::sessions::jwks,
+        routes::email::password_reset,
+        routes::email::password_reset_confirm,
+        routes::email::verify_email,
+        routes::email::resend_email,
         routes::users::list,
         routes::users::create,
         routes::users::retrieve,
@@ -46,6 +50,7 @@ use crate::routes;
         (name = "tokens", description = "Register, log in, the current user, log out, refresh, verify"),
         (name = "sessions", description = "Sessions and revocation, sliding tokens, keys"),
         (name = "users", description = "The user viewset"),
+        (name = "email", description = "Password reset and email verification (dj-rest-auth's shapes)"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

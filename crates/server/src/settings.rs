@@ -111,6 +111,8 @@ pub struct Settings {
     /// `CLIENT_BODY_TIMEOUT` (default 10 s): a body must arrive within it.
     pub client_body_timeout: Duration,
     pub log_format: LogFormat,
+    /// Outgoing mail: SMTP, the links, the outbox (see `crate::email`).
+    pub email: crate::email::EmailSettings,
     /// Warnings about the configuration, logged when the server starts.
     pub notices: Vec<String>,
 }
@@ -226,7 +228,7 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
     }
 }
 
-fn parse_rate(raw: &str) -> Option<Option<Rate>> {
+pub fn parse_rate(raw: &str) -> Option<Option<Rate>> {
     if raw.trim() == "0" {
         return Some(None);
     }
@@ -461,9 +463,16 @@ impl Settings {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let bind = env.string("BIND", "127.0.0.1:8000");
+        let email = crate::email::EmailSettings::from_lookup(
+            lookup,
+            production,
+            &bind,
+            public_url.as_deref(),
+        )?;
         let settings = Settings {
             environment,
-            bind: env.string("BIND", "127.0.0.1:8000"),
+            bind,
             workers: env.number("WORKERS", cores)?.max(1),
             database_url,
             database_pool_size: env.number("DATABASE_POOL_SIZE", 10u32)?.max(1),
@@ -540,6 +549,7 @@ impl Settings {
                 Duration::from_secs(3600),
             )?,
             log_format,
+            email,
             notices,
         };
         Ok(settings)

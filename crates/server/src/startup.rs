@@ -190,6 +190,8 @@ impl Application {
         };
         let throttle = Throttle::new(settings.throttle.clone()).map_err(StartupError::Config)?;
         let workers = settings.workers;
+        let delivery = crate::email::sender::delivery(&settings.email, settings.is_production())
+            .map_err(StartupError::Config)?;
         let auth_cache =
             Arc::new(AuthCache::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?);
         auth_cache
@@ -209,10 +211,12 @@ impl Application {
             metrics,
             auth_cache,
             schema_ready: AtomicBool::new(schema_ready),
+            mailer: crate::email::Mailer::new(),
         });
         if !schema_ready {
             migrate_when_available(state.clone());
         }
+        crate::email::sender::spawn(state.clone(), delivery);
         let app_state = state.clone();
         let cors_origins = state.settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
@@ -258,6 +262,9 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        // The email sender ends with the server (after its current cycle).
+        self.state.mailer.stop();
+        served
     }
 }

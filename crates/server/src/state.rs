@@ -27,6 +27,8 @@ pub struct AppState {
     pub refresh_policy: RefreshPolicy,
     pub throttle: Throttle,
     pub metrics: Metrics,
+    /// Wakes this instance's email sender (see `crate::email::sender`).
+    pub mailer: Arc<crate::email::Mailer>,
     pub auth_cache: Arc<AuthCache>,
     /// False while the database could not be migrated yet (it was down at
     /// start-up): requests that need it get 503 until it is.

@@ -66,6 +66,19 @@ pub async fn new_credentials(
 /// registrations racing past the check above meet the unique constraint:
 /// the loser gets the same 400 field error.
 pub async fn create_account(state: &AppState, account: NewAccount) -> Result<User, ApiError> {
+    create_account_then(state, account, |_, user| Ok(user)).await
+}
+
+/// [`create_account`], then `then` in the same write transaction as the
+/// insert (the verification email of register is queued there).
+pub async fn create_account_then<F>(
+    state: &AppState,
+    account: NewAccount,
+    then: F,
+) -> Result<User, ApiError>
+where
+    F: FnOnce(&mut DbConnection, User) -> Result<User, ApiError> + Send + 'static,
+{
     let email = account.email.clone();
     let taken = state
         .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?.is_some()))
@@ -82,7 +95,10 @@ pub async fn create_account(state: &AppState, account: NewAccount) -> Result<Use
     state
         .with_conn(move |conn| {
             let new = NewUser::new(&account.email, &hash, account.flags, db_now());
-            Ok(User::insert(conn, &new)?)
+            latchkey_persistence::write_transaction(conn, |conn| {
+                let user = User::insert(conn, &new)?;
+                then(conn, user)
+            })
         })
         .await
 }
@@ -101,13 +117,40 @@ pub async fn register(
             "credentials parsed without errors but missing".into(),
         ));
     };
-    let user = create_account(state, NewAccount::user(email, password)).await?;
+    let app = state.clone();
+    let user = create_account_then(
+        state,
+        NewAccount::user(email, password),
+        move |conn, user| super::email::on_register(conn, &app, user),
+    )
+    .await?;
+    state.mailer.wake();
     let app = state.clone();
     let user_id = user.id;
     let pair = state
         .with_conn(move |conn| start_session(conn, &app, user_id, unix_now(), &client))
         .await?;
     Ok((user, pair))
+}
+
+/// `POST /register/` under `EMAIL_VERIFICATION=mandatory`: the user and the
+/// verification email, no session.
+pub async fn register_unverified(state: &State, fields: Fields) -> Result<User, ApiError> {
+    let mut errors = FieldErrors::default();
+    let credentials = new_credentials(state, &fields, &mut errors).await?;
+    errors.into_result()?;
+    let Some((email, password)) = credentials else {
+        return Err(ApiError::Internal(
+            "credentials parsed without errors but missing".into(),
+        ));
+    };
+    let app = state.clone();
+    create_account_then(
+        state,
+        NewAccount::user(email, password),
+        move |conn, user| super::email::on_register(conn, &app, user),
+    )
+    .await
 }
 
 /// Checks email and password as `POST /auth/` and `POST /auth/sliding/` do:
@@ -151,7 +194,12 @@ pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<
         attempt.failed();
     }
     match user {
-        Some(user) if succeeded => Ok(user),
+        Some(user) if succeeded => {
+            // EMAIL_VERIFICATION=mandatory: the right password of an
+            // unverified address is not a login yet.
+            super::email::require_verified(state, &user)?;
+            Ok(user)
+        }
         _ => Err(ApiError::no_active_account()),
     }
 }

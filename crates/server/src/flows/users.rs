@@ -259,6 +259,9 @@ pub async fn update(
     };
     let now = db_now();
     let revokes = password_hash.is_some() || change.is_active == Some(false);
+    // EMAIL_VERIFICATION optional/mandatory: a new address (by the user or
+    // by staff) is unverified until its owner follows the emailed link.
+    let reverify = email_changes && super::email::reverifies_new_addresses(state);
     let changes = UserChanges {
         email: email
             .map(Email::into_inner)
@@ -271,18 +274,29 @@ pub async fn update(
         last_login: None,
         updated_at: Some(now),
         tokens_valid_after: None,
-        email_verified: None,
+        email_verified: reverify.then_some(false),
     };
     // A new password or a deactivation ends every session of the account.
-    state
+    let app = state.clone();
+    let user = state
         .with_conn(move |conn| {
-            if revokes {
-                revoke_everything(conn, id, changes)
-            } else {
-                Ok(User::update(conn, id, &changes)?)
-            }
+            write_transaction(conn, |conn| {
+                let user = if revokes {
+                    revoke_everything(conn, id, changes)?
+                } else {
+                    User::update(conn, id, &changes)?
+                };
+                if reverify {
+                    super::email::queue_verification(conn, &app, &user)?;
+                }
+                Ok(user)
+            })
         })
-        .await
+        .await?;
+    if reverify {
+        state.mailer.wake();
+    }
+    Ok(user)
 }
 
 /// `DELETE /list/{id}/`.

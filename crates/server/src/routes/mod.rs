@@ -1,6 +1,7 @@
 //! The routing table. Handlers are short: extract, call one flow, map the
 //! result. Every path is served with and without its trailing slash.
 
+pub mod email;
 mod fallback;
 pub mod operations;
 pub mod sessions;
@@ -59,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource(["/register/", "/register"])
-                .route(web::post().to(tokens::register).wrap(from_fn(limit_per_ip)))
+                .route(web::post().to(email::register).wrap(from_fn(limit_per_ip)))
                 .default_service(allow("POST")),
         )
         .service(
@@ -117,6 +118,47 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .wrap(from_fn(limit_per_ip)),
                 )
                 .default_service(allow("POST")),
+        )
+        .service(
+            web::resource(["/auth/password/reset/", "/auth/password/reset"])
+                .route(
+                    web::post()
+                        .to(email::password_reset)
+                        .wrap(from_fn(limit_per_ip)),
+                )
+                .default_service(allow("POST")),
+        )
+        .service(
+            web::resource([
+                "/auth/password/reset/confirm/",
+                "/auth/password/reset/confirm",
+            ])
+            .route(
+                web::post()
+                    .to(email::password_reset_confirm)
+                    .wrap(from_fn(limit_per_ip)),
+            )
+            .default_service(allow("POST")),
+        )
+        .service(
+            web::resource([
+                "/auth/registration/verify-email/",
+                "/auth/registration/verify-email",
+            ])
+            .route(web::post().to(email::verify_email))
+            .default_service(allow("POST")),
+        )
+        .service(
+            web::resource([
+                "/auth/registration/resend-email/",
+                "/auth/registration/resend-email",
+            ])
+            .route(
+                web::post()
+                    .to(email::resend_email)
+                    .wrap(from_fn(limit_per_ip)),
+            )
+            .default_service(allow("POST")),
         )
         .service(
             web::resource(["/auth/sliding/", "/auth/sliding"])

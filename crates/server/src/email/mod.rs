@@ -1,0 +1,487 @@
+//! Outgoing mail: the settings (`SMTP_URL`, `EMAIL_FROM`, the link
+//! templates, the outbox's retry rule), the messages (from the template
+//! files under `crates/server/templates/email/`, compiled in), the links'
+//! secrets, and the background sender ([`sender`]).
+//!
+//! Design (see docs/email.md):
+//! - Every email is a row of the outbox, written in the transaction of the
+//!   change that causes it (the reset token, the verification key, the new
+//!   user or the new address): a rolled-back change sends nothing, and a
+//!   committed one is never lost, whatever happens to SMTP or to latchkey.
+//! - Each instance runs one sender task. It claims due rows under a lease
+//!   (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite),
+//!   delivers them over SMTP, and marks each sent, to retry, or failed.
+//!   A request never waits for SMTP.
+//! - Without `SMTP_URL` in development the sender writes each email to the
+//!   log in full (Django's console backend), through the same outbox.
+
+pub mod sender;
+pub mod templates;
+
+use std::fmt;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lettre::message::Mailbox;
+use sha2::{Digest, Sha256};
+
+use crate::settings::{SettingsError, parse_duration, parse_rate};
+use crate::throttle::Rate;
+
+pub use sender::Mailer;
+
+/// `EMAIL_VERIFICATION`, with django-allauth's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// No verification email (the default, the seed's behaviour).
+    None,
+    /// Register sends one; login does not wait for it.
+    Optional,
+    /// Register sends one, and login refuses until the address is verified.
+    Mandatory,
+}
+
+impl Verification {
+    /// Whether verification emails are sent at all.
+    pub fn is_on(self) -> bool {
+        self != Verification::None
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtps://`: TLS from the first byte (default port 465).
+    ImplicitTls,
+    /// `smtp://`: STARTTLS, required (default port 587); a server that does
+    /// not offer it gets nothing, credentials included.
+    StartTls,
+    /// `smtp+insecure://`: no TLS (default port 25); in production only to a
+    /// loopback address.
+    Insecure,
+}
+
+/// A parsed `SMTP_URL`.
+#[derive(Clone)]
+pub struct SmtpUrl {
+    pub security: SmtpSecurity,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    /// Never printed: `Debug` and `Display` show `***`.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SmtpUrl({self})")
+    }
+}
+
+/// The URL without its password.
+impl fmt::Display for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.security {
+            SmtpSecurity::ImplicitTls => "smtps",
+            SmtpSecurity::StartTls => "smtp",
+            SmtpSecurity::Insecure => "smtp+insecure",
+        };
+        let user = match (&self.username, &self.password) {
+            (Some(user), Some(_)) => format!("{user}:***@"),
+            (Some(user), None) => format!("{user}@"),
+            _ => String::new(),
+        };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{scheme}://{user}{host}:{}", self.port)
+    }
+}
+
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl SmtpUrl {
+    /// `smtps://[user:pass@]host[:port]`, `smtp://…` or
+    /// `smtp+insecure://host[:port]`; user and password percent-encoded.
+    pub fn parse(raw: &str) -> Option<SmtpUrl> {
+        let (scheme, rest) = raw.trim().split_once("://")?;
+        let (security, default_port) = match scheme.to_ascii_lowercase().as_str() {
+            "smtps" => (SmtpSecurity::ImplicitTls, 465),
+            "smtp" => (SmtpSecurity::StartTls, 587),
+            "smtp+insecure" => (SmtpSecurity::Insecure, 25),
+            _ => return None,
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', ' ']) {
+            return None;
+        }
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((userinfo, hostport)) => (Some(userinfo), hostport),
+            None => (None, rest),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(info) => match info.split_once(':') {
+                Some((user, pass)) => (Some(percent_decode(user)?), Some(percent_decode(pass)?)),
+                None => (Some(percent_decode(info)?), None),
+            },
+        };
+        let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(port) => port.parse().ok()?,
+                None if after.is_empty() => default_port,
+                None => return None,
+            };
+            (host.to_owned(), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((host, port)) => (host.to_owned(), port.parse().ok()?),
+                None => (hostport.to_owned(), default_port),
+            }
+        };
+        if host.is_empty() || port == 0 {
+            return None;
+        }
+        Some(SmtpUrl {
+            security,
+            host,
+            port,
+            username: username.filter(|u| !u.is_empty()),
+            password,
+        })
+    }
+
+    /// Whether every address the host stands for is a loopback address
+    /// (a name is resolved; one that does not resolve is not loopback).
+    pub fn is_loopback(&self) -> bool {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return ip.to_canonical().is_loopback();
+        }
+        match (self.host.as_str(), self.port).to_socket_addrs() {
+            Ok(addrs) => {
+                let addrs: Vec<_> = addrs.collect();
+                !addrs.is_empty() && addrs.iter().all(|a| a.ip().to_canonical().is_loopback())
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Everything the email features are configured with.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// `SMTP_URL`; unset: the console (development) or no delivery
+    /// (production).
+    pub smtp: Option<SmtpUrl>,
+    /// `EMAIL_FROM` (default `latchkey <no-reply@localhost>`).
+    pub from: Mailbox,
+    /// `EMAIL_VERIFICATION`: none (default), optional or mandatory.
+    pub verification: Verification,
+    /// The origin links start with: `PUBLIC_URL`, else `http://` + `BIND`.
+    pub public_url: String,
+    /// `PASSWORD_RESET_URL` (default `{PUBLIC_URL}/demo/#reset?uid={uid}&token={token}`).
+    pub password_reset_url: String,
+    /// `EMAIL_VERIFICATION_URL` (default `{PUBLIC_URL}/demo/#verify?key={key}`).
+    pub email_verification_url: String,
+    /// `PASSWORD_RESET_TIMEOUT` (default 1h).
+    pub password_reset_timeout: Duration,
+    /// `EMAIL_VERIFICATION_TIMEOUT` (default 3d).
+    pub email_verification_timeout: Duration,
+    /// `EMAIL_RETRY_MAX` (default 5m): the longest wait between two tries.
+    pub retry_max: Duration,
+    /// `EMAIL_MAX_ATTEMPTS` (default 10): tries in all, the first included.
+    pub max_attempts: u32,
+    /// `EMAIL_RETENTION` (default 7d): how long sent and failed rows stay in
+    /// the outbox (without their bodies) before the sender deletes them.
+    pub retention: Duration,
+    /// `THROTTLE_PASSWORD_RESET` (default `3/1h`): emails per address, one
+    /// counter shared by reset and resend; `None` when `0` (off).
+    pub throttle_password_reset: Option<Rate>,
+    /// `EMAIL_SMTP_TIMEOUT` (default 10s): each SMTP command's timeout.
+    pub smtp_timeout: Duration,
+}
+
+pub const DEFAULT_FROM: &str = "latchkey <no-reply@localhost>";
+pub const DEFAULT_PASSWORD_RESET_URL: &str = "{PUBLIC_URL}/demo/#reset?uid={uid}&token={token}";
+pub const DEFAULT_EMAIL_VERIFICATION_URL: &str = "{PUBLIC_URL}/demo/#verify?key={key}";
+const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
+
+fn invalid(name: &str, value: &str, expected: &str) -> SettingsError {
+    SettingsError(format!(
+        "{name}={value:?} is not valid: expected {expected}"
+    ))
+}
+
+impl EmailSettings {
+    /// Reads the email variables. `public_url` is `PUBLIC_URL` as parsed
+    /// already; `bind` is `BIND`.
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        production: bool,
+        bind: &str,
+        public_url: Option<&str>,
+    ) -> Result<Self, SettingsError> {
+        let raw = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let duration = |name: &str, default: Duration| -> Result<Duration, SettingsError> {
+            let Some(value) = raw(name) else {
+                return Ok(default);
+            };
+            match parse_duration(&value) {
+                Some(d) if d >= Duration::from_secs(1) && d <= MAX_TIMEOUT => Ok(d),
+                _ => Err(invalid(
+                    name,
+                    &value,
+                    "a duration between 1s and 365d such as 1h, 3d or 30m",
+                )),
+            }
+        };
+        let smtp = match raw("SMTP_URL") {
+            None => None,
+            Some(value) => Some(SmtpUrl::parse(&value).ok_or_else(|| {
+                SettingsError(
+                    "SMTP_URL is not valid: expected smtps://[user:pass@]host[:port], smtp://[user:pass@]host[:port] (STARTTLS) or smtp+insecure://host:port".into(),
+                )
+            })?),
+        };
+        if production
+            && let Some(url) = &smtp
+            && url.security == SmtpSecurity::Insecure
+            && !url.is_loopback()
+        {
+            return Err(SettingsError(format!(
+                "SMTP_URL={url} is refused in production: smtp+insecure:// (no TLS) may only reach a loopback address; use smtps:// or smtp:// (STARTTLS)"
+            )));
+        }
+        let from_raw = raw("EMAIL_FROM").unwrap_or_else(|| DEFAULT_FROM.to_owned());
+        let from: Mailbox = from_raw.parse().map_err(|_| {
+            invalid(
+                "EMAIL_FROM",
+                &from_raw,
+                "an address such as no-reply@example.com or \"latchkey <no-reply@example.com>\"",
+            )
+        })?;
+        let verification_raw = raw("EMAIL_VERIFICATION").unwrap_or_else(|| "none".into());
+        let verification = match verification_raw.to_ascii_lowercase().as_str() {
+            "none" => Verification::None,
+            "optional" => Verification::Optional,
+            "mandatory" => Verification::Mandatory,
+            _ => {
+                return Err(invalid(
+                    "EMAIL_VERIFICATION",
+                    &verification_raw,
+                    "none, optional or mandatory",
+                ));
+            }
+        };
+        if production && smtp.is_none() && verification.is_on() {
+            return Err(SettingsError(format!(
+                "EMAIL_VERIFICATION={verification_raw} needs SMTP_URL in production: without it no verification email could be delivered"
+            )));
+        }
+        let max_attempts = match raw("EMAIL_MAX_ATTEMPTS") {
+            None => 10,
+            Some(value) => value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    invalid("EMAIL_MAX_ATTEMPTS", &value, "a whole number from 1 to 100")
+                })?,
+        };
+        let throttle_raw = raw("THROTTLE_PASSWORD_RESET").unwrap_or_else(|| "3/1h".into());
+        let throttle_password_reset = parse_rate(&throttle_raw).ok_or_else(|| {
+            invalid(
+                "THROTTLE_PASSWORD_RESET",
+                &throttle_raw,
+                "COUNT/DURATION such as 3/1h, or 0 for off",
+            )
+        })?;
+        let public_url = public_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("http://{bind}"));
+        Ok(EmailSettings {
+            smtp,
+            from,
+            verification,
+            public_url,
+            password_reset_url: raw("PASSWORD_RESET_URL")
+                .unwrap_or_else(|| DEFAULT_PASSWORD_RESET_URL.into()),
+            email_verification_url: raw("EMAIL_VERIFICATION_URL")
+                .unwrap_or_else(|| DEFAULT_EMAIL_VERIFICATION_URL.into()),
+            password_reset_timeout: duration("PASSWORD_RESET_TIMEOUT", Duration::from_secs(3600))?,
+            email_verification_timeout: duration(
+                "EMAIL_VERIFICATION_TIMEOUT",
+                Duration::from_secs(3 * 86_400),
+            )?,
+            retry_max: duration("EMAIL_RETRY_MAX", Duration::from_secs(300))?,
+            max_attempts,
+            retention: duration("EMAIL_RETENTION", Duration::from_secs(7 * 86_400))?,
+            throttle_password_reset,
+            smtp_timeout: duration("EMAIL_SMTP_TIMEOUT", Duration::from_secs(10))?,
+        })
+    }
+
+    /// The wait before try `attempts + 1`, after `attempts` failed tries:
+    /// 1 s, doubling, at most `EMAIL_RETRY_MAX`.
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(30);
+        Duration::from_secs(1u64 << exponent).min(self.retry_max)
+    }
+
+    /// A link from a template: `{PUBLIC_URL}` and the given placeholders
+    /// replaced (their values are URL-safe already).
+    pub fn link(&self, template: &str, values: &[(&str, &str)]) -> String {
+        let mut link = template.replace("{PUBLIC_URL}", &self.public_url);
+        for (name, value) in values {
+            link = link.replace(&format!("{{{name}}}"), value);
+        }
+        link
+    }
+}
+
+/// The user id as Django's `urlsafe_base64_encode(force_bytes(pk))` writes
+/// it: the decimal digits in URL-safe base64, without padding.
+pub fn encode_uid(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(id.to_string())
+}
+
+/// The inverse of [`encode_uid`] (padding tolerated, as Django's decoder).
+pub fn decode_uid(uid: &str) -> Option<i64> {
+    let bytes = URL_SAFE_NO_PAD.decode(uid.trim_end_matches('=')).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A new secret for a link: 32 random bytes, URL-safe base64 (43 chars).
+pub fn new_link_secret() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// What is stored of a link's secret: its SHA-256, in hex.
+pub fn secret_hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)], production: bool) -> Result<EmailSettings, SettingsError> {
+        let map: std::collections::HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        EmailSettings::from_lookup(
+            &move |name| map.get(name).cloned(),
+            production,
+            "127.0.0.1:8000",
+            None,
+        )
+    }
+
+    #[test]
+    fn uids_are_djangos() {
+        // urlsafe_base64_encode(force_bytes(1)) == "MQ", 42 -> "NDI"
+        assert_eq!(encode_uid(1), "MQ");
+        assert_eq!(encode_uid(42), "NDI");
+        assert_eq!(encode_uid(1234), "MTIzNA");
+        assert_eq!(decode_uid("MTIzNA"), Some(1234));
+        assert_eq!(decode_uid("MTIzNA=="), Some(1234));
+        assert_eq!(decode_uid("eA"), None);
+        assert_eq!(decode_uid("!!"), None);
+        assert_eq!(decode_uid(""), None);
+    }
+
+    #[test]
+    fn smtp_urls_parse() {
+        let url = SmtpUrl::parse("smtps://me%40x.com:p%3Ass@mail.example.com").unwrap();
+        assert_eq!(url.security, SmtpSecurity::ImplicitTls);
+        assert_eq!(url.port, 465);
+        assert_eq!(url.username.as_deref(), Some("me@x.com"));
+        assert_eq!(url.password.as_deref(), Some("p:ss"));
+        assert!(!url.to_string().contains("p:ss"));
+        let url = SmtpUrl::parse("smtp://mail.example.com:2525").unwrap();
+        assert_eq!((url.security, url.port), (SmtpSecurity::StartTls, 2525));
+        let url = SmtpUrl::parse("smtp+insecure://[::1]:1025").unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("::1", 1025));
+        assert!(url.is_loopback());
+        assert!(SmtpUrl::parse("http://x").is_none());
+        assert!(SmtpUrl::parse("smtp://").is_none());
+        assert!(SmtpUrl::parse("smtp://h:notaport").is_none());
+    }
+
+    #[test]
+    fn production_refuses_insecure_smtp_off_loopback() {
+        let err = settings(&[("SMTP_URL", "smtp+insecure://192.0.2.1:25")], true).unwrap_err();
+        assert!(err.0.contains("SMTP_URL"), "{err}");
+        assert!(settings(&[("SMTP_URL", "smtp+insecure://127.0.0.1:25")], true).is_ok());
+        assert!(settings(&[("SMTP_URL", "smtp+insecure://192.0.2.1:25")], false).is_ok());
+    }
+
+    #[test]
+    fn production_without_smtp_refuses_verification() {
+        let err = settings(&[("EMAIL_VERIFICATION", "optional")], true).unwrap_err();
+        assert!(err.0.contains("EMAIL_VERIFICATION"), "{err}");
+        assert!(settings(&[("EMAIL_VERIFICATION", "none")], true).is_ok());
+        assert!(settings(&[("EMAIL_VERIFICATION", "mandatory")], false).is_ok());
+        assert!(settings(&[("EMAIL_VERIFICATION", "sometimes")], false).is_err());
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[], false).unwrap();
+        assert_eq!(s.from.to_string(), "latchkey <no-reply@localhost>");
+        assert_eq!(s.public_url, "http://127.0.0.1:8000");
+        assert_eq!(s.password_reset_timeout, Duration::from_secs(3600));
+        assert_eq!(s.email_verification_timeout, Duration::from_secs(259_200));
+        assert_eq!(s.max_attempts, 10);
+        assert_eq!(
+            s.throttle_password_reset,
+            Some(Rate {
+                count: 3,
+                window: Duration::from_secs(3600)
+            })
+        );
+        assert_eq!(
+            s.link(&s.password_reset_url, &[("uid", "MQ"), ("token", "t")]),
+            "http://127.0.0.1:8000/demo/#reset?uid=MQ&token=t"
+        );
+    }
+
+    #[test]
+    fn retries_double_from_one_second_to_the_cap() {
+        let s = settings(&[("EMAIL_RETRY_MAX", "5m")], false).unwrap();
+        let waits: Vec<u64> = (1..=10).map(|n| s.retry_delay(n).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
+    }
+}

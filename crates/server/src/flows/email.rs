@@ -1,0 +1,397 @@
+//! Password reset and email verification (dj-rest-auth's and
+//! django-allauth's shapes). Every email is queued in the outbox inside the
+//! transaction that makes its token or key, so the two exist together or
+//! not at all; the sender delivers it later, and no request waits for SMTP.
+//!
+//! - A reset token and a verification key are 32 random bytes (URL-safe
+//!   base64); only their SHA-256 is stored. A reset token is good once,
+//!   for `PASSWORD_RESET_TIMEOUT`, for the address it was sent to, and only
+//!   while the password has not changed since it was issued
+//!   (`users.password_changed_at`, set by every path that sets a password).
+//! - A verification key is good for `EMAIL_VERIFICATION_TIMEOUT`, while it
+//!   is the newest key of its user and the user's address is still the one
+//!   it was sent to; it may be used again (allauth's behaviour).
+//! - Nothing tells whether an address has an account: the answer is the
+//!   same 200 and takes the same path (one lookup) for every address.
+
+use chrono::NaiveDateTime;
+use latchkey_domain::{Email, Password};
+use latchkey_persistence::email_state::{
+    EmailVerificationKey, NewEmailVerificationKey, NewPasswordResetToken, PasswordResetToken,
+};
+use latchkey_persistence::outbox::{NewOutboxEmail, OutboxEmail};
+use latchkey_persistence::{DbConnection, User, UserChanges, db_now, write_transaction};
+
+use super::accounts::password_messages;
+use super::sessions::revoke_everything;
+use crate::body::Fields;
+use crate::email::templates::{self, Kind, human_duration, site_name};
+use crate::email::{Verification, decode_uid, encode_uid, new_link_secret, secret_hash};
+use crate::error::{ApiError, FieldErrors};
+use crate::state::{AppState, State};
+
+pub const RESET_SENT: &str = "Password reset e-mail has been sent.";
+pub const RESET_DONE: &str = "Password has been reset with the new password.";
+pub const PASSWORDS_DIFFER: &str = "The two password fields didn\u{2019}t match.";
+pub const INVALID_VALUE: &str = "Invalid value";
+pub const NOT_CONFIGURED: &str = "Email delivery is not configured.";
+pub const VERIFICATION_SENT: &str = "Verification e-mail sent.";
+
+/// Django's unusable password (`set_unusable_password`) starts with `!`:
+/// such an account has no password to reset.
+fn has_usable_password(user: &User) -> bool {
+    !user.password_hash.is_empty() && !user.password_hash.starts_with('!')
+}
+
+fn after(now: NaiveDateTime, wait: std::time::Duration) -> NaiveDateTime {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(NaiveDateTime::MAX)
+}
+
+fn queue(
+    conn: &mut DbConnection,
+    recipient: &str,
+    rendered: &templates::Rendered,
+    now: NaiveDateTime,
+) -> Result<(), ApiError> {
+    OutboxEmail::enqueue(
+        conn,
+        &NewOutboxEmail::new(
+            recipient,
+            &rendered.subject,
+            &rendered.text,
+            &rendered.html,
+            now,
+        ),
+    )?;
+    Ok(())
+}
+
+/// Makes a reset token for `user` and queues the email with its link.
+/// Call inside the caller's write transaction.
+fn queue_password_reset(
+    conn: &mut DbConnection,
+    state: &AppState,
+    user: &User,
+) -> Result<(), ApiError> {
+    let settings = &state.settings.email;
+    let now = db_now();
+    let token = new_link_secret();
+    PasswordResetToken::insert(
+        conn,
+        &NewPasswordResetToken {
+            user_id: user.id,
+            email: &user.email,
+            token_hash: &secret_hash(&token),
+            created_at: now,
+            expires_at: after(now, settings.password_reset_timeout),
+        },
+    )?;
+    let uid = encode_uid(user.id);
+    let link = settings.link(
+        &settings.password_reset_url,
+        &[("uid", &uid), ("token", &token)],
+    );
+    let rendered = templates::render(
+        Kind::PasswordReset,
+        &[
+            ("link", &link),
+            ("email", &user.email),
+            ("site", &site_name(&settings.public_url)),
+            (
+                "valid_for",
+                &human_duration(settings.password_reset_timeout),
+            ),
+        ],
+    );
+    queue(conn, &user.email, &rendered, now)
+}
+
+/// Makes a verification key for the user's current address and queues the
+/// email with its link (any earlier key is superseded by it). Call inside
+/// the caller's write transaction.
+pub fn queue_verification(
+    conn: &mut DbConnection,
+    state: &AppState,
+    user: &User,
+) -> Result<(), ApiError> {
+    let settings = &state.settings.email;
+    let now = db_now();
+    let key = new_link_secret();
+    EmailVerificationKey::insert(
+        conn,
+        &NewEmailVerificationKey {
+            user_id: user.id,
+            email: &user.email,
+            key_hash: &secret_hash(&key),
+            created_at: now,
+            expires_at: after(now, settings.email_verification_timeout),
+        },
+    )?;
+    let link = settings.link(&settings.email_verification_url, &[("key", &key)]);
+    let rendered = templates::render(
+        Kind::VerifyEmail,
+        &[
+            ("link", &link),
+            ("email", &user.email),
+            ("site", &site_name(&settings.public_url)),
+            (
+                "valid_for",
+                &human_duration(settings.email_verification_timeout),
+            ),
+        ],
+    );
+    queue(conn, &user.email, &rendered, now)
+}
+
+/// Register, in the transaction that inserts the user: under `optional`
+/// and `mandatory`, the verification email.
+pub fn on_register(
+    conn: &mut DbConnection,
+    state: &AppState,
+    user: User,
+) -> Result<User, ApiError> {
+    if state.settings.email.verification.is_on() {
+        queue_verification(conn, state, &user)?;
+    }
+    Ok(user)
+}
+
+/// Under `mandatory`, the right password of an unverified user is refused.
+pub fn require_verified(state: &AppState, user: &User) -> Result<(), ApiError> {
+    if state.settings.email.verification == Verification::Mandatory && !user.email_verified {
+        return Err(ApiError::Unauthorized {
+            detail: "E-mail is not verified.",
+            code: "email_not_verified",
+        });
+    }
+    Ok(())
+}
+
+/// Whether a change of address must be verified again (`optional`,
+/// `mandatory`): the caller sets `email_verified` false and queues
+/// [`queue_verification`] in the same transaction.
+pub fn reverifies_new_addresses(state: &AppState) -> bool {
+    state.settings.email.verification.is_on()
+}
+
+/// The `email` field: required, and a valid address (the 400 field error
+/// otherwise).
+fn address(fields: &Fields) -> Result<Email, ApiError> {
+    let raw = fields.required("email")?;
+    Email::parse(&raw).map_err(|e| ApiError::Fields(FieldErrors::single("email", e.message())))
+}
+
+/// One email more for this address within `THROTTLE_PASSWORD_RESET`?
+/// (The counter is shared by reset and resend.)
+async fn address_allows(state: &AppState, email: &Email) -> bool {
+    match state.settings.email.throttle_password_reset {
+        None => true,
+        Some(rate) => state.throttle.hit_address(email, rate).await.is_ok(),
+    }
+}
+
+/// `POST /auth/password/reset/`: the same answer for every address; only
+/// an active user with a usable password gets an email, at most
+/// `THROTTLE_PASSWORD_RESET` per address.
+pub async fn request_password_reset(state: &State, fields: Fields) -> Result<(), ApiError> {
+    let email = address(&fields)?;
+    if !address_allows(state, &email).await {
+        log::info!(target: "latchkey::email", "password reset past THROTTLE_PASSWORD_RESET for an address: no email");
+        return Ok(());
+    }
+    let app = state.clone();
+    let queued = state
+        .with_conn(move |conn| {
+            write_transaction(conn, |conn| match User::find_by_email(conn, &email)? {
+                Some(user) if user.is_active && has_usable_password(&user) => {
+                    queue_password_reset(conn, &app, &user)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })
+        })
+        .await?;
+    if queued {
+        state.mailer.wake();
+    }
+    Ok(())
+}
+
+fn invalid(field: &str) -> ApiError {
+    ApiError::Fields(FieldErrors::single(field, INVALID_VALUE))
+}
+
+/// Whether a reset token still opens the account.
+fn token_is_live(token: &PasswordResetToken, user: &User, now: NaiveDateTime) -> bool {
+    token.used_at.is_none()
+        && token.expires_at > now
+        && token.email == user.email
+        && user.is_active
+        && has_usable_password(user)
+        && user
+            .password_changed_at
+            .is_none_or(|changed| token.created_at >= changed)
+}
+
+/// `POST /auth/password/reset/confirm/`: the checks in dj-rest-auth's
+/// order (fields, `uid`, `token`, then the new password), so a refused
+/// password leaves the token usable. The token is used up, the password
+/// set and every session ended in one write transaction; then the
+/// account's failed-login count is cleared.
+pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(), ApiError> {
+    let mut errors = FieldErrors::default();
+    let uid = fields.required_string("uid", &mut errors);
+    let token = fields.required_string("token", &mut errors);
+    let password1 = fields.required_string("new_password1", &mut errors);
+    let password2 = fields.required_string("new_password2", &mut errors);
+    errors.into_result()?;
+    let (Some(uid), Some(token), Some(password1), Some(password2)) =
+        (uid, token, password1, password2)
+    else {
+        return Err(ApiError::Internal(
+            "reset fields parsed without errors but missing".into(),
+        ));
+    };
+    let user_id = decode_uid(&uid).ok_or_else(|| invalid("uid"))?;
+    let token_hash = secret_hash(&token);
+    let found = state
+        .with_conn(move |conn| {
+            let Some(user) = User::find(conn, user_id)? else {
+                return Ok(None);
+            };
+            let token = PasswordResetToken::find(conn, user_id, &token_hash)?;
+            Ok(Some((user, token)))
+        })
+        .await?;
+    let Some((user, token)) = found else {
+        return Err(invalid("uid"));
+    };
+    let token = token
+        .filter(|t| token_is_live(t, &user, db_now()))
+        .ok_or_else(|| invalid("token"))?;
+    if password1 != password2 {
+        return Err(ApiError::Fields(FieldErrors::single(
+            "new_password2",
+            PASSWORDS_DIFFER,
+        )));
+    }
+    let email = Email::parse(&user.email).ok();
+    let password = Password::parse(&password2, email.as_ref()).map_err(|failures| {
+        let mut errors = FieldErrors::default();
+        for message in password_messages(&failures) {
+            errors.add("new_password2", message);
+        }
+        ApiError::Fields(errors)
+    })?;
+    let hash = state
+        .hashing
+        .run(move |hasher| hasher.hash(&password))
+        .await?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let token_id = token.id;
+    let token_email = token.email.clone();
+    state
+        .with_conn(move |conn| {
+            write_transaction(conn, |conn| {
+                let now = db_now();
+                // Used up by a concurrent confirm, or the user changed
+                // meanwhile: refused, and nothing is written.
+                if !PasswordResetToken::use_up(conn, token_id, now)? {
+                    return Err(invalid("token"));
+                }
+                let current = User::find(conn, user_id)?.ok_or_else(|| invalid("uid"))?;
+                if current.email != token_email
+                    || current
+                        .password_changed_at
+                        .is_some_and(|changed| token.created_at < changed)
+                {
+                    return Err(invalid("token"));
+                }
+                revoke_everything(
+                    conn,
+                    user_id,
+                    UserChanges {
+                        password_hash: Some(hash),
+                        password_changed_at: Some(now),
+                        updated_at: Some(now),
+                        ..UserChanges::default()
+                    },
+                )
+            })
+        })
+        .await?;
+    // The owner of the address proved it: their failed logins are cleared.
+    // (A reservation past the limit is refused, and then the lockout runs
+    // out on its own: the throttle offers no other way to reset a count.)
+    if let Some(email) = email
+        && let Ok(attempt) = state.throttle.reserve_login(&email).await
+    {
+        attempt.succeeded().await;
+    }
+    Ok(())
+}
+
+/// `POST /auth/registration/verify-email/`: 404 for a key that is wrong,
+/// expired, superseded by a newer one or sent to an earlier address.
+pub async fn verify_email(state: &State, fields: Fields) -> Result<(), ApiError> {
+    let key = fields.required("key")?;
+    let key_hash = secret_hash(&key);
+    state
+        .with_conn(move |conn| {
+            write_transaction(conn, |conn| {
+                let key = EmailVerificationKey::find_by_hash(conn, &key_hash)?
+                    .ok_or(ApiError::NotFound)?;
+                let user = User::find(conn, key.user_id)?.ok_or(ApiError::NotFound)?;
+                let latest = EmailVerificationKey::latest_id(conn, user.id)?;
+                if key.expires_at <= db_now() || latest != Some(key.id) || key.email != user.email {
+                    return Err(ApiError::NotFound);
+                }
+                if !user.email_verified {
+                    User::update(
+                        conn,
+                        user.id,
+                        &UserChanges {
+                            email_verified: Some(true),
+                            updated_at: Some(db_now()),
+                            ..UserChanges::default()
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// `POST /auth/registration/resend-email/`: the same answer for every
+/// address; an active, unverified user gets a new key (the per-address
+/// limit of reset). Under `EMAIL_VERIFICATION=none` nothing is sent.
+pub async fn resend_verification(state: &State, fields: Fields) -> Result<(), ApiError> {
+    let email = address(&fields)?;
+    if !state.settings.email.verification.is_on() {
+        return Ok(());
+    }
+    if !address_allows(state, &email).await {
+        log::info!(target: "latchkey::email", "verification resend past THROTTLE_PASSWORD_RESET for an address: no email");
+        return Ok(());
+    }
+    let app = state.clone();
+    let queued = state
+        .with_conn(move |conn| {
+            write_transaction(conn, |conn| match User::find_by_email(conn, &email)? {
+                Some(user) if user.is_active && !user.email_verified => {
+                    queue_verification(conn, &app, &user)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            })
+        })
+        .await?;
+    if queued {
+        state.mailer.wake();
+    }
+    Ok(())
+}
