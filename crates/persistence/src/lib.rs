@@ -8,6 +8,7 @@
 
 pub mod changes;
 mod connection;
+pub mod django;
 mod error;
 mod migrations;
 pub mod schema;
@@ -20,6 +21,10 @@ pub mod users;
 pub use connection::{
     Backend, Conn, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection,
     UrlError, write_transaction,
+};
+pub use django::{
+    DjangoSource, ImportError, ImportEvent, ImportOptions, ImportSummary, SkipReason, SkippedRow,
+    UserTable, latest_import_at,
 };
 pub use error::StoreError;
 pub use migrations::pending_migrations_applied;

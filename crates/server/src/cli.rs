@@ -35,6 +35,8 @@ pub enum Command {
     /// Delete blacklist and outstanding-token rows whose tokens have expired,
     /// and expired password reset tokens and email verification keys.
     FlushExpiredTokens,
+    /// Import the users and refresh tokens of a Django database.
+    ImportDjango(crate::import_django::ImportDjangoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,6 +69,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Migrate => migrate(&settings),
         Command::CreateSuperuser(args) => create_superuser(&settings, &args),
         Command::FlushExpiredTokens => flush_expired_tokens(&settings),
+        Command::ImportDjango(args) => crate::import_django::import_django(&settings, &args),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod email;
 pub mod error;
 pub mod flows;
+pub mod import_django;
 pub mod observability;
 pub mod openapi;
 pub mod origin;

@@ -1,0 +1,67 @@
+//! `latchkey import-django --from URL [--table NAME] [--dry-run]`: moves a
+//! Django (DRF + simplejwt) database's users and refresh tokens into latchkey
+//! (see "Moving from Django" in the contract and docs/migrating-from-django.md).
+//!
+//! The Django database is opened read only and its user table found before
+//! latchkey's database is touched, so a wrong `--from` or `--table` writes
+//! nothing; then latchkey's pending migrations are applied and the import
+//! runs in one transaction. Skipped rows, progress and the groups and
+//! permissions left behind go to stderr; the summary is the last line of
+//! stdout.
+
+use std::io::Write;
+
+use latchkey_persistence::django::{self, DjangoSource, ImportEvent, ImportOptions};
+use latchkey_persistence::pending_migrations_applied;
+
+use crate::cli::CommandError;
+use crate::settings::Settings;
+use crate::startup::open_database;
+
+#[derive(Debug, clap::Args)]
+pub struct ImportDjangoArgs {
+    /// The Django database: sqlite://PATH or postgres://USER@HOST/DB (only read).
+    #[arg(long = "from", value_name = "URL")]
+    pub from: String,
+    /// The user model's table (default: the one table with email and password columns).
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Report what would be imported; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(), CommandError> {
+    let mut source = DjangoSource::open(&args.from)?;
+    let table = source.user_table(args.table.as_deref())?;
+    let db = open_database(settings)?;
+    pending_migrations_applied(&db)?;
+    let mut conn = db.get()?;
+    let stderr = std::io::stderr();
+    let mut on_event = |event: ImportEvent<'_>| {
+        let mut err = stderr.lock();
+        // A closed stderr must not stop the import.
+        let _ = match event {
+            ImportEvent::Skipped(row) => writeln!(err, "skipped id {}: {}", row.id, row.reason),
+            ImportEvent::Progress { users } => writeln!(err, "read {users} users"),
+        };
+    };
+    let mut new_session_id = latchkey_auth::jwt::new_jti;
+    let summary = django::import(
+        &mut conn,
+        &mut source,
+        &table,
+        ImportOptions {
+            dry_run: args.dry_run,
+            new_session_id: &mut new_session_id,
+            on_event: &mut on_event,
+        },
+    )?;
+    eprintln!(
+        "not imported: {} group memberships, {} user permissions",
+        summary.group_memberships.unwrap_or(0),
+        summary.user_permissions.unwrap_or(0)
+    );
+    println!("{summary}");
+    Ok(())
+}
