@@ -172,7 +172,8 @@ impl AuthCache {
         self.trusted.store(true, Ordering::Release);
     }
 
-    /// Starts the thread that follows the database's change feed. It holds
+    /// Starts the thread that follows the database's change feed (without
+    /// it the cache is never trusted: `AUTH_CACHE=false`). It holds
     /// the cache weakly and ends once the server that owns it is gone.
     pub fn follow_changes(self: &Arc<Self>, url: DatabaseUrl) -> std::io::Result<()> {
         let cache = Arc::downgrade(self);

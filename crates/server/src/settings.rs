@@ -106,6 +106,10 @@ pub struct Settings {
     /// for the `Origin` check and the links it writes; unset, the request's.
     pub public_url: Option<String>,
     pub throttle: ThrottleSettings,
+    /// `AUTH_CACHE` (default true): answer token checks from the instance's
+    /// cache, kept fresh by the database's change feed; false reads the
+    /// database on every request.
+    pub auth_cache: bool,
     /// `HASHING_QUEUE` (default 64): password checks that may wait at once.
     pub hashing_queue: usize,
     /// `CLIENT_BODY_TIMEOUT` (default 10 s): a body must arrive within it.
@@ -541,6 +545,7 @@ impl Settings {
                     Duration::from_secs(60),
                 )?,
             },
+            auth_cache: env.boolean("AUTH_CACHE", true)?,
             hashing_queue: env.number("HASHING_QUEUE", DEFAULT_HASHING_QUEUE)?.max(1),
             client_body_timeout: env.bounded_duration(
                 "CLIENT_BODY_TIMEOUT",

@@ -194,9 +194,11 @@ impl Application {
             .map_err(StartupError::Config)?;
         let auth_cache =
             Arc::new(AuthCache::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?);
-        auth_cache
-            .follow_changes(settings.database_url.clone())
-            .map_err(|e| StartupError::Config(format!("cannot start the change feed: {e}")))?;
+        if settings.auth_cache {
+            auth_cache
+                .follow_changes(settings.database_url.clone())
+                .map_err(|e| StartupError::Config(format!("cannot start the change feed: {e}")))?;
+        }
         let metrics = Metrics::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
         metrics
             .register_cache(&auth_cache)

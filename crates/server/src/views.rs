@@ -92,13 +92,25 @@ pub struct SlidingView {
     pub token: String,
 }
 
-/// One page of users.
+/// One page of users. The results are rendered one user at a time from
+/// the stored rows, so a page of 1,000 never holds a second copy of them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct UserPageView {
+pub struct UserPageView<'a> {
     pub count: i64,
     pub next: Option<String>,
     pub previous: Option<String>,
-    pub results: Vec<UserView>,
+    #[schema(value_type = Vec<UserView>)]
+    pub results: UserList<'a>,
+}
+
+/// Users rendered as [`UserView`]s while serialising.
+#[derive(Debug, Clone, Copy)]
+pub struct UserList<'a>(pub &'a [User]);
+
+impl Serialize for UserList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(UserView::from))
+    }
 }
 
 /// `{"detail": ...}`, with simplejwt's `code` where it gives one, and the

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::flows::users::{self, Page, PageRequest};
 use crate::requests::{UserCreateRequest, UserUpdateRequest};
 use crate::state::State;
-use crate::views::{BadRequestView, ErrorView, UserPageView, UserView};
+use crate::views::{BadRequestView, ErrorView, UserList, UserPageView, UserView};
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
@@ -78,7 +78,7 @@ pub async fn list(
         count: page.users.count,
         next,
         previous,
-        results: page.users.users.iter().map(UserView::from).collect(),
+        results: UserList(&page.users.users),
     }))
 }
 
