@@ -10,6 +10,7 @@ pub mod claims;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
+pub mod hashers;
 pub mod jwt;
 pub mod keys;
 pub mod password;
@@ -20,7 +21,8 @@ pub use cookies::CookiePolicy;
 pub use error::{HashError, KeyError, TokenError};
 pub use jwt::{IssuedToken, JwtSettings, TokenCodec};
 pub use keys::{KeyConfig, KeySet};
-pub use password::PasswordHasher;
+pub use hashers::{HasherConfig, HasherConfigError, HasherKind};
+pub use password::{PasswordHasher, Verification};
 pub use sessions::{
     RefreshDecision, RefreshPolicy, StoredRefresh, decide_refresh, issued_before_revocation,
 };

@@ -11,6 +11,10 @@ use crate::Email;
 pub const MIN_LENGTH: usize = 8;
 /// bcrypt only reads the first 72 bytes; longer input would be truncated.
 pub const MAX_BYTES: usize = 72;
+/// The limit under every other password hasher (argon2id, PBKDF2): long
+/// enough for any passphrase, short enough that hashing it costs nothing
+/// extra.
+pub const MAX_BYTES_NON_BCRYPT: usize = 4096;
 /// Django's `UserAttributeSimilarityValidator` default.
 const MAX_SIMILARITY: f64 = 0.7;
 
@@ -34,7 +38,11 @@ pub enum PasswordError {
     Blank,
     /// bcrypt ends its key at a NUL, so `P` and `P\0P` would be one password.
     NullCharacter,
+    /// Over bcrypt's 72 bytes (the limit of [`Password::parse`]).
     TooLong,
+    /// Over the limit given to [`Password::parse_with_limit`] when it is not
+    /// 72 bytes (a limit of 72 reports [`PasswordError::TooLong`]).
+    TooLongFor(usize),
     TooShort,
     TooCommon,
     EntirelyNumeric,
@@ -48,6 +56,9 @@ impl PasswordError {
             PasswordError::NullCharacter => "Null characters are not allowed.".into(),
             PasswordError::TooLong => {
                 format!("This password is too long. It must contain at most {MAX_BYTES} bytes.")
+            }
+            PasswordError::TooLongFor(max_bytes) => {
+                format!("This password is too long. It must contain at most {max_bytes} bytes.")
             }
             PasswordError::TooShort => format!(
                 "This password is too short. It must contain at least {MIN_LENGTH} characters."
@@ -69,6 +80,16 @@ impl Password {
     /// Runs every validator and returns all failures, in Django's order, as
     /// Django reports them all at once.
     pub fn parse(raw: &str, email: Option<&Email>) -> Result<Self, Vec<PasswordError>> {
+        Self::parse_with_limit(raw, email, MAX_BYTES)
+    }
+
+    /// [`Password::parse`] with another length limit in bytes (72 under
+    /// bcrypt, [`MAX_BYTES_NON_BCRYPT`] under the other hashers).
+    pub fn parse_with_limit(
+        raw: &str,
+        email: Option<&Email>,
+        max_bytes: usize,
+    ) -> Result<Self, Vec<PasswordError>> {
         if raw.is_empty() {
             return Err(vec![PasswordError::Blank]);
         }
@@ -90,7 +111,7 @@ impl Password {
         if raw.chars().all(|c| c.is_numeric()) {
             errors.push(PasswordError::EntirelyNumeric);
         }
-        errors.extend(Self::check_length(raw).err());
+        errors.extend(Self::check_length(raw, max_bytes).err());
         if errors.is_empty() {
             Ok(Password(raw.to_owned()))
         } else {
@@ -101,21 +122,31 @@ impl Password {
     /// Only the hard limits (not blank, at most 72 bytes): for callers that
     /// chose to bypass the validators, as Django's `createsuperuser` offers.
     pub fn parse_unvalidated(raw: &str) -> Result<Self, PasswordError> {
+        Self::parse_unvalidated_with_limit(raw, MAX_BYTES)
+    }
+
+    /// [`Password::parse_unvalidated`] with another length limit in bytes.
+    pub fn parse_unvalidated_with_limit(
+        raw: &str,
+        max_bytes: usize,
+    ) -> Result<Self, PasswordError> {
         if raw.is_empty() {
             return Err(PasswordError::Blank);
         }
         if raw.contains('\0') {
             return Err(PasswordError::NullCharacter);
         }
-        Self::check_length(raw)?;
+        Self::check_length(raw, max_bytes)?;
         Ok(Password(raw.to_owned()))
     }
 
-    fn check_length(raw: &str) -> Result<(), PasswordError> {
-        if raw.len() > MAX_BYTES {
+    fn check_length(raw: &str, max_bytes: usize) -> Result<(), PasswordError> {
+        if raw.len() <= max_bytes {
+            Ok(())
+        } else if max_bytes == MAX_BYTES {
             Err(PasswordError::TooLong)
         } else {
-            Ok(())
+            Err(PasswordError::TooLongFor(max_bytes))
         }
     }
 
@@ -289,6 +320,42 @@ mod tests {
         assert_eq!(
             Password::parse_unvalidated(&"a".repeat(73)),
             Err(PasswordError::TooLong)
+        );
+    }
+
+    #[test]
+    fn another_limit_is_named_in_the_message() {
+        let long = "correct-Horse-battery ".repeat(20);
+        assert!(long.len() > 72 && long.len() < 4096);
+        assert!(Password::parse_with_limit(&long, Some(&email()), 4096).is_ok());
+        assert!(Password::parse_unvalidated_with_limit(&long, 4096).is_ok());
+        let too_long = "x7#Kq".repeat(820);
+        assert_eq!(too_long.len(), 4100);
+        let errors = Password::parse_with_limit(&too_long, Some(&email()), 4096).unwrap_err();
+        assert_eq!(
+            errors
+                .iter()
+                .map(PasswordError::message)
+                .collect::<Vec<_>>(),
+            vec!["This password is too long. It must contain at most 4096 bytes."]
+        );
+        assert_eq!(
+            Password::parse_unvalidated_with_limit(&too_long, 4096),
+            Err(PasswordError::TooLongFor(4096))
+        );
+        // 72 is bcrypt's limit, reported as before.
+        assert_eq!(
+            Password::parse_unvalidated_with_limit(&"a".repeat(73), 72),
+            Err(PasswordError::TooLong)
+        );
+        // The hard limits hold under any limit.
+        assert_eq!(
+            Password::parse_unvalidated_with_limit("a\0b", 4096),
+            Err(PasswordError::NullCharacter)
+        );
+        assert_eq!(
+            Password::parse_with_limit("", None, 4096),
+            Err(vec![PasswordError::Blank])
         );
     }
 
