@@ -117,6 +117,11 @@ impl Metrics {
         self.registry.register(Box::new(self.cache_feed_up.clone()))
     }
 
+    /// Counters kept by other parts of the server.
+    pub fn register_counter(&self, counter: &IntCounter) -> Result<(), prometheus::Error> {
+        self.registry.register(Box::new(counter.clone()))
+    }
+
     fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests
             .with_label_values(&[route, method, &status.to_string()])

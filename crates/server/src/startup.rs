@@ -202,6 +202,7 @@ impl Application {
         let metrics = Metrics::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
         metrics
             .register_cache(&auth_cache)
+            .and_then(|()| metrics.register_counter(&hashing.skipped))
             .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
         let state = web::Data::new(AppState {
             settings,

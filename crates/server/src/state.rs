@@ -82,6 +82,8 @@ type HashJob = Box<dyn FnOnce(&PasswordHasher) + Send>;
 pub struct HashingPool {
     hasher: Arc<PasswordHasher>,
     jobs: std::sync::mpsc::SyncSender<HashJob>,
+    /// Jobs not run because their request was gone (`/metrics`).
+    pub skipped: prometheus::IntCounter,
 }
 
 impl HashingPool {
@@ -107,7 +109,16 @@ impl HashingPool {
                     }
                 })?;
         }
-        Ok(HashingPool { hasher, jobs })
+        let skipped = prometheus::IntCounter::new(
+            "password_checks_skipped_total",
+            "Queued password checks not run because their client had gone",
+        )
+        .map_err(std::io::Error::other)?;
+        Ok(HashingPool {
+            hasher,
+            jobs,
+            skipped,
+        })
     }
 
     /// Makes the dummy hash on a thread of its own, so the first unknown
@@ -123,10 +134,12 @@ impl HashingPool {
         F: FnOnce(&PasswordHasher) -> T + Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel();
+        let skipped = self.skipped.clone();
         let job: HashJob = Box::new(move |hasher| {
             // The request was dropped (its client went away) while queued:
             // nobody waits for this check, so it is not run.
             if done.is_closed() {
+                skipped.inc();
                 return;
             }
             let _ = done.send(work(hasher));
