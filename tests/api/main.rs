@@ -59,6 +59,7 @@ fn main() -> std::process::ExitCode {
         session_lifecycle::tests(),
         import_django::tests(),
         email_flows::tests(),
+        email_flows::postgres_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)

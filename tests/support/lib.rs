@@ -14,6 +14,7 @@ pub mod binary;
 pub mod database;
 pub mod private_pg;
 pub mod runner;
+pub mod smtp;
 
 pub use app::{Response, TestApp};
 pub use database::Backend;

@@ -36,7 +36,8 @@ pub const BATCH: i64 = 10;
 pub const LEASE: Duration = Duration::from_secs(300);
 /// The longest wait between two looks at the outbox.
 pub const POLL: Duration = Duration::from_secs(1);
-/// How often sent and failed rows past `EMAIL_RETENTION` are deleted.
+/// How often sent and failed rows past `EMAIL_RETENTION` are deleted (or
+/// every `EMAIL_RETENTION`, when shorter).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The handle requests and start-up hold on this instance's sender.
@@ -188,8 +189,10 @@ fn cycle(state: &AppState, delivery: &Delivery, prune: bool) -> Result<Cycle, St
     let mut conn = state.db.get()?;
     let now = db_now();
     if prune {
-        let before = later(now, Duration::ZERO)
-            - chrono::Duration::from_std(email.retention).unwrap_or(chrono::Duration::MAX);
+        let before = chrono::Duration::from_std(email.retention)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(NaiveDateTime::MIN);
         let pruned = OutboxEmail::prune_finished(&mut conn, before)?;
         if pruned > 0 {
             log::info!(target: "latchkey::email", "pruned {pruned} sent or failed email(s) older than EMAIL_RETENTION");
@@ -257,7 +260,8 @@ pub fn spawn(state: web::Data<AppState>, delivery: Delivery) {
         while !mailer.is_stopped() {
             let mut wait = POLL;
             if state.schema_ready.load(Ordering::Acquire) {
-                let prune = last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+                let every = PRUNE_EVERY.min(state.settings.email.retention);
+                let prune = last_prune.is_none_or(|t| t.elapsed() >= every);
                 if prune {
                     last_prune = Some(Instant::now());
                 }
