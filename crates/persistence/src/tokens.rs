@@ -56,6 +56,25 @@ impl OutstandingToken {
         Ok(())
     }
 
+    /// Records a token unless its `jti` is recorded already (a racing
+    /// request recorded the same token first): then false.
+    pub fn record_new(
+        conn: &mut DbConnection,
+        new: &NewOutstandingToken<'_>,
+    ) -> Result<bool, StoreError> {
+        match diesel::insert_into(outstanding_tokens::table)
+            .values(new)
+            .execute(conn)
+        {
+            Ok(_) => Ok(true),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+
     pub fn find_by_jti(
         conn: &mut DbConnection,
         jti: &str,

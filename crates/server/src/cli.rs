@@ -121,11 +121,12 @@ const PASSWORD_VAR: &str = "LATCHKEY_SUPERUSER_PASSWORD";
 fn create_superuser(settings: &Settings, args: &CreateSuperuser) -> Result<(), CommandError> {
     let db = open_database(settings)?;
     pending_migrations_applied(&db)?;
-    let hasher = PasswordHasher::new(settings.bcrypt_cost)?;
+    let hasher = PasswordHasher::with_config(settings.hasher)?;
+    let limit = hasher.max_password_bytes();
     let account = if args.no_input {
-        account_from_environment(args)?
+        account_from_environment(args, limit)?
     } else {
-        account_from_prompts(&db, args)?
+        account_from_prompts(&db, args, limit)?
     };
     let hash = hasher.hash(&account.password)?;
     let mut conn = db.get()?;
@@ -149,7 +150,10 @@ fn create_superuser(settings: &Settings, args: &CreateSuperuser) -> Result<(), C
     Ok(())
 }
 
-fn account_from_environment(args: &CreateSuperuser) -> Result<NewAccount, CommandError> {
+fn account_from_environment(
+    args: &CreateSuperuser,
+    limit: usize,
+) -> Result<NewAccount, CommandError> {
     let raw_email = args
         .email
         .clone()
@@ -167,10 +171,12 @@ fn account_from_environment(args: &CreateSuperuser) -> Result<NewAccount, Comman
         )));
     }
     let email = Email::parse(&raw_email).map_err(|e| CommandError(format!("{EMAIL_VAR}: {e}")))?;
-    let password = match Password::parse(&raw_password, Some(&email)) {
+    let password = match Password::parse_with_limit(&raw_password, Some(&email), limit) {
         Ok(password) => password,
-        Err(_) if args.bypass_validation => Password::parse_unvalidated(&raw_password)
-            .map_err(|e| CommandError(format!("{PASSWORD_VAR}: {e}")))?,
+        Err(_) if args.bypass_validation => {
+            Password::parse_unvalidated_with_limit(&raw_password, limit)
+                .map_err(|e| CommandError(format!("{PASSWORD_VAR}: {e}")))?
+        }
         Err(failures) => {
             let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
             return Err(CommandError(format!(
@@ -221,6 +227,7 @@ impl Prompter {
 fn account_from_prompts(
     db: &latchkey_persistence::Database,
     args: &CreateSuperuser,
+    limit: usize,
 ) -> Result<NewAccount, CommandError> {
     let mut prompter = Prompter::new();
     let mut preset = args.email.clone();
@@ -254,13 +261,13 @@ fn account_from_prompts(
             eprintln!("Error: Blank passwords aren't allowed.");
             continue;
         }
-        match Password::parse(&first, Some(&email)) {
+        match Password::parse_with_limit(&first, Some(&email), limit) {
             Ok(password) => break password,
             Err(failures) => {
                 for failure in &failures {
                     eprintln!("{failure}");
                 }
-                match Password::parse_unvalidated(&first) {
+                match Password::parse_unvalidated_with_limit(&first, limit) {
                     Ok(password) if args.bypass_validation || confirm(&mut prompter)? => {
                         break password;
                     }

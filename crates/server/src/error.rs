@@ -93,6 +93,9 @@ pub enum ApiError {
     Throttled(u64),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A write lost a race it can recover from (never leaves a flow).
+    #[error("conflicting write")]
+    Conflict,
     /// The password-hashing queue is full (`HASHING_QUEUE`).
     #[error("password hashing queue full")]
     Overloaded,
@@ -174,7 +177,9 @@ impl ApiError {
             ApiError::Overloaded => {
                 json!({ "detail": "The server is busy checking passwords. Try again shortly." })
             }
-            ApiError::Internal(_) => json!({ "detail": "A server error occurred." }),
+            ApiError::Internal(_) | ApiError::Conflict => {
+                json!({ "detail": "A server error occurred." })
+            }
         }
     }
 }
@@ -194,7 +199,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Conflict => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

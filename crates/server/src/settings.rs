@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use latchkey_auth::CookiePolicy;
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
+use latchkey_auth::{CookiePolicy, HasherConfig, HasherConfigError};
 use latchkey_persistence::DatabaseUrl;
 
 use crate::throttle::{
@@ -100,7 +100,11 @@ pub struct Settings {
     pub user_id_claim: String,
     pub max_body_size: usize,
     pub cookies: CookiePolicy,
-    pub bcrypt_cost: u32,
+    /// How new passwords are hashed (`PASSWORD_HASHER`, default `bcrypt`)
+    /// and how strong a stored hash must be to be kept (`BCRYPT_COST`,
+    /// `PBKDF2_ITERATIONS`, `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
+    /// `ARGON2_PARALLELISM`).
+    pub hasher: HasherConfig,
     pub cors_allowed_origins: Vec<String>,
     /// `PUBLIC_URL`: the server's own origin (`https://auth.example.com`),
     /// for the `Origin` check and the links it writes; unset, the request's.
@@ -406,14 +410,24 @@ impl Settings {
         if auth_header_types.is_empty() {
             auth_header_types.push("Bearer".into());
         }
-        let bcrypt_cost = env.number("BCRYPT_COST", 12u32)?;
-        if !(4..=31).contains(&bcrypt_cost) {
-            return Err(bad(
-                "BCRYPT_COST",
-                &bcrypt_cost.to_string(),
-                "a cost between 4 and 31",
-            ));
-        }
+        let defaults = HasherConfig::default();
+        let hasher = HasherConfig {
+            kind: match env.raw("PASSWORD_HASHER") {
+                Some(raw) => raw
+                    .parse()
+                    .map_err(|e: HasherConfigError| SettingsError(e.to_string()))?,
+                None => defaults.kind,
+            },
+            bcrypt_cost: env.number("BCRYPT_COST", defaults.bcrypt_cost)?,
+            pbkdf2_iterations: env.number("PBKDF2_ITERATIONS", defaults.pbkdf2_iterations)?,
+            argon2_memory_kib: env.number("ARGON2_MEMORY_KIB", defaults.argon2_memory_kib)?,
+            argon2_iterations: env.number("ARGON2_ITERATIONS", defaults.argon2_iterations)?,
+            argon2_parallelism: env.number("ARGON2_PARALLELISM", defaults.argon2_parallelism)?,
+        };
+        // The bounds live with the hashers; the message names the variable.
+        hasher
+            .check()
+            .map_err(|e| SettingsError(format!("{e} (set in the environment)")))?;
         let trusted_proxies = env
             .list("TRUSTED_PROXIES")
             .iter()
@@ -529,7 +543,7 @@ impl Settings {
             user_id_claim: env.string("USER_ID_CLAIM", "user_id"),
             max_body_size: env.number("MAX_BODY_SIZE", 64 * 1024usize)?,
             cookies,
-            bcrypt_cost,
+            hasher,
             cors_allowed_origins,
             public_url,
             throttle: ThrottleSettings {
@@ -706,7 +720,7 @@ mod tests {
         assert_eq!(s.leeway, Duration::ZERO);
         assert!(s.rotate_refresh_tokens && s.blacklist_after_rotation && s.update_last_login);
         assert_eq!(s.max_body_size, 65_536);
-        assert_eq!(s.bcrypt_cost, 12);
+        assert_eq!(s.hasher, HasherConfig::default());
         assert_eq!(s.auth_header_types, vec!["Bearer".to_string()]);
         assert!(!s.cookies.secure);
         assert_eq!(

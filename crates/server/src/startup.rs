@@ -174,8 +174,8 @@ impl Application {
             .map_err(|e| StartupError::Bind(settings.bind.clone(), e))?
             .port();
         let codec = token_codec(&settings)?;
-        let hasher = PasswordHasher::new(settings.bcrypt_cost)
-            .map_err(|e| StartupError::Config(format!("BCRYPT_COST: {e}")))?;
+        let hasher = PasswordHasher::with_config(settings.hasher)
+            .map_err(|e| StartupError::Config(e.to_string()))?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);

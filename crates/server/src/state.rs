@@ -121,6 +121,12 @@ impl HashingPool {
         })
     }
 
+    /// The longest password a new hash can be made of (72 bytes under
+    /// bcrypt, 4096 otherwise): the limit every password form applies.
+    pub fn max_password_bytes(&self) -> usize {
+        self.hasher.max_password_bytes()
+    }
+
     /// Makes the dummy hash on a thread of its own, so the first unknown
     /// email does not pay for it and start-up does not wait.
     pub fn warm_up_in_background(&self) {

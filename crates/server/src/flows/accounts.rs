@@ -3,7 +3,8 @@
 use latchkey_domain::{Email, NewAccount, Password, PasswordError};
 use latchkey_persistence::{DbConnection, NewUser, User, UserChanges, db_now};
 
-use latchkey_auth::IssuedToken;
+use latchkey_auth::password::MAX_BYTES_NON_BCRYPT;
+use latchkey_auth::{IssuedToken, PasswordHasher, Verification};
 
 use super::tokens::{Client, TokenPair, start_session, start_sliding_session};
 use crate::body::Fields;
@@ -39,13 +40,16 @@ pub async fn new_credentials(
     {
         errors.add("password2", PASSWORDS_DIFFER);
     }
-    let password = raw_password.and_then(|raw| match Password::parse(&raw, email.as_ref()) {
-        Ok(password) => Some(password),
-        Err(failures) => {
-            for message in password_messages(&failures) {
-                errors.add("password", message);
+    let limit = state.hashing.max_password_bytes();
+    let password = raw_password.and_then(|raw| {
+        match Password::parse_with_limit(&raw, email.as_ref(), limit) {
+            Ok(password) => Some(password),
+            Err(failures) => {
+                for message in password_messages(&failures) {
+                    errors.add("password", message);
+                }
+                None
             }
-            None
         }
     });
     let Some(email) = email else {
@@ -157,7 +161,10 @@ pub async fn register_unverified(state: &State, fields: Fields) -> Result<User, 
 /// the same 401 for an unknown email, a wrong password and an inactive user,
 /// after the same one bcrypt verification. Returns the authenticated user;
 /// the caller records the login ([`record_login`]) in its unit of work.
-pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<User, ApiError> {
+pub async fn authenticate_credentials(
+    state: &State,
+    fields: &Fields,
+) -> Result<Authenticated, ApiError> {
     let mut errors = FieldErrors::default();
     let raw_email = fields.required_string("email", &mut errors);
     let raw_password = fields.required_string("password", &mut errors);
@@ -169,7 +176,11 @@ pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<
     };
     // An address that is not an email cannot be an account: refused at
     // once, without a counter (whose key it would otherwise become).
-    let Ok(email) = Email::parse(&raw_email) else {
+    // Nor can a password longer than any hash is made of: no hashing.
+    let (Ok(email), true) = (
+        Email::parse(&raw_email),
+        password.len() <= MAX_BYTES_NON_BCRYPT,
+    ) else {
         state.metrics.login_failures.inc();
         return Err(ApiError::no_active_account());
     };
@@ -178,14 +189,22 @@ pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<
         .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?))
         .await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = state
+    let (verification, new_hash) = state
         .hashing
         .run(move |hasher| match stored_hash {
-            Some(hash) => hasher.verify(&password, &hash),
-            None => hasher.verify_dummy(&password),
+            Some(hash) => check_and_upgrade(hasher, &password, &hash),
+            None => {
+                hasher.verify_dummy(&password);
+                (Verification::default(), None)
+            }
         })
         .await?;
-    let succeeded = matches && user.as_ref().is_some_and(|u| u.is_active);
+    if verification.unknown_format
+        && let Some(user) = &user
+    {
+        log_unknown_format(user.id);
+    }
+    let succeeded = verification.matches && user.as_ref().is_some_and(|u| u.is_active);
     if succeeded {
         state.metrics.logins.inc();
         attempt.succeeded().await;
@@ -198,37 +217,79 @@ pub async fn authenticate_credentials(state: &State, fields: &Fields) -> Result<
             // EMAIL_VERIFICATION=mandatory: the right password of an
             // unverified address is not a login yet.
             super::email::require_verified(state, &user)?;
-            Ok(user)
+            Ok(Authenticated { user, new_hash })
         }
         _ => Err(ApiError::no_active_account()),
+    }
+}
+
+/// A user whose password was just checked, and the hash to store instead of
+/// theirs when it is not in the configured format or is weaker.
+pub struct Authenticated {
+    pub user: User,
+    pub new_hash: Option<String>,
+}
+
+/// Checks `raw` against `stored` and, when it matches a hash that is not in
+/// the configured format (or weaker than configured), makes its
+/// replacement: both on the hashing pool, in one job.
+fn check_and_upgrade(
+    hasher: &PasswordHasher,
+    raw: &str,
+    stored: &str,
+) -> (Verification, Option<String>) {
+    let verification = hasher.check(raw, stored);
+    let new_hash = (verification.matches && verification.needs_upgrade)
+        .then(|| Password::parse_unvalidated_with_limit(raw, hasher.max_password_bytes()).ok())
+        .flatten()
+        .and_then(|password| hasher.hash(&password).ok());
+    (verification, new_hash)
+}
+
+/// Logs, once per user and process, a stored hash in no format latchkey
+/// reads (never the hash itself).
+fn log_unknown_format(user_id: i64) {
+    static LOGGED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<i64>>> =
+        std::sync::LazyLock::new(Default::default);
+    if let Ok(mut logged) = LOGGED.lock()
+        && logged.len() < 100_000
+        && logged.insert(user_id)
+    {
+        log::warn!(
+            "user {user_id} has a password hash in a format latchkey does not read: they cannot log in until it is reset"
+        );
     }
 }
 
 /// Checks a signed-in user's own password (`old_password`,
 /// `current_password`): a wrong one is the 400 field error `message` under
 /// `field` and counts as a failed login of the account, so the lockout
-/// holds on every endpoint that checks a password.
+/// holds on every endpoint that checks a password. Returns the hash to store
+/// instead of theirs when it is not in the configured format (or weaker).
 pub async fn verify_own_password(
     state: &AppState,
     user: &User,
     raw: String,
     field: &str,
     message: &str,
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     let attempt = match Email::parse(&user.email) {
         Ok(email) => Some(state.throttle.reserve_login(&email).await?),
         Err(_) => None,
     };
     let hash = user.password_hash.clone();
-    let matches = state
+    let (verification, new_hash) = state
         .hashing
-        .run(move |hasher| hasher.verify(&raw, &hash))
+        .run(move |hasher| check_and_upgrade(hasher, &raw, &hash))
         .await?;
-    if matches {
+    if verification.unknown_format {
+        log_unknown_format(user.id);
+    }
+    if verification.matches {
         if let Some(attempt) = attempt {
             attempt.succeeded().await;
         }
-        Ok(())
+        Ok(new_hash)
     } else {
         state.metrics.login_failures.inc();
         if let Some(attempt) = attempt {
@@ -243,13 +304,16 @@ pub async fn verify_own_password(
 pub fn record_login(
     conn: &mut DbConnection,
     state: &AppState,
-    user: User,
+    authenticated: Authenticated,
 ) -> Result<User, ApiError> {
-    if !state.settings.update_last_login {
+    let Authenticated { user, new_hash } = authenticated;
+    let last_login = state.settings.update_last_login.then(db_now);
+    if last_login.is_none() && new_hash.is_none() {
         return Ok(user);
     }
     let changes = UserChanges {
-        last_login: Some(db_now()),
+        last_login,
+        password_hash: new_hash,
         ..UserChanges::default()
     };
     Ok(User::update(conn, user.id, &changes)?)

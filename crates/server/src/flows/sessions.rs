@@ -144,7 +144,8 @@ pub async fn change_password(
     )
     .await?;
     let email = Email::parse(&current.user.email).ok();
-    let password = Password::parse(&new, email.as_ref()).map_err(|failures| {
+    let limit = state.hashing.max_password_bytes();
+    let password = Password::parse_with_limit(&new, email.as_ref(), limit).map_err(|failures| {
         let mut errors = FieldErrors::default();
         for message in password_messages(&failures) {
             errors.add("new_password", message);

@@ -13,6 +13,7 @@ use latchkey_auth::{
     Claims, IssuedToken, RefreshDecision, StoredRefresh, TokenError, TokenType, decide_refresh,
     issued_before_revocation,
 };
+use latchkey_persistence::django::latest_import_at;
 use latchkey_persistence::sessions::truncate_user_agent;
 use latchkey_persistence::{
     DbConnection, NewOutstandingToken, NewSession, OutstandingToken, Session, TokenRecord, User,
@@ -165,11 +166,12 @@ pub fn refresh(
     state: &AppState,
     claims: &Claims,
     now: i64,
+    client: &Client,
 ) -> Result<Refreshed, ApiError> {
-    let Some(known) = OutstandingToken::find_by_jti(conn, &claims.jti)?
-        .filter(|record| record.token.user_id == claims.user_id)
-    else {
-        return Err(ApiError::token_invalid_or_expired());
+    let known = match OutstandingToken::find_by_jti(conn, &claims.jti)? {
+        Some(record) if record.token.user_id == claims.user_id => record,
+        Some(_) => return Err(ApiError::token_invalid_or_expired()),
+        None => adopt(conn, claims, client)?,
     };
     let sid = known.token.session_id;
     if claims.sid.as_deref().is_some_and(|named| named != sid) {
@@ -263,9 +265,65 @@ pub fn refresh(
     }
 }
 
+/// A refresh token Django issued and latchkey never recorded, presented
+/// for the first time: recorded as the start of a new session when it is
+/// for a user imported from Django and was issued (in whole seconds) before
+/// the latest import, so that nobody is logged out by the cut-over. From
+/// then on it is an ordinary token (rotated, blacklisted, reuse-detected).
+fn adopt(
+    conn: &mut DbConnection,
+    claims: &Claims,
+    client: &Client,
+) -> Result<TokenRecord, ApiError> {
+    let refused = ApiError::token_invalid_or_expired;
+    // latchkey's own tokens name their session: one it never recorded is forged.
+    if claims.sid.is_some() {
+        return Err(refused());
+    }
+    let imported = User::find(conn, claims.user_id)?.is_some_and(|u| u.imported_from_django);
+    let imported_at = latest_import_at(conn)?;
+    let issued_before_import = imported_at.is_some_and(|at| claims.iat < to_unix(at));
+    if !imported || !issued_before_import {
+        return Err(refused());
+    }
+    write_transaction(conn, |conn| {
+        let sid = new_session(conn, claims.user_id, claims.exp, client)?;
+        // A racing request adopting the same token recorded it first: its
+        // session stands, this one is rolled back.
+        let recorded = OutstandingToken::record_new(
+            conn,
+            &NewOutstandingToken {
+                jti: &claims.jti,
+                user_id: claims.user_id,
+                session_id: &sid,
+                issued_at: to_naive(claims.iat),
+                expires_at: to_naive(claims.exp),
+            },
+        )?;
+        if recorded {
+            log::info!(
+                "adopted a Django refresh token of user {} as a new session",
+                claims.user_id
+            );
+            Ok(())
+        } else {
+            Err(ApiError::Conflict)
+        }
+    })
+    .or_else(|error| match error {
+        ApiError::Conflict => Ok(()),
+        other => Err(other),
+    })?;
+    OutstandingToken::find_by_jti(conn, &claims.jti)?.ok_or_else(refused)
+}
+
 /// Verifies a refresh token and refreshes it: the async flow of
 /// `POST /auth/refresh/`.
-pub async fn refresh_token(state: &State, token: &str) -> Result<Refreshed, ApiError> {
+pub async fn refresh_token(
+    state: &State,
+    token: &str,
+    client: Client,
+) -> Result<Refreshed, ApiError> {
     let now = unix_now();
     let claims = state
         .codec
@@ -273,7 +331,7 @@ pub async fn refresh_token(state: &State, token: &str) -> Result<Refreshed, ApiE
         .map_err(refused)?;
     let app = state.clone();
     state
-        .with_conn(move |conn| refresh(conn, &app, &claims, now))
+        .with_conn(move |conn| refresh(conn, &app, &claims, now, &client))
         .await
 }
 

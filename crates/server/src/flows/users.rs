@@ -213,7 +213,11 @@ pub async fn update(
         .optional_string("password", &mut errors)
         .and_then(|raw| {
             let for_similarity = email.clone().or_else(|| Email::parse(&existing.email).ok());
-            match Password::parse(&raw, for_similarity.as_ref()) {
+            match Password::parse_with_limit(
+                &raw,
+                for_similarity.as_ref(),
+                state.hashing.max_password_bytes(),
+            ) {
                 Ok(password) => Some(password),
                 Err(failures) => {
                     for message in password_messages(&failures) {
@@ -236,16 +240,19 @@ pub async fn update(
     errors.into_result()?;
     let change = FlagChange::between(existing.flags(), is_active, is_staff, is_superuser);
     permissions::can_update(&actor, &target(&existing), &change).map_err(denied)?;
-    if let Some(current_password) = current_password {
-        verify_own_password(
-            state,
-            &existing,
-            current_password,
-            "current_password",
-            WRONG_OLD_PASSWORD,
-        )
-        .await?;
-    }
+    let upgraded_hash = match current_password {
+        Some(current_password) => {
+            verify_own_password(
+                state,
+                &existing,
+                current_password,
+                "current_password",
+                WRONG_OLD_PASSWORD,
+            )
+            .await?
+        }
+        None => None,
+    };
 
     let password_hash = match password {
         Some(password) => Some(
@@ -259,6 +266,10 @@ pub async fn update(
     };
     let now = db_now();
     let revokes = password_hash.is_some() || change.is_active == Some(false);
+    // A verified current password in an old format is stored anew (not a
+    // password change: no session ends for it).
+    let password_changed = password_hash.is_some();
+    let password_hash = password_hash.or(upgraded_hash);
     // EMAIL_VERIFICATION optional/mandatory: a new address (by the user or
     // by staff) is unverified until its owner follows the emailed link.
     let reverify = email_changes && super::email::reverifies_new_addresses(state);
@@ -266,7 +277,7 @@ pub async fn update(
         email: email
             .map(Email::into_inner)
             .filter(|e| *e != existing.email),
-        password_changed_at: password_hash.is_some().then_some(now),
+        password_changed_at: password_changed.then_some(now),
         password_hash,
         is_superuser: change.is_superuser,
         is_active: change.is_active,

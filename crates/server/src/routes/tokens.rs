@@ -152,6 +152,7 @@ pub async fn login(
 pub async fn current_user(
     state: State,
     req: HttpRequest,
+    client: Client,
     outcome: AuthOutcome,
 ) -> Result<HttpResponse, ApiError> {
     let error = match outcome {
@@ -180,7 +181,7 @@ pub async fn current_user(
     };
     let app = state.clone();
     let refreshed = state
-        .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now))
+        .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now, &client))
         .await
         .map_err(|refresh_error| match refresh_error {
             ApiError::Unavailable(_) | ApiError::Internal(_) => refresh_error,
@@ -240,13 +241,14 @@ fn presented_refresh(
 pub async fn refresh(
     state: State,
     req: HttpRequest,
+    client: Client,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
     let (token, from_cookie) = presented_refresh(&state, &req, &fields)?
         .ok_or_else(|| ApiError::Fields(FieldErrors::single("refresh", crate::body::REQUIRED)))?;
     let Refreshed {
         access, refresh, ..
-    } = token_flows::refresh_token(&state, &token).await?;
+    } = token_flows::refresh_token(&state, &token, client).await?;
     let body = RefreshView {
         access: access.token.clone(),
         refresh: refresh.as_ref().map(|r| r.token.clone()),
