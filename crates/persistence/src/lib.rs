@@ -9,11 +9,11 @@
 pub mod changes;
 mod connection;
 pub mod django;
+pub mod email_state;
 mod error;
 mod migrations;
-pub mod schema;
-pub mod email_state;
 pub mod outbox;
+pub mod schema;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
