@@ -18,6 +18,7 @@ mod keys;
 mod login;
 mod logout;
 mod operations;
+mod password_upgrade;
 mod persistence;
 mod races;
 mod refresh;
@@ -53,6 +54,7 @@ fn main() -> std::process::ExitCode {
         throttling::redis_tests(),
         hardening::tests(),
         auth_cache::tests(),
+        password_upgrade::tests(),
         auth_cache::postgres_tests(),
         hardening_cli::tests(),
         races::tests(),
