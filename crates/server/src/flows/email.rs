@@ -279,13 +279,16 @@ pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(),
         )));
     }
     let email = Email::parse(&user.email).ok();
-    let password = Password::parse(&password2, email.as_ref()).map_err(|failures| {
-        let mut errors = FieldErrors::default();
-        for message in password_messages(&failures) {
-            errors.add("new_password2", message);
-        }
-        ApiError::Fields(errors)
-    })?;
+    // the configured hasher's limit (72 bytes for bcrypt, else 4096)
+    let limit = state.hashing.max_password_bytes();
+    let password =
+        Password::parse_with_limit(&password2, email.as_ref(), limit).map_err(|failures| {
+            let mut errors = FieldErrors::default();
+            for message in password_messages(&failures) {
+                errors.add("new_password2", message);
+            }
+            ApiError::Fields(errors)
+        })?;
     let hash = state
         .hashing
         .run(move |hasher| hasher.hash(&password))
