@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use unicode_security::MixedScript;
+
 /// Longest address the contract accepts (RFC 5321's path limit).
 pub const MAX_EMAIL_LEN: usize = 254;
 
@@ -90,13 +92,15 @@ fn is_domain(domain: &str) -> bool {
     };
     // Internationalised labels are allowed as Django allows them (it
     // punycode-encodes before matching); each label is letters, digits and
-    // inner hyphens.
+    // inner hyphens, all of one script (UTS #39), so that `exаmple.com`
+    // with a Cyrillic `а` is not an account beside `example.com`.
     let label_ok = |label: &str| {
         !label.is_empty()
             && label.chars().count() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
             && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            && label.is_single_script()
     };
     !rest.is_empty()
         && rest.iter().all(|label| label_ok(label))
@@ -148,6 +152,8 @@ mod tests {
             ".jae@example.com",
             "j..ae@example.com",
             "ja(e@example.com",
+            "admin@ex\u{430}mple.com",
+            "admin@\u{440}aypal.com",
         ] {
             assert_eq!(Email::parse(raw), Err(EmailError::Invalid), "{raw}");
         }
@@ -163,6 +169,9 @@ mod tests {
             "jae@example.com",
             "first.last+tag@sub.example.co.kr",
             "x_y-z@a-b.io",
+            "jae@bücher.de",
+            "jae@\u{4f8b}\u{3048}.jp",
+            "jae@пример.рф",
         ] {
             assert!(Email::parse(raw).is_ok(), "{raw}");
         }

@@ -290,6 +290,8 @@ fn parse_same_site(raw: &str) -> Option<cookie::SameSite> {
 
 /// Shortest HMAC secret accepted in production (the HS256 output size).
 const MIN_PRODUCTION_SECRET: usize = 32;
+/// Fewest distinct bytes a production HMAC key may have.
+const MIN_DISTINCT_BYTES: usize = 12;
 /// Longest token lifetime accepted: ten years.
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// Largest clock leeway accepted: one day.
@@ -363,6 +365,18 @@ impl Settings {
         {
             return Err(SettingsError(format!(
                 "SIGNING_KEY (or SECRET_KEY) is shorter than {MIN_PRODUCTION_SECRET} bytes: refused in production for {algorithm:?}"
+            )));
+        }
+        // `aaaa…` passes a length check but not a guess: a key of fewer
+        // than a dozen distinct bytes was typed, not generated.
+        let distinct = signing_secret
+            .expose()
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if production && latchkey_auth::keys::is_hmac(algorithm) && distinct < MIN_DISTINCT_BYTES {
+            return Err(SettingsError(format!(
+                "SIGNING_KEY (or SECRET_KEY) has only {distinct} distinct bytes: refused in production; generate one, e.g. openssl rand -base64 48"
             )));
         }
         if latchkey_auth::keys::is_hmac(algorithm)
@@ -784,7 +798,14 @@ mod tests {
         assert!(err.0.contains("SECRET_KEY"), "{err}");
         let err = settings(&[("LATCHKEY_ENV", "production"), ("SECRET_KEY", "short")]).unwrap_err();
         assert!(err.0.contains("32 bytes"), "{err}");
-        let long = "x".repeat(40);
+        let monotonous = "a".repeat(40);
+        let err = settings(&[
+            ("LATCHKEY_ENV", "production"),
+            ("SECRET_KEY", monotonous.as_str()),
+        ])
+        .unwrap_err();
+        assert!(err.0.contains("distinct bytes"), "{err}");
+        let long = "x0123456789abcdefghij".repeat(2);
         let ok = settings(&[
             ("LATCHKEY_ENV", "production"),
             ("SECRET_KEY", long.as_str()),

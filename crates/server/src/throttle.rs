@@ -631,6 +631,20 @@ impl Throttle {
         })
     }
 
+    /// Clears the account's failed logins, even past the limit: its owner
+    /// proved who they are another way (a password reset).
+    pub async fn reset_login(&self, account: &Email) {
+        if self.inner.settings.login_failures.is_none() {
+            return;
+        }
+        LoginAttempt {
+            throttle: self.clone(),
+            key: Some(Kind::Login.key(account.as_str())),
+        }
+        .succeeded()
+        .await;
+    }
+
     fn trusted(&self, ip: IpAddr) -> bool {
         self.inner
             .settings

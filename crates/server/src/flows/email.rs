@@ -326,13 +326,10 @@ pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(),
             })
         })
         .await?;
-    // The owner of the address proved it: their failed logins are cleared.
-    // (A reservation past the limit is refused, and then the lockout runs
-    // out on its own: the throttle offers no other way to reset a count.)
-    if let Some(email) = email
-        && let Ok(attempt) = state.throttle.reserve_login(&email).await
-    {
-        attempt.succeeded().await;
+    // The owner of the address proved it: their failed logins are cleared,
+    // a lockout included.
+    if let Some(email) = email {
+        state.throttle.reset_login(&email).await;
     }
     Ok(())
 }
