@@ -135,7 +135,9 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
         Err(pending) => {
             let sid = claims.sid.clone();
             let found = match state
-                .with_conn(move |conn| Ok(User::find_with_session(conn, user_id, sid.as_deref())?))
+                .with_conn(move |conn, _| {
+                    Ok(User::find_with_session(conn, user_id, sid.as_deref())?)
+                })
                 .await
             {
                 Ok(found) => found,

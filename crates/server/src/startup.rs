@@ -204,7 +204,8 @@ impl Application {
             .register_cache(&auth_cache)
             .and_then(|()| metrics.register_counter(&hashing.skipped))
             .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
-        let state = web::Data::new(AppState {
+        let state = web::Data::from(Arc::new_cyclic(|me| AppState {
+            me: me.clone(),
             settings,
             db,
             codec,
@@ -215,7 +216,7 @@ impl Application {
             auth_cache,
             schema_ready: AtomicBool::new(schema_ready),
             mailer: crate::email::Mailer::new(),
-        });
+        }));
         if !schema_ready {
             migrate_when_available(state.clone());
         }

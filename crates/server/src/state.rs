@@ -20,6 +20,8 @@ use crate::throttle::Throttle;
 pub type State = web::Data<AppState>;
 
 pub struct AppState {
+    /// The `Arc` this state lives in, for the closures of [`AppState::with_conn`].
+    pub me: std::sync::Weak<AppState>,
     pub settings: Settings,
     pub db: Database,
     pub codec: TokenCodec,
@@ -37,24 +39,29 @@ pub struct AppState {
 
 impl AppState {
     /// Runs one request's whole database unit of work on the blocking pool,
-    /// with one pooled connection.
+    /// with one pooled connection; the closure gets the state too, so no
+    /// flow clones it to move it in.
     pub async fn with_conn<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConnection, &AppState) -> Result<T, ApiError> + Send + 'static,
     {
+        let state = self
+            .me
+            .upgrade()
+            .ok_or_else(|| ApiError::Unavailable("the server is stopping".into()))?;
         if !self.schema_ready.load(Ordering::Acquire) {
             return Err(ApiError::Unavailable(
                 "the database has not been migrated yet".into(),
             ));
         }
-        let db = self.db.clone();
+        let db = state.db.clone();
         let (result, changed) = web::block(move || {
             let mut conn = match db.get() {
                 Ok(conn) => conn,
                 Err(error) => return (Err(error.into()), Vec::new()),
             };
-            let result = work(&mut conn);
+            let result = work(&mut conn, &state);
             if let Err(ApiError::Unavailable(_)) = &result {
                 db.discard(&mut conn);
             }

@@ -57,7 +57,7 @@ pub async fn new_credentials(
     };
     let lookup = email.clone();
     if state
-        .with_conn(move |conn| Ok(User::find_by_email(conn, &lookup)?.is_some()))
+        .with_conn(move |conn, _| Ok(User::find_by_email(conn, &lookup)?.is_some()))
         .await?
     {
         errors.add("email", EMAIL_TAKEN);
@@ -85,7 +85,7 @@ where
 {
     let email = account.email.clone();
     let taken = state
-        .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?.is_some()))
+        .with_conn(move |conn, _| Ok(User::find_by_email(conn, &email)?.is_some()))
         .await?;
     if taken {
         return Err(latchkey_persistence::StoreError::EmailTaken.into());
@@ -97,7 +97,7 @@ where
         .await?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, _| {
             let new = NewUser::new(&account.email, &hash, account.flags, db_now());
             latchkey_persistence::write_transaction(conn, |conn| {
                 let user = User::insert(conn, &new)?;
@@ -129,10 +129,9 @@ pub async fn register(
     )
     .await?;
     state.mailer.wake();
-    let app = state.clone();
     let user_id = user.id;
     let pair = state
-        .with_conn(move |conn| start_session(conn, &app, user_id, unix_now(), &client))
+        .with_conn(move |conn, app| start_session(conn, app, user_id, unix_now(), &client))
         .await?;
     Ok((user, pair))
 }
@@ -186,7 +185,7 @@ pub async fn authenticate_credentials(
     };
     let attempt = state.throttle.reserve_login(&email).await?;
     let user = state
-        .with_conn(move |conn| Ok(User::find_by_email(conn, &email)?))
+        .with_conn(move |conn, _| Ok(User::find_by_email(conn, &email)?))
         .await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let (verification, new_hash) = state
@@ -327,11 +326,10 @@ pub async fn login(
     client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
     let user = authenticate_credentials(state, &fields).await?;
-    let app = state.clone();
     state
-        .with_conn(move |conn| {
-            let user = record_login(conn, &app, user)?;
-            let pair = start_session(conn, &app, user.id, unix_now(), &client)?;
+        .with_conn(move |conn, app| {
+            let user = record_login(conn, app, user)?;
+            let pair = start_session(conn, app, user.id, unix_now(), &client)?;
             Ok((user, pair))
         })
         .await
@@ -345,11 +343,10 @@ pub async fn sliding_login(
     client: Client,
 ) -> Result<IssuedToken, ApiError> {
     let user = authenticate_credentials(state, &fields).await?;
-    let app = state.clone();
     state
-        .with_conn(move |conn| {
-            let user = record_login(conn, &app, user)?;
-            start_sliding_session(conn, &app, user.id, unix_now(), &client)
+        .with_conn(move |conn, app| {
+            let user = record_login(conn, app, user)?;
+            start_sliding_session(conn, app, user.id, unix_now(), &client)
         })
         .await
 }

@@ -202,12 +202,11 @@ pub async fn request_password_reset(state: &State, fields: Fields) -> Result<(),
         log::info!(target: "latchkey::email", "password reset past THROTTLE_PASSWORD_RESET for an address: no email");
         return Ok(());
     }
-    let app = state.clone();
     let queued = state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, app| {
             write_transaction(conn, |conn| match User::find_by_email(conn, &email)? {
                 Some(user) if user.is_active && has_usable_password(&user) => {
-                    queue_password_reset(conn, &app, &user)?;
+                    queue_password_reset(conn, app, &user)?;
                     Ok(true)
                 }
                 _ => Ok(false),
@@ -258,7 +257,7 @@ pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(),
     let user_id = decode_uid(&uid).ok_or_else(|| invalid("uid"))?;
     let token_hash = secret_hash(&token);
     let found = state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, _| {
             let Some(user) = User::find(conn, user_id)? else {
                 return Ok(None);
             };
@@ -297,7 +296,7 @@ pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(),
     let token_id = token.id;
     let token_email = token.email.clone();
     state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, _| {
             write_transaction(conn, |conn| {
                 let now = db_now();
                 // Used up by a concurrent confirm, or the user changed
@@ -340,7 +339,7 @@ pub async fn verify_email(state: &State, fields: Fields) -> Result<(), ApiError>
     let key = fields.required("key")?;
     let key_hash = secret_hash(&key);
     state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, _| {
             write_transaction(conn, |conn| {
                 let key = EmailVerificationKey::find_by_hash(conn, &key_hash)?
                     .ok_or(ApiError::NotFound)?;
@@ -378,12 +377,11 @@ pub async fn resend_verification(state: &State, fields: Fields) -> Result<(), Ap
         log::info!(target: "latchkey::email", "verification resend past THROTTLE_PASSWORD_RESET for an address: no email");
         return Ok(());
     }
-    let app = state.clone();
     let queued = state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, app| {
             write_transaction(conn, |conn| match User::find_by_email(conn, &email)? {
                 Some(user) if user.is_active && !user.email_verified => {
-                    queue_verification(conn, &app, &user)?;
+                    queue_verification(conn, app, &user)?;
                     Ok(true)
                 }
                 _ => Ok(false),

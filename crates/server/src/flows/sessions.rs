@@ -49,7 +49,9 @@ pub fn revoke_everything(
 pub async fn logout_everywhere(state: &State, current: &CurrentUser) -> Result<(), ApiError> {
     let user_id = current.user.id;
     state
-        .with_conn(move |conn| revoke_everything(conn, user_id, UserChanges::default()).map(|_| ()))
+        .with_conn(move |conn, _| {
+            revoke_everything(conn, user_id, UserChanges::default()).map(|_| ())
+        })
         .await
 }
 
@@ -67,7 +69,7 @@ pub async fn list_sessions(
 ) -> Result<Vec<ListedSession>, ApiError> {
     let user_id = current.user.id;
     let sessions = state
-        .with_conn(move |conn| Ok(Session::live_for_user(conn, user_id, db_now())?))
+        .with_conn(move |conn, _| Ok(Session::live_for_user(conn, user_id, db_now())?))
         .await?;
     Ok(sessions
         .into_iter()
@@ -86,7 +88,7 @@ pub async fn end_one_session(
 ) -> Result<(), ApiError> {
     let user_id = current.user.id;
     let ended = state
-        .with_conn(move |conn| end_session(conn, user_id, &id))
+        .with_conn(move |conn, _| end_session(conn, user_id, &id))
         .await?;
     if ended {
         Ok(())
@@ -109,7 +111,7 @@ pub async fn logout(
         return Ok(());
     };
     state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, _| {
             if let Some(sid) = session_of(conn, &claims)? {
                 end_session(conn, claims.user_id, &sid)?;
             }
@@ -157,10 +159,9 @@ pub async fn change_password(
         .run(move |hasher| hasher.hash(&password))
         .await?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let app = state.clone();
     let user_id = current.user.id;
     state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, app| {
             let user = revoke_everything(
                 conn,
                 user_id,
@@ -171,7 +172,7 @@ pub async fn change_password(
                     ..UserChanges::default()
                 },
             )?;
-            let pair = start_session(conn, &app, user_id, unix_now(), &client)?;
+            let pair = start_session(conn, app, user_id, unix_now(), &client)?;
             Ok((user, pair))
         })
         .await
@@ -185,9 +186,8 @@ pub async fn slide(state: &State, token: &str) -> Result<IssuedToken, ApiError> 
         .codec
         .verify_sliding_refresh(token, now)
         .map_err(refused)?;
-    let app = state.clone();
     state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, app| {
             token_user(conn, &claims)?;
             if let Some(sid) = &claims.sid {
                 let session = Session::find(conn, sid)?

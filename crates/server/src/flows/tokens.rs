@@ -329,9 +329,8 @@ pub async fn refresh_token(
         .codec
         .verify(token, &[TokenType::Refresh], now)
         .map_err(refused)?;
-    let app = state.clone();
     state
-        .with_conn(move |conn| refresh(conn, &app, &claims, now, &client))
+        .with_conn(move |conn, app| refresh(conn, app, &claims, now, &client))
         .await
 }
 

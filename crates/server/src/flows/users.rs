@@ -88,7 +88,7 @@ pub async fn list(state: &State, request: PageRequest) -> Result<Page, ApiError>
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
     let page = state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, _| {
             let mut query = ListQuery {
                 search,
                 order,
@@ -143,7 +143,7 @@ fn parse_ordering(raw: Option<&str>) -> (ListOrder, bool) {
 
 pub async fn retrieve(state: &State, id: i64) -> Result<User, ApiError> {
     state
-        .with_conn(move |conn| User::find(conn, id)?.ok_or(ApiError::NotFound))
+        .with_conn(move |conn, _| User::find(conn, id)?.ok_or(ApiError::NotFound))
         .await
 }
 
@@ -288,9 +288,8 @@ pub async fn update(
         email_verified: reverify.then_some(false),
     };
     // A new password or a deactivation ends every session of the account.
-    let app = state.clone();
     let user = state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, app| {
             write_transaction(conn, |conn| {
                 let user = if revokes {
                     revoke_everything(conn, id, changes)?
@@ -298,7 +297,7 @@ pub async fn update(
                     User::update(conn, id, &changes)?
                 };
                 if reverify {
-                    super::email::queue_verification(conn, &app, &user)?;
+                    super::email::queue_verification(conn, app, &user)?;
                 }
                 Ok(user)
             })
@@ -317,7 +316,7 @@ pub async fn destroy(state: &State, current: &CurrentUser, id: i64) -> Result<()
     // Sessions end first, under the same locks as every revocation, so a
     // refresh racing the deletion cannot deadlock with it.
     state
-        .with_conn(move |conn| {
+        .with_conn(move |conn, _| {
             write_transaction(conn, |conn| {
                 revoke_everything(conn, id, UserChanges::default())?;
                 if User::delete(conn, id)? {

@@ -179,9 +179,8 @@ pub async fn current_user(
     else {
         return Err(error);
     };
-    let app = state.clone();
     let refreshed = state
-        .with_conn(move |conn| token_flows::refresh(conn, &app, &claims, now, &client))
+        .with_conn(move |conn, app| token_flows::refresh(conn, app, &claims, now, &client))
         .await
         .map_err(|refresh_error| match refresh_error {
             ApiError::Unavailable(_) | ApiError::Internal(_) => refresh_error,
@@ -291,7 +290,7 @@ pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiErr
         )
         .map_err(token_flows::refused)?;
     state
-        .with_conn(move |conn| token_flows::verify_stored(conn, &claims))
+        .with_conn(move |conn, _| token_flows::verify_stored(conn, &claims))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::Map::new()))
 }
