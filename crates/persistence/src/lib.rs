@@ -6,6 +6,12 @@
 //! never learn which one it is. This crate knows the domain's types but
 //! nothing of HTTP, tokens or the server.
 
+// Linked for what they build, never named: SQLite and libpq compiled from
+// source, and the OpenSSL libpq's TLS uses, all statically linked.
+use libsqlite3_sys as _;
+use openssl_sys as _;
+use pq_sys as _;
+
 pub mod changes;
 mod connection;
 pub mod django;

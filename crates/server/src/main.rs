@@ -5,14 +5,10 @@ use latchkey_server::cli::{Cli, run};
 use latchkey_server::telemetry;
 
 fn main() -> ExitCode {
-    // Only the working directory's `.env`: dotenvy's default search walks
-    // up to `/`, so anyone able to write a `.env` in a parent folder could
-    // set the signing key.
-    let dotenv = match dotenvy::from_path(".env") {
-        Ok(()) => true,
-        Err(dotenvy::Error::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => false,
+    let dotenv = match latchkey_server::settings::load_dotenv() {
+        Ok(found) => found,
         Err(error) => {
-            eprintln!("error: .env cannot be read: {error}");
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };

@@ -288,6 +288,17 @@ fn parse_same_site(raw: &str) -> Option<cookie::SameSite> {
     }
 }
 
+/// Loads `./.env` into the environment; whether there was one. Only the
+/// working directory's: dotenvy's default search walks up to `/`, so anyone
+/// able to write a `.env` in a parent folder could set the signing key.
+pub fn load_dotenv() -> Result<bool, SettingsError> {
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(true),
+        Err(dotenvy::Error::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(SettingsError(format!(".env cannot be read: {error}"))),
+    }
+}
+
 /// Shortest HMAC secret accepted in production (the HS256 output size).
 const MIN_PRODUCTION_SECRET: usize = 32;
 /// Fewest distinct bytes a production HMAC key may have.
