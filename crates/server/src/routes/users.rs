@@ -1,7 +1,6 @@
 //! `/list/`: the user viewset, behind the authentication middleware.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 
 use crate::authn::CurrentUser;
 use crate::body::Fields;
@@ -10,14 +9,6 @@ use crate::flows::users::{self, Page, PageRequest};
 use crate::requests::{UserCreateRequest, UserUpdateRequest};
 use crate::state::State;
 use crate::views::{BadRequestView, ErrorView, UserList, UserPageView, UserView};
-
-#[derive(Debug, Deserialize)]
-pub struct ListParams {
-    page: Option<String>,
-    page_size: Option<String>,
-    search: Option<String>,
-    ordering: Option<String>,
-}
 
 /// The absolute URL of another page, keeping the other query parameters
 /// (DRF drops `page` for the first page).
@@ -57,16 +48,25 @@ pub async fn list(
     state: State,
     req: HttpRequest,
     _user: CurrentUser,
-    params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
+    // As Django's QueryDict: a parameter given twice takes its last value;
+    // a query string that is not `key=value` pairs is simply ignored.
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let last = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
     let page: Page = users::list(
         &state,
         PageRequest {
-            page: params.page,
-            page_size: params.page_size,
-            search: params.search,
-            ordering: params.ordering,
+            page: last("page"),
+            page_size: last("page_size"),
+            search: last("search"),
+            ordering: last("ordering"),
         },
     )
     .await?;
