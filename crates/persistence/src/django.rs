@@ -611,6 +611,14 @@ fn import_in_transaction(
     table: &UserTable,
     options: ImportOptions<'_>,
 ) -> Result<ImportSummary, Abort> {
+    if let DbConnection::Postgresql(pg) = conn {
+        // diesel prepares each lookup once; after five runs PostgreSQL may
+        // keep a generic plan made while the users table was still empty
+        // (a sequential scan), and the lookups grow quadratic with the
+        // users. Planning each run for the table as it is keeps them on the
+        // unique indexes; for this transaction only.
+        diesel::sql_query("SET LOCAL plan_cache_mode = force_custom_plan").execute(pg)?;
+    }
     let native: i64 = users::table
         .filter(users::imported_from_django.eq(false))
         .count()
