@@ -12,22 +12,24 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 
 /// The default service of a resource: `OPTIONS` lists the methods, any other
 /// method the resource lacks is 405 with an `Allow` header.
-pub fn allow(methods: &'static str) -> Route {
-    web::to(move |req: HttpRequest| async move {
+pub fn allow(methods: String) -> Route {
+    web::to(move |req: HttpRequest| {
         let allowed = format!("{methods}, OPTIONS");
-        if req.method() == Method::OPTIONS {
-            return HttpResponse::Ok()
-                .insert_header((header::ALLOW, allowed))
-                .json(json!({
-                    "renders": ["application/json"],
-                    "parses": ["application/json", "application/x-www-form-urlencoded"],
-                }));
+        async move {
+            if req.method() == Method::OPTIONS {
+                return HttpResponse::Ok()
+                    .insert_header((header::ALLOW, allowed))
+                    .json(json!({
+                        "renders": ["application/json"],
+                        "parses": ["application/json", "application/x-www-form-urlencoded"],
+                    }));
+            }
+            let error = ApiError::MethodNotAllowed(req.method().to_string());
+            let mut response = actix_web::ResponseError::error_response(&error);
+            if let Ok(value) = header::HeaderValue::from_str(&allowed) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
         }
-        let error = ApiError::MethodNotAllowed(req.method().to_string());
-        let mut response = actix_web::ResponseError::error_response(&error);
-        if let Ok(value) = header::HeaderValue::from_str(&allowed) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
-        response
     })
 }

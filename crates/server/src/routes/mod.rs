@@ -1,5 +1,8 @@
-//! The routing table. Handlers are short: extract, call one flow, map the
-//! result. Every path is served with and without its trailing slash.
+//! The routing table: each resource declared once, in [`resources`] and
+//! [`user_resources`], with its methods; protected routes are wrapped in
+//! `protected(..)`, the auth endpoints' per-IP bucket in `throttled(..)`.
+//! Handlers are short: extract, call one flow, map the result. Every path is
+//! served with and without its trailing slash.
 
 pub mod email;
 mod fallback;
@@ -8,9 +11,9 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::middleware::{DefaultHeaders, from_fn};
-use actix_web::web;
+use actix_web::{Route, web};
 
 use crate::authn::authenticate;
 use crate::throttle::limit_per_ip;
@@ -23,12 +26,187 @@ fn no_store() -> DefaultHeaders {
     DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"))
 }
 
+/// A route behind the authentication middleware: its handler may ask for
+/// `CurrentUser`.
+fn protected(route: Route) -> Route {
+    route.wrap(from_fn(authenticate))
+}
+
+/// A route in the per-IP bucket of the auth endpoints.
+fn throttled(route: Route) -> Route {
+    route.wrap(from_fn(limit_per_ip))
+}
+
+/// One resource, declared once: its path (served with and without the
+/// trailing slash) and its methods, from which the `Allow` list of its 405s
+/// and `OPTIONS` is made.
+pub struct Resource {
+    pub path: &'static str,
+    routes: Vec<(Method, Route)>,
+}
+
+fn api(path: &'static str, routes: Vec<(Method, Route)>) -> Resource {
+    Resource { path, routes }
+}
+
+impl Resource {
+    /// The methods it serves, for the `Allow` header and the route table test.
+    pub fn methods(&self) -> Vec<&Method> {
+        self.routes.iter().map(|(method, _)| method).collect()
+    }
+
+    fn into_service(self) -> actix_web::Resource {
+        let allowed = self
+            .methods()
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let paths = match self.path.strip_suffix('/') {
+            Some(bare) if self.path.ends_with('/') => vec![self.path.to_owned(), bare.to_owned()],
+            _ => vec![self.path.to_owned(), format!("{}/", self.path)],
+        };
+        let mut resource = web::resource(paths);
+        for (_, route) in self.routes {
+            resource = resource.route(route);
+        }
+        resource.default_service(allow(allowed))
+    }
+}
+
+use Method as M;
+
+/// Every resource of the API (each described in `/openapi.json`; the test
+/// below holds the two together). The user viewset's are in
+/// [`user_resources`].
+pub fn resources() -> Vec<Resource> {
+    vec![
+        api("/", vec![(M::GET, web::get().to(operations::api_root))]),
+        api(
+            "/healthz",
+            vec![(M::GET, web::get().to(operations::healthz))],
+        ),
+        api("/readyz", vec![(M::GET, web::get().to(operations::readyz))]),
+        api(
+            "/metrics",
+            vec![(M::GET, web::get().to(crate::observability::metrics))],
+        ),
+        api(
+            "/register/",
+            vec![(M::POST, throttled(web::post().to(email::register)))],
+        ),
+        api(
+            "/auth/",
+            vec![
+                (
+                    M::GET,
+                    protected(web::get().to(tokens::current_user)).wrap(no_store()),
+                ),
+                (M::POST, throttled(web::post().to(tokens::login))),
+                (M::DELETE, web::delete().to(tokens::logout)),
+            ],
+        ),
+        api(
+            "/auth/refresh/",
+            vec![(M::POST, throttled(web::post().to(tokens::refresh)))],
+        ),
+        api(
+            "/auth/verify/",
+            vec![(M::POST, web::post().to(tokens::verify))],
+        ),
+        api(
+            "/auth/sessions/",
+            vec![
+                (
+                    M::GET,
+                    protected(web::get().to(sessions::list_sessions)).wrap(no_store()),
+                ),
+                (
+                    M::DELETE,
+                    protected(web::delete().to(sessions::logout_everywhere)),
+                ),
+            ],
+        ),
+        api(
+            "/auth/sessions/{id}/",
+            vec![(
+                M::DELETE,
+                protected(web::delete().to(sessions::end_session)),
+            )],
+        ),
+        api(
+            "/auth/password/",
+            vec![(
+                M::POST,
+                throttled(protected(web::post().to(sessions::change_password))),
+            )],
+        ),
+        api(
+            "/auth/password/reset/",
+            vec![(M::POST, throttled(web::post().to(email::password_reset)))],
+        ),
+        api(
+            "/auth/password/reset/confirm/",
+            vec![(
+                M::POST,
+                throttled(web::post().to(email::password_reset_confirm)),
+            )],
+        ),
+        api(
+            "/auth/registration/verify-email/",
+            vec![(M::POST, web::post().to(email::verify_email))],
+        ),
+        api(
+            "/auth/registration/resend-email/",
+            vec![(M::POST, throttled(web::post().to(email::resend_email)))],
+        ),
+        api(
+            "/auth/sliding/",
+            vec![(M::POST, throttled(web::post().to(sessions::obtain_sliding)))],
+        ),
+        api(
+            "/auth/sliding/refresh/",
+            vec![(
+                M::POST,
+                throttled(web::post().to(sessions::refresh_sliding)),
+            )],
+        ),
+        api(
+            "/.well-known/jwks.json",
+            vec![(M::GET, web::get().to(sessions::jwks))],
+        ),
+    ]
+}
+
+/// The user viewset, inside the protected `/list` scope.
+pub fn user_resources() -> Vec<Resource> {
+    vec![
+        api(
+            "/",
+            vec![
+                (M::GET, web::get().to(users::list)),
+                (M::POST, web::post().to(users::create)),
+            ],
+        ),
+        api(
+            "/{id}/",
+            vec![
+                (M::GET, web::get().to(users::retrieve)),
+                (M::PUT, web::put().to(users::update)),
+                (M::PATCH, web::patch().to(users::partial_update)),
+                (M::DELETE, web::delete().to(users::destroy)),
+            ],
+        ),
+    ]
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The pages: Swagger UI at /docs/, the demo app at /demo/.
     cfg.service(crate::openapi::service())
         .service(
             web::resource("/demo/")
                 .route(web::get().to(operations::demo))
-                .default_service(allow("GET")),
+                .default_service(allow("GET".into())),
         )
         .service(
             web::resource("/demo")
@@ -37,170 +215,51 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/docs")
                 .route(web::get().to(|| async { web::Redirect::to("/docs/").permanent() })),
-        )
-        .service(
-            web::resource(["/", ""])
-                .route(web::get().to(operations::api_root))
-                .default_service(allow("GET")),
-        )
-        .service(
-            web::resource(["/healthz", "/healthz/"])
-                .route(web::get().to(operations::healthz))
-                .default_service(allow("GET")),
-        )
-        .service(
-            web::resource(["/metrics", "/metrics/"])
-                .route(web::get().to(crate::observability::metrics))
-                .default_service(allow("GET")),
-        )
-        .service(
-            web::resource(["/readyz", "/readyz/"])
-                .route(web::get().to(operations::readyz))
-                .default_service(allow("GET")),
-        )
-        .service(
-            web::resource(["/register/", "/register"])
-                .route(web::post().to(email::register).wrap(from_fn(limit_per_ip)))
-                .default_service(allow("POST")),
-        )
-        .service(
-            web::resource(["/auth/", "/auth"])
-                .route(web::post().to(tokens::login).wrap(from_fn(limit_per_ip)))
-                .route(
-                    web::get()
-                        .to(tokens::current_user)
-                        .wrap(from_fn(authenticate))
-                        .wrap(no_store()),
-                )
-                .route(web::delete().to(tokens::logout))
-                .default_service(allow("GET, POST, DELETE")),
-        )
-        .service(
-            web::resource(["/auth/refresh/", "/auth/refresh"])
-                .route(web::post().to(tokens::refresh).wrap(from_fn(limit_per_ip)))
-                .default_service(allow("POST")),
-        )
-        .service(
-            web::resource(["/auth/verify/", "/auth/verify"])
-                .route(web::post().to(tokens::verify))
-                .default_service(allow("POST")),
-        )
-        .service(
-            web::resource(["/auth/sessions/", "/auth/sessions"])
-                .route(
-                    web::get()
-                        .to(sessions::list_sessions)
-                        .wrap(from_fn(authenticate))
-                        .wrap(no_store()),
-                )
-                .route(
-                    web::delete()
-                        .to(sessions::logout_everywhere)
-                        .wrap(from_fn(authenticate)),
-                )
-                .default_service(allow("GET, DELETE")),
-        )
-        .service(
-            web::resource(["/auth/sessions/{id}/", "/auth/sessions/{id}"])
-                .route(
-                    web::delete()
-                        .to(sessions::end_session)
-                        .wrap(from_fn(authenticate)),
-                )
-                .default_service(allow("DELETE")),
-        )
-        .service(
-            web::resource(["/auth/password/", "/auth/password"])
-                .route(
-                    web::post()
-                        .to(sessions::change_password)
-                        .wrap(from_fn(authenticate))
-                        .wrap(from_fn(limit_per_ip)),
-                )
-                .default_service(allow("POST")),
-        )
-        .service(
-            web::resource(["/auth/password/reset/", "/auth/password/reset"])
-                .route(
-                    web::post()
-                        .to(email::password_reset)
-                        .wrap(from_fn(limit_per_ip)),
-                )
-                .default_service(allow("POST")),
-        )
-        .service(
-            web::resource([
-                "/auth/password/reset/confirm/",
-                "/auth/password/reset/confirm",
-            ])
-            .route(
-                web::post()
-                    .to(email::password_reset_confirm)
-                    .wrap(from_fn(limit_per_ip)),
-            )
-            .default_service(allow("POST")),
-        )
-        .service(
-            web::resource([
-                "/auth/registration/verify-email/",
-                "/auth/registration/verify-email",
-            ])
-            .route(web::post().to(email::verify_email))
-            .default_service(allow("POST")),
-        )
-        .service(
-            web::resource([
-                "/auth/registration/resend-email/",
-                "/auth/registration/resend-email",
-            ])
-            .route(
-                web::post()
-                    .to(email::resend_email)
-                    .wrap(from_fn(limit_per_ip)),
-            )
-            .default_service(allow("POST")),
-        )
-        .service(
-            web::resource(["/auth/sliding/", "/auth/sliding"])
-                .route(
-                    web::post()
-                        .to(sessions::obtain_sliding)
-                        .wrap(from_fn(limit_per_ip)),
-                )
-                .default_service(allow("POST")),
-        )
-        .service(
-            web::resource(["/auth/sliding/refresh/", "/auth/sliding/refresh"])
-                .route(
-                    web::post()
-                        .to(sessions::refresh_sliding)
-                        .wrap(from_fn(limit_per_ip)),
-                )
-                .default_service(allow("POST")),
-        )
-        .service(
-            web::resource("/.well-known/jwks.json")
-                .route(web::get().to(sessions::jwks))
-                .default_service(allow("GET")),
-        )
-        .service(
-            web::scope("/list")
-                .wrap(from_fn(authenticate))
-                .wrap(no_store())
-                .service(
-                    web::resource(["/", ""])
-                        .route(web::get().to(users::list))
-                        .route(web::post().to(users::create))
-                        .default_service(allow("GET, POST")),
-                )
-                .service(
-                    web::resource(["/{id}/", "/{id}"])
-                        .route(web::get().to(users::retrieve))
-                        .route(web::put().to(users::update))
-                        .route(web::patch().to(users::partial_update))
-                        .route(web::delete().to(users::destroy))
-                        .default_service(allow("GET, PUT, PATCH, DELETE")),
-                )
-                .default_service(web::to(not_found)),
         );
+    for resource in resources() {
+        cfg.service(resource.into_service());
+    }
+    let mut list = web::scope("/list")
+        .wrap(from_fn(authenticate))
+        .wrap(no_store());
+    for resource in user_resources() {
+        list = list.service(resource.into_service());
+    }
+    cfg.service(list.default_service(web::to(not_found)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::OpenApi;
+
+    /// A route cannot be served without being described, nor described
+    /// without being served.
+    #[test]
+    fn the_route_table_and_the_openapi_description_list_the_same_operations() {
+        let mut served: Vec<(String, String)> = Vec::new();
+        for resource in resources() {
+            for method in resource.methods() {
+                served.push((resource.path.to_owned(), method.as_str().to_lowercase()));
+            }
+        }
+        for resource in user_resources() {
+            for method in resource.methods() {
+                let path = format!("/list{}", resource.path);
+                served.push((path, method.as_str().to_lowercase()));
+            }
+        }
+        let spec = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let mut described: Vec<(String, String)> = Vec::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                    described.push((path.clone(), method.clone()));
+                }
+            }
+        }
+        served.sort();
+        described.sort();
+        assert_eq!(served, described);
+    }
 }
