@@ -4,7 +4,7 @@ use chrono::{Duration, Timelike};
 use latchkey_domain::{Email, UserFlags};
 use latchkey_persistence::{
     NewOutstandingToken, NewUser, OutstandingToken, StoreError, User, UserChanges, db_now,
-    pending_migrations_applied,
+    run_pending_migrations,
 };
 use latchkey_tests::binary::open;
 use latchkey_tests::{Ctx, tests};
@@ -30,7 +30,7 @@ fn flags() -> UserFlags {
 fn migrated(ctx: &mut Ctx) -> latchkey_persistence::Database {
     let url = ctx.new_database();
     let db = open(&url);
-    pending_migrations_applied(&db).unwrap();
+    run_pending_migrations(&db).unwrap();
     db
 }
 
@@ -38,10 +38,10 @@ async fn migrations_apply_once(mut ctx: Ctx) {
     let url = ctx.new_database();
     let db = open(&url);
     assert_eq!(
-        pending_migrations_applied(&db).unwrap().len(),
+        run_pending_migrations(&db).unwrap().len(),
         latchkey_tests::migration_count(ctx.backend)
     );
-    assert!(pending_migrations_applied(&db).unwrap().is_empty());
+    assert!(run_pending_migrations(&db).unwrap().is_empty());
 }
 
 async fn create_then_find_by_email_in_any_case(mut ctx: Ctx) {

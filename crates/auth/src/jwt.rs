@@ -117,10 +117,11 @@ impl TokenCodec {
         let mut header = Header::new(self.keys.algorithm);
         header.kid = self.keys.signing_kid.clone();
         let payload = claims.to_payload(&self.names);
+        // Encoding a JSON map with a key that KeySet::new accepted cannot
+        // fail: the only errors are malformed keys and unserialisable claims.
+        #[allow(clippy::expect_used)]
         let token = jsonwebtoken::encode(&header, &payload, &self.keys.signing)
-            // Encoding a JSON map with a key that KeySet::new accepted cannot
-            // fail; if it ever does, the token is empty and will never verify.
-            .unwrap_or_default();
+            .expect("a JSON map signs with a key KeySet::new accepted");
         IssuedToken { token, claims }
     }
 

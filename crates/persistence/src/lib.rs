@@ -33,7 +33,7 @@ pub use django::{
     UserTable, latest_import_at,
 };
 pub use error::StoreError;
-pub use migrations::pending_migrations_applied;
+pub use migrations::run_pending_migrations;
 pub use sessions::{NewSession, Session, SessionState};
 pub use tokens::{NewOutstandingToken, OutstandingToken, TokenRecord};
 pub use users::{ListOrder, ListQuery, NewUser, User, UserChanges, UserPage};

@@ -13,7 +13,7 @@ const SQLITE: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const PG_MIGRATION_LOCK: i64 = 0x6c61_7463_686b;
 
 /// Applies the pending migrations and returns the names of those applied.
-pub fn pending_migrations_applied(db: &Database) -> Result<Vec<String>, StoreError> {
+pub fn run_pending_migrations(db: &Database) -> Result<Vec<String>, StoreError> {
     let mut pooled = db.get()?;
     let conn: &mut DbConnection = &mut pooled;
     let migration_error =

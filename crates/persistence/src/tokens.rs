@@ -115,9 +115,8 @@ impl OutstandingToken {
         Ok(updated == 1)
     }
 
-    /// Rotates `old_id` into `new` in one transaction whose first statement
-    /// is a write (so SQLite takes the write lock at once): records the new
-    /// token and, when `retire_old`, marks the old one replaced and
+    /// Rotates `old_id` into `new` in one write transaction: records the
+    /// new token and, when `retire_old`, marks the old one replaced and
     /// blacklists it. Only one rotation of a token can win; returns false,
     /// having changed nothing, when another already did.
     pub fn rotate(
@@ -127,19 +126,30 @@ impl OutstandingToken {
         retire_old: bool,
         at: NaiveDateTime,
     ) -> Result<bool, StoreError> {
-        let outcome = write_transaction::<bool, StoreError, _>(conn, |conn| {
+        /// Why the transaction rolled back: a lost race is not an error.
+        enum Abort {
+            LostRace,
+            Store(StoreError),
+        }
+        impl From<StoreError> for Abort {
+            fn from(error: StoreError) -> Self {
+                Abort::Store(error)
+            }
+        }
+        let outcome = write_transaction::<(), Abort, _>(conn, |conn| {
             Self::record(conn, new)?;
             if retire_old {
                 if !Self::mark_replaced(conn, old_id, new.jti, at)? {
-                    return Err(StoreError::NotFound);
+                    return Err(Abort::LostRace);
                 }
                 Self::blacklist(conn, old_id, at)?;
             }
-            Ok(true)
+            Ok(())
         });
         match outcome {
-            Err(StoreError::NotFound) => Ok(false),
-            other => other,
+            Ok(()) => Ok(true),
+            Err(Abort::LostRace) => Ok(false),
+            Err(Abort::Store(error)) => Err(error),
         }
     }
 

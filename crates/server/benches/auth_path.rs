@@ -10,7 +10,7 @@ use latchkey_auth::{JwtSettings, KeyConfig, KeySet, TokenCodec, TokenType};
 use latchkey_domain::{Email, UserFlags};
 use latchkey_persistence::{
     Database, DatabaseUrl, NewSession, NewUser, PoolOptions, Session, User, db_now,
-    pending_migrations_applied,
+    run_pending_migrations,
 };
 use latchkey_server::authn::check_user;
 
@@ -18,7 +18,7 @@ fn auth_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let url = DatabaseUrl::sqlite_file(dir.path().join("bench.sqlite3"));
     let db = Database::new(&url, PoolOptions::default()).unwrap();
-    pending_migrations_applied(&db).unwrap();
+    run_pending_migrations(&db).unwrap();
     let flags = UserFlags {
         is_active: true,
         is_staff: false,

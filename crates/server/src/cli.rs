@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use latchkey_auth::PasswordHasher;
 use latchkey_domain::{Email, NewAccount, Password};
 use latchkey_persistence::{
-    NewUser, OutstandingToken, StoreError, User, db_now, pending_migrations_applied,
+    NewUser, OutstandingToken, StoreError, User, db_now, run_pending_migrations,
 };
 
 use crate::settings::Settings;
@@ -75,10 +75,26 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
 
 fn serve(settings: Settings) -> Result<(), CommandError> {
     let backend = settings.database_url.to_string();
+    let public_url = settings.public_url.clone();
+    let bind = settings.bind.clone();
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let app = Application::build(settings)?;
-        log::info!("latchkey listening on port {} ({backend})", app.port());
+        // The addresses a person wants, ready to open.
+        let base = public_url.unwrap_or_else(|| {
+            let host = bind
+                .rsplit_once(':')
+                .map_or(bind.as_str(), |(host, _)| host);
+            let host = match host {
+                "0.0.0.0" | "[::]" | "" => "127.0.0.1",
+                other => other,
+            };
+            format!("http://{host}:{}", app.port())
+        });
+        log::info!("latchkey is serving on {backend}");
+        log::info!("  the API:          {base}/");
+        log::info!("  its reference:    {base}/docs/");
+        log::info!("  the demo app:     {base}/demo/");
         app.run_until_stopped().await?;
         Ok(())
     })
@@ -86,7 +102,7 @@ fn serve(settings: Settings) -> Result<(), CommandError> {
 
 fn migrate(settings: &Settings) -> Result<(), CommandError> {
     let db = open_database(settings)?;
-    let applied = pending_migrations_applied(&db)?;
+    let applied = run_pending_migrations(&db)?;
     if applied.is_empty() {
         println!("No migrations to apply ({}).", db.backend());
     } else {
@@ -100,7 +116,7 @@ fn migrate(settings: &Settings) -> Result<(), CommandError> {
 
 fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
     let db = open_database(settings)?;
-    pending_migrations_applied(&db)?;
+    run_pending_migrations(&db)?;
     let mut conn = db.get()?;
     let (blacklisted, outstanding, sessions) =
         OutstandingToken::flush_expired(&mut conn, db_now())?;
@@ -120,7 +136,7 @@ const PASSWORD_VAR: &str = "LATCHKEY_SUPERUSER_PASSWORD";
 
 fn create_superuser(settings: &Settings, args: &CreateSuperuser) -> Result<(), CommandError> {
     let db = open_database(settings)?;
-    pending_migrations_applied(&db)?;
+    run_pending_migrations(&db)?;
     let hasher = PasswordHasher::with_config(settings.hasher)?;
     let limit = hasher.max_password_bytes();
     let account = if args.no_input {

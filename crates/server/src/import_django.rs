@@ -12,7 +12,7 @@
 use std::io::Write;
 
 use latchkey_persistence::django::{self, DjangoSource, ImportEvent, ImportOptions};
-use latchkey_persistence::pending_migrations_applied;
+use latchkey_persistence::run_pending_migrations;
 
 use crate::cli::CommandError;
 use crate::settings::Settings;
@@ -35,7 +35,7 @@ pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(),
     let mut source = DjangoSource::open(&args.from)?;
     let table = source.user_table(args.table.as_deref())?;
     let db = open_database(settings)?;
-    pending_migrations_applied(&db)?;
+    run_pending_migrations(&db)?;
     let mut conn = db.get()?;
     let stderr = std::io::stderr();
     let mut on_event = |event: ImportEvent<'_>| {

@@ -10,7 +10,6 @@ pub mod email;
 pub mod error;
 pub mod flows;
 pub mod import_django;
-pub mod observability;
 pub mod openapi;
 pub mod origin;
 pub mod requests;

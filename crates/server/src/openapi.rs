@@ -20,7 +20,7 @@ use crate::routes;
         routes::operations::api_root,
         routes::operations::healthz,
         routes::operations::readyz,
-        crate::observability::metrics,
+        crate::telemetry::metrics::metrics,
         routes::tokens::register,
         routes::tokens::login,
         routes::tokens::current_user,

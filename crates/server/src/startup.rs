@@ -10,13 +10,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use latchkey_auth::{JwtSettings, KeyConfig, KeySet, PasswordHasher, RefreshPolicy, TokenCodec};
-use latchkey_persistence::{Database, PoolOptions, StoreError, pending_migrations_applied};
+use latchkey_persistence::{Database, PoolOptions, StoreError, run_pending_migrations};
 
 use crate::cache::AuthCache;
-use crate::observability::{self, Metrics};
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, HashingPool};
+use crate::telemetry::{self, Metrics};
 use crate::throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +110,7 @@ fn migrate_when_available(state: web::Data<AppState>) {
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(Duration::from_secs(1));
-            match pending_migrations_applied(&state.db) {
+            match run_pending_migrations(&state.db) {
                 Ok(applied) => {
                     log::info!(
                         "the database is back: applied {} migration(s)",
@@ -143,7 +143,7 @@ impl Application {
         let db = open_database(&settings)?;
         // A database that is down does not stop the server: it answers 503
         // and migrates in the background as soon as the database is back.
-        let schema_ready = match pending_migrations_applied(&db) {
+        let schema_ready = match run_pending_migrations(&db) {
             Ok(applied) => {
                 if !applied.is_empty() {
                     log::info!("applied {} migration(s) on {}", applied.len(), db.backend());
@@ -233,7 +233,7 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("X-Frame-Options", "DENY")),
                 )
-                .wrap(from_fn(observability::record))
+                .wrap(from_fn(telemetry::record))
                 .wrap(cors(&cors_origins))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

@@ -12,8 +12,8 @@ use latchkey_persistence::{Database, DbConnection};
 use crate::cache::AuthCache;
 
 use crate::error::ApiError;
-use crate::observability::Metrics;
 use crate::settings::Settings;
+use crate::telemetry::Metrics;
 use crate::throttle::Throttle;
 
 /// The shared state as handlers hold it (cheap to clone into a closure).

@@ -184,23 +184,31 @@ pub async fn create(
     create_account(state, NewAccount::with_flags(email, password, flags)).await
 }
 
-/// `PUT` (`partial` false: `email` required) and `PATCH /list/{id}/`.
+/// `PUT` or `PATCH`: whether `email` is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    /// The whole user: `email` is required (`password` stays optional).
+    Put,
+    /// Only the fields sent.
+    Patch,
+}
+
+/// `PUT` and `PATCH /list/{id}/`.
 pub async fn update(
     state: &State,
     current: &CurrentUser,
     id: i64,
     fields: Fields,
-    partial: bool,
+    kind: UpdateKind,
 ) -> Result<User, ApiError> {
     let existing = retrieve(state, id).await?;
     let actor = actor(current);
     permissions::can_update(&actor, &target(&existing), &FlagChange::default()).map_err(denied)?;
 
     let mut errors = FieldErrors::default();
-    let email = if partial {
-        fields.optional_string("email", &mut errors)
-    } else {
-        fields.required_string("email", &mut errors)
+    let email = match kind {
+        UpdateKind::Patch => fields.optional_string("email", &mut errors),
+        UpdateKind::Put => fields.required_string("email", &mut errors),
     }
     .and_then(|raw| match Email::parse(&raw) {
         Ok(email) => Some(email),

@@ -7,6 +7,7 @@
 pub mod email;
 mod fallback;
 pub mod operations;
+pub mod responses;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
@@ -89,7 +90,7 @@ pub fn resources() -> Vec<Resource> {
         api("/readyz", vec![(M::GET, web::get().to(operations::readyz))]),
         api(
             "/metrics",
-            vec![(M::GET, web::get().to(crate::observability::metrics))],
+            vec![(M::GET, web::get().to(crate::telemetry::metrics))],
         ),
         api(
             "/register/",

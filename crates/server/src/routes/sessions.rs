@@ -7,7 +7,7 @@ use crate::views::{
 };
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::tokens::{clearing_cookies, no_store, token_pair, with_tokens};
+use super::responses::{CsrfCookie, clearing_cookies, no_store, token_pair, with_tokens};
 use crate::authn::{CredentialSource, CurrentUser};
 use crate::body::Fields;
 use crate::error::ApiError;
@@ -59,7 +59,7 @@ pub async fn change_password(
             &req,
             &pair.access,
             Some(&pair.refresh),
-            false,
+            CsrfCookie::Keep,
         );
     } else {
         response.insert_header(no_store());

@@ -2,90 +2,20 @@
 //! refresh and verify never authenticate the request, so a stale header or
 //! cookie sent along with them is ignored.
 
-use actix_web::http::header::{CacheControl, CacheDirective};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
-use latchkey_auth::cookies::CSRF_COOKIE_NAME;
-use latchkey_auth::csrf::new_csrf_token;
-use latchkey_auth::{IssuedToken, TokenType};
-use latchkey_persistence::User;
+use actix_web::{HttpRequest, HttpResponse};
+use latchkey_auth::TokenType;
+
+use super::responses::{CsrfCookie, clearing_cookies, no_store, session_response, with_tokens};
 
 use crate::authn::{AuthOutcome, CredentialSource, check_cookie_request, credentials};
 use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
 use crate::flows::accounts;
-use crate::flows::tokens::{self as token_flows, Client, Refreshed, TokenPair};
+use crate::flows::tokens::{self as token_flows, Client, Refreshed};
 use crate::requests::{LoginRequest, RefreshRequest, RegisterRequest, TokenRequest};
 use crate::state::State;
 use crate::state::unix_now;
-use crate::views::{
-    BadRequestView, ErrorView, MessageView, RefreshView, SessionView, TokenPairView, UserView,
-};
-
-/// `Cache-Control: no-store`, on every response that carries tokens.
-pub fn no_store() -> CacheControl {
-    CacheControl(vec![CacheDirective::NoStore])
-}
-
-/// Sets the token cookies (and a `csrftoken` if the client has none, or a
-/// fresh one when `new_csrf` as on login) and forbids caching.
-pub fn with_tokens(
-    builder: &mut HttpResponseBuilder,
-    state: &State,
-    req: &HttpRequest,
-    access: &IssuedToken,
-    refresh: Option<&IssuedToken>,
-    new_csrf: bool,
-) {
-    let policy = &state.settings.cookies;
-    builder.insert_header(no_store());
-    builder.cookie(policy.access_cookie(&access.token, state.codec.lifetime(TokenType::Access)));
-    if let Some(refresh) = refresh {
-        builder.cookie(
-            policy.refresh_cookie(&refresh.token, state.codec.lifetime(TokenType::Refresh)),
-        );
-    }
-    let existing = req
-        .cookie(CSRF_COOKIE_NAME)
-        .map(|c| c.value().to_owned())
-        .filter(|v| !v.is_empty());
-    let csrf = match existing {
-        Some(value) if !new_csrf => value,
-        _ => new_csrf_token(),
-    };
-    builder.cookie(policy.csrf_cookie(&csrf));
-}
-
-pub fn token_pair(pair: &TokenPair) -> TokenPairView {
-    TokenPairView {
-        access: pair.access.token.clone(),
-        refresh: pair.refresh.token.clone(),
-    }
-}
-
-/// Register's and login's answer: the user, the tokens, and the cookies
-/// with a fresh `csrftoken`.
-fn session_response(
-    mut response: HttpResponseBuilder,
-    state: &State,
-    req: &HttpRequest,
-    user: &User,
-    message: &str,
-    pair: &TokenPair,
-) -> HttpResponse {
-    with_tokens(
-        &mut response,
-        state,
-        req,
-        &pair.access,
-        Some(&pair.refresh),
-        true,
-    );
-    response.json(SessionView {
-        user: UserView::from(user),
-        message: message.to_owned(),
-        token: token_pair(pair),
-    })
-}
+use crate::views::{BadRequestView, ErrorView, MessageView, RefreshView, SessionView, UserView};
 
 /// `POST /register/`.
 #[utoipa::path(post, path = "/register/", tag = "tokens",
@@ -193,7 +123,7 @@ pub async fn current_user(
         &req,
         &refreshed.access,
         refreshed.refresh.as_ref(),
-        false,
+        CsrfCookie::Keep,
     );
     Ok(response.json(UserView::from(&refreshed.user)))
 }
@@ -204,23 +134,29 @@ fn refresh_cookie(state: &State, req: &HttpRequest) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Where a refresh token came from: a cookie makes the request
+/// cookie-authenticated (its answer sets cookies too).
+enum Presented {
+    Body(String),
+    Cookie(String),
+}
+
 /// The refresh token of a refresh or logout request: the body's `refresh`,
-/// else the cookie, which makes the request cookie-authenticated (CSRF and
-/// `Origin` are checked).
+/// else the cookie, for which CSRF is checked.
 fn presented_refresh(
     state: &State,
     req: &HttpRequest,
     fields: &Fields,
-) -> Result<Option<(String, bool)>, ApiError> {
+) -> Result<Option<Presented>, ApiError> {
     let mut errors = FieldErrors::default();
     if let Some(token) = fields.optional_string("refresh", &mut errors) {
-        return Ok(Some((token, false)));
+        return Ok(Some(Presented::Body(token)));
     }
     errors.into_result()?;
     match refresh_cookie(state, req) {
         Some(token) => {
             check_cookie_request(req)?;
-            Ok(Some((token, true)))
+            Ok(Some(Presented::Cookie(token)))
         }
         None => Ok(None),
     }
@@ -243,8 +179,16 @@ pub async fn refresh(
     client: Client,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let (token, from_cookie) = presented_refresh(&state, &req, &fields)?
-        .ok_or_else(|| ApiError::Fields(FieldErrors::single("refresh", crate::body::REQUIRED)))?;
+    let (token, from_cookie) = match presented_refresh(&state, &req, &fields)? {
+        Some(Presented::Body(token)) => (token, false),
+        Some(Presented::Cookie(token)) => (token, true),
+        None => {
+            return Err(ApiError::Fields(FieldErrors::single(
+                "refresh",
+                crate::body::REQUIRED,
+            )));
+        }
+    };
     let Refreshed {
         access, refresh, ..
     } = token_flows::refresh_token(&state, &token, client).await?;
@@ -260,7 +204,7 @@ pub async fn refresh(
             &req,
             &access,
             refresh.as_ref(),
-            false,
+            CsrfCookie::Keep,
         );
     } else {
         response.insert_header(no_store());
@@ -295,13 +239,6 @@ pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiErr
     Ok(HttpResponse::Ok().json(serde_json::Map::new()))
 }
 
-/// Clears both token cookies.
-pub fn clearing_cookies(builder: &mut HttpResponseBuilder, state: &State) {
-    let policy = &state.settings.cookies;
-    builder.cookie(policy.clearing(&policy.access_name));
-    builder.cookie(policy.clearing(&policy.refresh_name));
-}
-
 #[utoipa::path(delete, path = "/auth/", tag = "tokens",
     description = "The refresh token to blacklist comes from the body's `refresh` or the `refresh` cookie (then the CSRF header is needed); without one the answer is still 202.",
     security((), ("cookie" = [], "csrf" = [])),
@@ -322,7 +259,7 @@ pub async fn logout(
     const REFRESH: &[TokenType] = &[TokenType::Refresh];
     const ACCESS: &[TokenType] = &[TokenType::Access, TokenType::Sliding];
     let presented = match presented_refresh(&state, &req, &fields)? {
-        Some((token, _)) => Some((token, REFRESH)),
+        Some(Presented::Body(token) | Presented::Cookie(token)) => Some((token, REFRESH)),
         None => match credentials(&state, &req) {
             Ok(Some((token, source))) => {
                 if source == CredentialSource::Cookie {

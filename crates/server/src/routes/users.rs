@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::authn::CurrentUser;
 use crate::body::Fields;
 use crate::error::ApiError;
-use crate::flows::users::{self, Page, PageRequest};
+use crate::flows::users::{self, Page, PageRequest, UpdateKind};
 use crate::requests::{UserCreateRequest, UserUpdateRequest};
 use crate::state::State;
 use crate::views::{BadRequestView, ErrorView, UserList, UserPageView, UserView};
@@ -137,7 +137,7 @@ pub async fn update(
     id: web::Path<String>,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, fields, false).await?;
+    let updated = users::update(&state, &user, parse_id(&id)?, fields, UpdateKind::Put).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -157,7 +157,7 @@ pub async fn partial_update(
     id: web::Path<String>,
     fields: Fields,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, fields, true).await?;
+    let updated = users::update(&state, &user, parse_id(&id)?, fields, UpdateKind::Patch).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
