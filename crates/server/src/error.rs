@@ -17,10 +17,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use latchkey_auth::TokenError;
 use latchkey_persistence::StoreError;
-use serde_json::{Value, json};
 
-/// DRF's field errors: field name to messages, in a stable order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+use crate::views::{ErrorView, TokenMessageView};
+
+/// DRF's field errors: field name to messages, in a stable order
+/// (`non_field_errors` for the others). The 400 body, and its schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldErrors(pub BTreeMap<String, Vec<String>>);
 
 impl FieldErrors {
@@ -139,47 +141,52 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
+    /// The `{"detail", "code"?, "messages"?}` body of every error but the
+    /// field errors, as the view whose schema `/openapi.json` shows.
+    fn detail_view(&self) -> ErrorView {
+        let detail = |text: &str| ErrorView {
+            detail: text.to_owned(),
+            code: None,
+            messages: None,
+        };
         match self {
-            ApiError::Fields(errors) => json!(errors.0),
-            ApiError::BadRequest(detail) => json!({ "detail": detail }),
-            ApiError::NotAuthenticated => json!({ "detail": NOT_PROVIDED }),
-            ApiError::AccessToken(error) => json!({
-                "detail": "Given token not valid for any token type",
-                "code": "token_not_valid",
-                "messages": [{
-                    "token_class": "AccessToken",
-                    "token_type": "access",
-                    "message": error.message(),
-                }],
-            }),
-            ApiError::Unauthorized { detail, code } => json!({ "detail": detail, "code": code }),
-            ApiError::PermissionDenied => json!({ "detail": PERMISSION_DENIED }),
-            ApiError::Csrf(reason) => json!({ "detail": format!("CSRF Failed: {reason}") }),
-            ApiError::NotFound => json!({ "detail": "Not found." }),
-            ApiError::NotFoundWith(detail) => json!({ "detail": detail }),
+            ApiError::Fields(_) => detail("Invalid input."),
+            ApiError::BadRequest(text) => detail(text),
+            ApiError::NotAuthenticated => detail(NOT_PROVIDED),
+            ApiError::AccessToken(error) => ErrorView {
+                detail: "Given token not valid for any token type".into(),
+                code: Some("token_not_valid".into()),
+                messages: Some(vec![TokenMessageView {
+                    token_class: "AccessToken".into(),
+                    token_type: "access".into(),
+                    message: error.message().into(),
+                }]),
+            },
+            ApiError::Unauthorized { detail: text, code } => ErrorView {
+                code: Some((*code).into()),
+                ..detail(text)
+            },
+            ApiError::PermissionDenied => detail(PERMISSION_DENIED),
+            ApiError::Csrf(reason) => detail(&format!("CSRF Failed: {reason}")),
+            ApiError::NotFound => detail("Not found."),
+            ApiError::NotFoundWith(text) => detail(text),
             ApiError::MethodNotAllowed(method) => {
-                json!({ "detail": format!("Method \"{method}\" not allowed.") })
+                detail(&format!("Method \"{method}\" not allowed."))
             }
-            ApiError::PayloadTooLarge => json!({ "detail": "Request body is too large." }),
-            ApiError::RequestTimeout => {
-                json!({ "detail": "The request body did not arrive in time." })
-            }
+            ApiError::PayloadTooLarge => detail("Request body is too large."),
+            ApiError::RequestTimeout => detail("The request body did not arrive in time."),
             ApiError::UnsupportedMediaType(media) => {
-                json!({ "detail": format!("Unsupported media type \"{media}\" in request.") })
+                detail(&format!("Unsupported media type \"{media}\" in request."))
             }
-            ApiError::Throttled(wait) => json!({
-                "detail": format!("Request was throttled. Expected available in {wait} second{}.", if *wait == 1 { "" } else { "s" })
-            }),
-            ApiError::Unavailable(_) => {
-                json!({ "detail": "The database is unavailable. Try again shortly." })
-            }
+            ApiError::Throttled(wait) => detail(&format!(
+                "Request was throttled. Expected available in {wait} second{}.",
+                if *wait == 1 { "" } else { "s" }
+            )),
+            ApiError::Unavailable(_) => detail("The database is unavailable. Try again shortly."),
             ApiError::Overloaded => {
-                json!({ "detail": "The server is busy checking passwords. Try again shortly." })
+                detail("The server is busy checking passwords. Try again shortly.")
             }
-            ApiError::Internal(_) | ApiError::Conflict => {
-                json!({ "detail": "A server error occurred." })
-            }
+            ApiError::Internal(_) | ApiError::Conflict => detail("A server error occurred."),
         }
     }
 }
@@ -229,7 +236,10 @@ impl ResponseError for ApiError {
             // The rest of the body may still come: the connection cannot be reused.
             response.force_close();
         }
-        response.json(self.body())
+        match self {
+            ApiError::Fields(errors) => response.json(errors),
+            other => response.json(other.detail_view()),
+        }
     }
 }
 

@@ -2,11 +2,11 @@
 //! schemas come from the same structs, so the description cannot drift.
 //! A user's view never holds the password hash.
 
-use std::collections::BTreeMap;
-
 use chrono::NaiveDateTime;
 use latchkey_persistence::User;
 use serde::Serialize;
+
+use crate::error::FieldErrors;
 use utoipa::ToSchema;
 
 /// ISO 8601 in UTC with microseconds and `Z`, as DRF renders datetimes.
@@ -128,7 +128,7 @@ pub struct ErrorView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum BadRequestView {
-    Fields(FieldErrorsView),
+    Fields(FieldErrors),
     Detail(ErrorView),
 }
 
@@ -142,10 +142,6 @@ pub struct TokenMessageView {
     pub message: String,
 }
 
-/// DRF's field errors: each field to its messages (`non_field_errors` for
-/// the others).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FieldErrorsView(pub BTreeMap<String, Vec<String>>);
 
 /// The API root.
 #[derive(Debug, Clone, Serialize, ToSchema)]
