@@ -142,7 +142,6 @@ pub struct TokenMessageView {
     pub message: String,
 }
 
-
 /// The API root.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RootView {
