@@ -70,7 +70,9 @@ fn detail(message: &str) -> DetailView {
     }
 }
 
-/// `POST /auth/password/reset/`.
+/// Ask for a password reset email.
+///
+/// `POST /auth/password/reset/`: the same answer whatever the address.
 #[utoipa::path(post, path = "/auth/password/reset/", tag = "email",
     request_body(content((PasswordResetRequest = "application/json"), (PasswordResetRequest = "application/x-www-form-urlencoded"))),
     responses(
@@ -86,7 +88,9 @@ pub async fn password_reset(state: State, fields: Fields) -> Result<HttpResponse
     Ok(HttpResponse::Ok().json(detail(flows::RESET_SENT)))
 }
 
-/// `POST /auth/password/reset/confirm/`.
+/// Set a new password with the emailed link.
+///
+/// `POST /auth/password/reset/confirm/`: every session ends.
 #[utoipa::path(post, path = "/auth/password/reset/confirm/", tag = "email",
     request_body(content((PasswordResetConfirmRequest = "application/json"), (PasswordResetConfirmRequest = "application/x-www-form-urlencoded"))),
     responses(
@@ -102,6 +106,8 @@ pub async fn password_reset_confirm(
     Ok(HttpResponse::Ok().json(detail(flows::RESET_DONE)))
 }
 
+/// Confirm an email address with the emailed key.
+///
 /// `POST /auth/registration/verify-email/`.
 #[utoipa::path(post, path = "/auth/registration/verify-email/", tag = "email",
     request_body(content((VerifyEmailRequest = "application/json"), (VerifyEmailRequest = "application/x-www-form-urlencoded"))),
@@ -115,6 +121,8 @@ pub async fn verify_email(state: State, fields: Fields) -> Result<HttpResponse, 
     Ok(HttpResponse::Ok().json(detail("ok")))
 }
 
+/// Send the verification email again.
+///
 /// `POST /auth/registration/resend-email/`.
 #[utoipa::path(post, path = "/auth/registration/resend-email/", tag = "email",
     request_body(content((ResendEmailRequest = "application/json"), (ResendEmailRequest = "application/x-www-form-urlencoded"))),

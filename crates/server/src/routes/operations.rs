@@ -6,7 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `GET /`: DRF's DefaultRouter root.
+/// The API root: links to the resources.
+///
+/// `GET /`, as DRF's DefaultRouter.
 #[utoipa::path(get, path = "/", tag = "operations",
     responses((status = 200, description = "Links to the API", body = RootView)))]
 pub async fn api_root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -18,7 +20,9 @@ pub async fn api_root(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
     })
 }
 
-/// `GET /healthz`: the process serves; no database touch.
+/// Is the process serving?
+///
+/// `GET /healthz`: no database touch.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process serves", body = StatusView)))]
 pub async fn healthz() -> HttpResponse {
@@ -28,6 +32,8 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
+/// Is the database answering?
+///
 /// `GET /readyz`: the database answers and is migrated.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(

@@ -16,7 +16,9 @@ use crate::flows::sessions;
 use crate::flows::tokens::Client;
 use crate::state::State;
 
-/// `DELETE /auth/sessions/`: log out everywhere.
+/// Log out everywhere.
+///
+/// `DELETE /auth/sessions/`: every session of the user ends.
 #[utoipa::path(delete, path = "/auth/sessions/", tag = "sessions",
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
@@ -33,7 +35,9 @@ pub async fn logout_everywhere(state: State, user: CurrentUser) -> Result<HttpRe
     }))
 }
 
-/// `POST /auth/password/`.
+/// Change your password.
+///
+/// `POST /auth/password/`: every session ends and a new one starts.
 #[utoipa::path(post, path = "/auth/password/", tag = "sessions",
     request_body(content((PasswordChangeRequest = "application/json"), (PasswordChangeRequest = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
@@ -70,7 +74,9 @@ pub async fn change_password(
     }))
 }
 
-/// `POST /auth/sliding/`: credentials for a sliding token.
+/// Log in for a sliding token.
+///
+/// `POST /auth/sliding/`.
 #[utoipa::path(post, path = "/auth/sliding/", tag = "sessions",
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(
@@ -89,7 +95,9 @@ pub async fn obtain_sliding(
         .json(SlidingView { token: token.token }))
 }
 
-/// `POST /auth/sliding/refresh/`.
+/// Slide a sliding token.
+///
+/// `POST /auth/sliding/refresh/`: a new expiry while `refresh_exp` has not passed.
 #[utoipa::path(post, path = "/auth/sliding/refresh/", tag = "sessions",
     request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
     responses(
@@ -105,7 +113,9 @@ pub async fn refresh_sliding(state: State, fields: Fields) -> Result<HttpRespons
         .json(SlidingView { token: token.token }))
 }
 
-/// `GET /auth/sessions/`: the caller's live sessions.
+/// List your sessions.
+///
+/// `GET /auth/sessions/`: the live ones, most recently used first.
 #[utoipa::path(get, path = "/auth/sessions/", tag = "sessions",
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -121,7 +131,9 @@ pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpRespon
         }))
 }
 
-/// `DELETE /auth/sessions/{id}/`: ends one session of the caller's.
+/// End one of your sessions.
+///
+/// `DELETE /auth/sessions/{id}/`: its tokens are refused from the next request on.
 #[utoipa::path(delete, path = "/auth/sessions/{id}/", tag = "sessions",
     params(("id" = String, Path, description = "The session's id (the `sid` claim)")),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
@@ -140,7 +152,9 @@ pub async fn end_session(
     Ok(HttpResponse::NoContent().insert_header(no_store()).finish())
 }
 
-/// `GET /.well-known/jwks.json`: the public verifying keys (none under HMAC).
+/// The public keys that verify tokens.
+///
+/// `GET /.well-known/jwks.json`: none under HMAC.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "sessions",
     responses((status = 200, description = "A JWK Set: `{\"keys\": [...]}`", body = Object)))]
 pub async fn jwks(state: State) -> HttpResponse {

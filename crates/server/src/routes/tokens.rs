@@ -17,7 +17,9 @@ use crate::state::State;
 use crate::state::unix_now;
 use crate::views::{BadRequestView, ErrorView, MessageView, RefreshView, SessionView, UserView};
 
-/// `POST /register/`.
+/// Create an account.
+///
+/// `POST /register/`: the user, a session, its tokens and cookies.
 #[utoipa::path(post, path = "/register/", tag = "tokens",
     request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
     responses(
@@ -44,7 +46,9 @@ pub async fn register(
     ))
 }
 
-/// `POST /auth/`.
+/// Log in.
+///
+/// `POST /auth/`: the user, a new session, its tokens and cookies.
 #[utoipa::path(post, path = "/auth/", tag = "tokens",
     request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
     responses(
@@ -76,6 +80,8 @@ pub async fn login(
         (status = 200, description = "The current user (new cookies when refreshed on the server)", body = UserView),
         (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
+/// Who am I?
+///
 /// `GET /auth/`: the current user; when the access cookie is gone or expired
 /// and the refresh cookie is good, refreshes on the server and sets the new
 /// cookies.
@@ -162,6 +168,8 @@ fn presented_refresh(
     }
 }
 
+/// Refresh: a new access token (and refresh token).
+///
 /// `POST /auth/refresh/`.
 #[utoipa::path(post, path = "/auth/refresh/", tag = "tokens",
     request_body(content((RefreshRequest = "application/json"), (RefreshRequest = "application/x-www-form-urlencoded"))),
@@ -212,6 +220,8 @@ pub async fn refresh(
     Ok(response.json(body))
 }
 
+/// Check a token.
+///
 /// `POST /auth/verify/`.
 #[utoipa::path(post, path = "/auth/verify/", tag = "tokens",
     request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
@@ -249,7 +259,9 @@ pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiErr
         (status = 413, description = "Body too large", body = ErrorView),
         (status = 415, description = "Unsupported media type", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
-/// `DELETE /auth/`: blacklists the session of the refresh token presented
+/// Log out.
+///
+/// `DELETE /auth/`: ends the session of the token presented (refresh, else access or sliding)
 /// (body or cookie) and clears the cookies; 202 even without tokens.
 pub async fn logout(
     state: State,

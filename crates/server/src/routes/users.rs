@@ -32,6 +32,9 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().map_err(|_| ApiError::NotFound)
 }
 
+/// List users.
+///
+/// `GET /list/`: a page, with search and ordering.
 #[utoipa::path(get, path = "/list/", tag = "users",
     params(
         ("page" = Option<String>, Query, description = "Page number, from 1 (or `last`); anything else is 404"),
@@ -82,6 +85,9 @@ pub async fn list(
     }))
 }
 
+/// Create a user (staff).
+///
+/// `POST /list/`: `is_superuser` only by a superuser.
 #[utoipa::path(post, path = "/list/", tag = "users",
     request_body(content((UserCreateRequest = "application/json"), (UserCreateRequest = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
@@ -100,6 +106,9 @@ pub async fn create(
     Ok(HttpResponse::Created().json(UserView::from(&created)))
 }
 
+/// Read a user.
+///
+/// `GET /list/{id}/`.
 #[utoipa::path(get, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -121,6 +130,9 @@ pub async fn retrieve(
     Ok(HttpResponse::Ok().json(UserView::from(&found)))
 }
 
+/// Replace a user's email, password or flags.
+///
+/// `PUT /list/{id}/`: `email` required; your own email or password needs `current_password`.
 #[utoipa::path(put, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
     request_body(content((UserUpdateRequest = "application/json"), (UserUpdateRequest = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
@@ -141,6 +153,9 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
+/// Change a user's email, password or flags.
+///
+/// `PATCH /list/{id}/`: your own email or password needs `current_password`.
 #[utoipa::path(patch, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
     request_body(content((UserUpdateRequest = "application/json"), (UserUpdateRequest = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
@@ -161,6 +176,9 @@ pub async fn partial_update(
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
+/// Delete a user (staff).
+///
+/// `DELETE /list/{id}/`: every session of theirs ends.
 #[utoipa::path(delete, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(

@@ -182,7 +182,9 @@ pub async fn record(
     Ok(response)
 }
 
-/// `GET /metrics`.
+/// Prometheus metrics of this instance.
+///
+/// `GET /metrics`: requests, latencies, logins, throttling, the pool, the auth cache, email.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
