@@ -343,8 +343,15 @@ impl Database {
 
     /// A connection, or [`StoreError::Unavailable`] after the pool timeout.
     pub fn get(&self) -> Result<PooledConnection, StoreError> {
+        // One deadline for the whole checkout: dead connections found on
+        // the way (after an outage) must not add a pool timeout each.
+        let deadline = Instant::now() + self.pool.connection_timeout();
         for _ in 0..=self.pool.max_size() {
-            let mut conn = self.pool.get()?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let mut conn = self.pool.get_timeout(remaining)?;
             if !self.suspicious()
                 || diesel::sql_query("SELECT 1")
                     .execute(&mut conn.inner)
