@@ -117,6 +117,28 @@ impl Session {
         Ok(())
     }
 
+    /// A refresh without rotation used the session: only `last_used_at`
+    /// moves. Nothing is issued that a crash could lose, so on PostgreSQL
+    /// the commit does not wait for the WAL to reach the disk (the write
+    /// that made every such refresh 4× slower than a read).
+    pub fn touch_last_used(
+        conn: &mut DbConnection,
+        id: &str,
+        at: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        let update = diesel::update(sessions::table.find(id)).set(sessions::last_used_at.eq(at));
+        match conn {
+            DbConnection::Postgresql(pg) => pg.transaction(|pg| {
+                diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(pg)?;
+                update.execute(pg).map(|_| ())
+            })?,
+            DbConnection::Sqlite(sqlite) => {
+                update.execute(sqlite)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Ends one session of the user and blacklists its refresh tokens;
     /// false when it was not a live session of theirs. Call it inside a
     /// write transaction, after [`Session::lock`].

@@ -4,12 +4,17 @@
 //! stays immediate on every instance.
 //!
 //! Entries are forgotten (1) when this process changes a user (the
-//! persistence journal, drained after each unit of work, before the
+//! persistence journal, drained after each unit of work, before its
 //! response), (2) when any other writer does (a [`ChangeFeed`]: PostgreSQL
-//! `LISTEN`, or SQLite's trigger-fed change log, read every few
-//! milliseconds by a thread of its own), and (3) after a TTL, as a safety
-//! net. While the feed is down or has just reconnected, the cache is
-//! bypassed and emptied: never a stale answer while blind.
+//! `LISTEN`, or SQLite's trigger-fed change log), and (3) after a TTL, as a
+//! safety net. The feed is read by a thread of its own every few
+//! milliseconds *and* by every lookup before it answers from the cache: a
+//! revocation committed elsewhere has announced itself (its NOTIFY is in the
+//! feed connection's socket, its row in the change log) before the client
+//! that asked for it can send its next request anywhere, so that request is
+//! refused — "at once" holds across instances. While the feed is down or
+//! has just reconnected, the cache is bypassed and emptied: never a stale
+//! answer while blind.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +45,8 @@ struct Entry {
 
 pub struct AuthCache {
     users: Cache<i64, Arc<Entry>>,
+    /// The change feed, shared by its thread and the lookups.
+    feed: Mutex<Option<ChangeFeed>>,
     /// Whether the change feed is listening and caught up.
     trusted: AtomicBool,
     /// Bumped by every eviction: a lookup that started before one does not
@@ -62,6 +69,7 @@ impl AuthCache {
                 .max_capacity(CAPACITY)
                 .time_to_live(TTL)
                 .build(),
+            feed: Mutex::new(None),
             trusted: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             hits: prometheus::IntCounter::new(
@@ -87,6 +95,9 @@ impl AuthCache {
     /// The user and the state of session `sid` (when the token names one),
     /// if both are known; else a [`Pending`] to fill after reading them.
     pub fn get(&self, user_id: i64, sid: Option<&str>) -> Result<(User, SessionState), Pending> {
+        if self.is_trusted() {
+            self.catch_up();
+        }
         let pending = Pending {
             epoch: self.epoch.load(Ordering::Acquire),
         };
@@ -160,6 +171,27 @@ impl AuthCache {
         self.evictions.inc_by(user_ids.len() as u64);
     }
 
+    /// Reads what the feed has received so far (a non-blocking read of its
+    /// socket on PostgreSQL, one indexed query on SQLite) and forgets those
+    /// users; a feed that fails here is dropped and the cache distrusted.
+    fn catch_up(&self) {
+        let Ok(mut feed) = self.feed.lock() else {
+            self.distrust();
+            return;
+        };
+        let Some(connection) = feed.as_mut() else {
+            return;
+        };
+        match connection.poll() {
+            Ok(changed) => self.evict(&changed),
+            Err(error) => {
+                log::warn!("auth cache: change feed lost ({error})");
+                *feed = None;
+                self.distrust();
+            }
+        }
+    }
+
     fn distrust(&self) {
         self.trusted.store(false, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -204,23 +236,30 @@ fn run_feed(cache: &Weak<AuthCache>, url: &DatabaseUrl) {
             return;
         }
         match ChangeFeed::connect(url) {
-            Ok(mut feed) => {
-                // Anything cached before LISTEN took effect may have missed
-                // a change: start empty.
+            Ok(feed) => {
                 let Some(strong) = cache.upgrade() else {
                     return;
                 };
+                match strong.feed.lock() {
+                    Ok(mut slot) => *slot = Some(feed),
+                    Err(_) => return,
+                }
+                // Anything cached before LISTEN took effect may have missed
+                // a change: start empty.
                 strong.trust();
                 drop(strong);
                 if lost {
                     log::info!("auth cache: the change feed is back");
                 }
-                match follow(cache, &mut feed) {
+                match follow(cache) {
                     Stop::CacheGone => return,
                     Stop::Lost(error) => {
                         let Some(strong) = cache.upgrade() else {
                             return;
                         };
+                        if let Ok(mut slot) = strong.feed.lock() {
+                            *slot = None;
+                        }
                         strong.distrust();
                         if !lost {
                             log::warn!(
@@ -237,13 +276,23 @@ fn run_feed(cache: &Weak<AuthCache>, url: &DatabaseUrl) {
     }
 }
 
-/// Reads changes until the feed fails or the cache is dropped.
-fn follow(cache: &Weak<AuthCache>, feed: &mut ChangeFeed) -> Stop {
+/// Reads changes until the feed fails (here or in a lookup) or the cache
+/// is dropped.
+fn follow(cache: &Weak<AuthCache>) -> Stop {
     let mut last_heartbeat = Instant::now();
     loop {
         std::thread::sleep(POLL);
         let Some(strong) = cache.upgrade() else {
             return Stop::CacheGone;
+        };
+        let Ok(mut slot) = strong.feed.lock() else {
+            return Stop::CacheGone;
+        };
+        // A lookup found it dead and dropped it: reconnect.
+        let Some(feed) = slot.as_mut() else {
+            return Stop::Lost(latchkey_persistence::StoreError::Unavailable(
+                "the change feed failed".into(),
+            ));
         };
         match feed.poll() {
             Ok(changed) => strong.evict(&changed),

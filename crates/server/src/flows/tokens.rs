@@ -173,9 +173,14 @@ pub fn refresh(
         Some(_) => return Err(ApiError::token_invalid_or_expired()),
         None => adopt(conn, claims, client)?,
     };
-    let sid = known.token.session_id;
+    let sid = known.token.session_id.clone();
     if claims.sid.as_deref().is_some_and(|named| named != sid) {
         return Err(ApiError::token_invalid_or_expired());
+    }
+    if !state.refresh_policy.rotate
+        && let Some(refreshed) = refresh_without_rotation(conn, state, claims, &known, &sid, now)?
+    {
+        return Ok(refreshed);
     }
     let outcome = write_transaction(conn, |conn| {
         let session = Session::lock(conn, &sid)?;
@@ -262,6 +267,44 @@ pub fn refresh(
             );
             Err(ApiError::token_blacklisted())
         }
+    }
+}
+
+/// With rotation off, a refresh issues only an access token: nothing to
+/// serialise with a revocation (the token carries the session's `sid`, so a
+/// logout that commits right after it refuses it from the next request on),
+/// so no lock and no transaction. `None` sends anything but a plain
+/// access-only refresh down the locked path.
+fn refresh_without_rotation(
+    conn: &mut DbConnection,
+    state: &AppState,
+    claims: &Claims,
+    record: &TokenRecord,
+    sid: &str,
+    now: i64,
+) -> Result<Option<Refreshed>, ApiError> {
+    let user = token_user(conn, claims)?;
+    let session = Session::find(conn, sid)?;
+    let decision = decide_refresh(
+        Some(&stored(record, session.as_ref())),
+        &state.refresh_policy,
+        db_now().and_utc().timestamp_millis(),
+    );
+    match decision {
+        RefreshDecision::AccessOnly => {
+            Session::touch_last_used(conn, sid, db_now())?;
+            Ok(Some(Refreshed {
+                access: state
+                    .codec
+                    .issue(TokenType::Access, claims.user_id, sid, now),
+                refresh: None,
+                user,
+            }))
+        }
+        RefreshDecision::Blacklisted | RefreshDecision::Unknown => {
+            Err(ApiError::token_blacklisted())
+        }
+        _ => Ok(None),
     }
 }
 
