@@ -59,7 +59,7 @@ fn main() -> std::process::ExitCode {
         hardening_cli::tests(),
         races::tests(),
         session_lifecycle::tests(),
-        import_django::tests(),
+        import_django::django_tests(),
         email_flows::tests(),
         email_flows::postgres_tests(),
     ]

@@ -22,6 +22,8 @@ pub struct Test {
     pub redis: bool,
     /// Only meaningful on PostgreSQL (a server the test stops and starts).
     pub postgres_only: bool,
+    /// Needs the Django peer (`../shared/peer`) and its venv.
+    pub django: bool,
 }
 
 /// What a test body gets: its backend, and a way to start servers on
@@ -67,6 +69,7 @@ macro_rules! tests {
                 body: |ctx| Box::pin($name(ctx)),
                 redis: false,
                 postgres_only: false,
+                django: false,
             }),*]
         }
     };
@@ -82,6 +85,7 @@ macro_rules! redis_tests {
                 body: |ctx| Box::pin($name(ctx)),
                 redis: true,
                 postgres_only: false,
+                django: false,
             }),*]
         }
     };
@@ -97,9 +101,49 @@ macro_rules! postgres_tests {
                 body: |ctx| Box::pin($name(ctx)),
                 redis: false,
                 postgres_only: true,
+                django: false,
             }),*]
         }
     };
+}
+
+/// Registers bodies that need the Django peer: `django_tests![a, b]`.
+#[macro_export]
+macro_rules! django_tests {
+    ($($name:ident),* $(,)?) => {
+        pub fn django_tests() -> Vec<$crate::Test> {
+            vec![$($crate::Test {
+                name: concat!(module_path!(), "::", stringify!($name)),
+                body: |ctx| Box::pin($name(ctx)),
+                redis: false,
+                postgres_only: false,
+                django: true,
+            }),*]
+        }
+    };
+}
+
+/// `Err(reason)` when the Django peer (`../shared/peer/django_seed`, beside
+/// the repository in the project's workspace) or its venv is missing.
+pub fn django_available() -> Result<(), String> {
+    let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/peer/django_seed/manage.py");
+    if !peer.exists() {
+        return Err(format!("the Django peer is not at {}", peer.display()));
+    }
+    let python = std::env::var("LATCHKEY_PEER_VENV")
+        .map_or_else(
+            |_| "/tmp/latchkey-peer/venv".into(),
+            std::path::PathBuf::from,
+        )
+        .join("bin/python");
+    if !python.exists() {
+        return Err(format!(
+            "its venv is missing ({}): python3 -m venv /tmp/latchkey-peer/venv && /tmp/latchkey-peer/venv/bin/pip install -r ../shared/peer/django_seed/requirements.txt (.ci/run does this)",
+            python.display()
+        ));
+    }
+    Ok(())
 }
 
 fn run_body(backend: Backend, test: Test) -> Result<(), Failed> {
@@ -138,19 +182,39 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
             }
         );
     }
+    let django = django_available();
+    if let Err(reason) = &django {
+        eprintln!(
+            "\n*** The Django tests cannot run: {reason}.\n*** {}\n",
+            if required {
+                "CI/LATCHKEY_REQUIRE_POSTGRES is set: every Django test will FAIL."
+            } else {
+                "They are listed as ignored."
+            }
+        );
+    }
     let mut trials = Vec::new();
     for test in tests {
         let short = test
             .name
             .split_once("::")
             .map_or(test.name, |(_, rest)| rest);
-        if test.redis
-            && let Err(reason) = &redis
-        {
+        let missing = match (test.redis, test.django) {
+            (true, _) => redis
+                .as_ref()
+                .err()
+                .map(|r| format!("Redis unreachable: {r}")),
+            (_, true) => django
+                .as_ref()
+                .err()
+                .map(|r| format!("Django peer missing: {r}")),
+            _ => None,
+        };
+        if let Some(reason) = missing {
             for backend in ["sqlite", "postgres"] {
                 let reason = reason.clone();
                 let trial = Trial::test(format!("{backend}::{short}"), move || {
-                    Err(format!("Redis unreachable: {reason}").into())
+                    Err(reason.clone().into())
                 });
                 trials.push(if required {
                     trial
