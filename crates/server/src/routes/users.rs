@@ -44,6 +44,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "One page of users", body = UserPageView),
+        (status = 400, description = "A search with a NUL character", body = BadRequestView),
         (status = 404, description = "Invalid page", body = ErrorView),
         (status = 401, description = "No or bad credentials", body = ErrorView),
         (status = 503, description = "Database unavailable", body = ErrorView)))]
@@ -157,7 +158,7 @@ pub async fn update(
 ///
 /// `PATCH /list/{id}/`: your own email or password needs `current_password`.
 #[utoipa::path(patch, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
-    request_body(content((UserUpdateRequest = "application/json"), (UserUpdateRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((Option<UserUpdateRequest> = "application/json"), (Option<UserUpdateRequest> = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
