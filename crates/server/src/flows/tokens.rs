@@ -160,7 +160,9 @@ enum Outcome {
 }
 
 /// `POST /auth/refresh/` (and the silent refresh of `GET /auth/`): one write
-/// transaction under the session's lock.
+/// transaction under the session's lock — or, with rotation off, the
+/// lock-free [`refresh_without_rotation`]. A never-recorded Django token is
+/// first [`adopt`]ed.
 pub fn refresh(
     conn: &mut DbConnection,
     state: &AppState,
