@@ -25,12 +25,6 @@ pub struct Session {
     pub ended_at: Option<NaiveDateTime>,
 }
 
-impl Session {
-    pub fn is_live(&self, now: NaiveDateTime) -> bool {
-        self.ended_at.is_none() && self.expires_at > now
-    }
-}
-
 #[derive(Debug, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct NewSession<'a> {

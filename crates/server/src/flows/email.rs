@@ -94,16 +94,35 @@ fn queue_password_reset(
         &settings.password_reset_url,
         &[("uid", &uid), ("token", &token)],
     );
-    let rendered = templates::render(
+    queue_link(
+        conn,
+        state,
         Kind::PasswordReset,
+        user,
+        &link,
+        settings.password_reset_timeout,
+        now,
+    )
+}
+
+/// Renders a link email (the link, the address, the site, how long the link
+/// is good for) and queues it to the user.
+fn queue_link(
+    conn: &mut DbConnection,
+    state: &AppState,
+    kind: Kind,
+    user: &User,
+    link: &str,
+    valid_for: std::time::Duration,
+    now: NaiveDateTime,
+) -> Result<(), ApiError> {
+    let rendered = templates::render(
+        kind,
         &[
-            ("link", &link),
+            ("link", link),
             ("email", &user.email),
-            ("site", &site_name(&settings.public_url)),
-            (
-                "valid_for",
-                &human_duration(settings.password_reset_timeout),
-            ),
+            ("site", &site_name(&state.settings.email.public_url)),
+            ("valid_for", &human_duration(valid_for)),
         ],
     );
     queue(conn, &user.email, &rendered, now)
@@ -131,19 +150,15 @@ pub fn queue_verification(
         },
     )?;
     let link = settings.link(&settings.email_verification_url, &[("key", &key)]);
-    let rendered = templates::render(
+    queue_link(
+        conn,
+        state,
         Kind::VerifyEmail,
-        &[
-            ("link", &link),
-            ("email", &user.email),
-            ("site", &site_name(&settings.public_url)),
-            (
-                "valid_for",
-                &human_duration(settings.email_verification_timeout),
-            ),
-        ],
-    );
-    queue(conn, &user.email, &rendered, now)
+        user,
+        &link,
+        settings.email_verification_timeout,
+        now,
+    )
 }
 
 /// Register, in the transaction that inserts the user: under `optional`

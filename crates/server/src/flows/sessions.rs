@@ -196,7 +196,7 @@ pub async fn slide(state: &State, token: &str) -> Result<IssuedToken, ApiError> 
                 if session.ended_at.is_some() {
                     return Err(ApiError::token_blacklisted());
                 }
-                Session::touch(conn, sid, db_now(), session.expires_at)?;
+                Session::touch_last_used(conn, sid, db_now())?;
             }
             Ok(app.codec.slide(&claims, now))
         })
