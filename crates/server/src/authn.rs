@@ -10,8 +10,8 @@ use std::rc::Rc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::http::header::Header;
-use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use actix_web_httpauth::headers::authorization::{Authorization, Bearer};
@@ -188,10 +188,7 @@ pub fn check_user(found: Option<(User, SessionState)>, claims: &Claims) -> Resul
 /// methods need none. (`Origin` is checked for every unsafe request, by
 /// [`crate::origin`].)
 pub fn check_cookie_request(req: &HttpRequest) -> Result<(), ApiError> {
-    if matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    if !crate::origin::is_unsafe(req.method()) {
         return Ok(());
     }
     let cookie = req.cookie(CSRF_COOKIE_NAME);

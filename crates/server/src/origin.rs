@@ -63,7 +63,8 @@ fn origin_of(url: &str) -> &str {
     }
 }
 
-fn is_unsafe(method: &Method) -> bool {
+/// POST, PUT, PATCH, DELETE (and any other method not known to be safe).
+pub fn is_unsafe(method: &Method) -> bool {
     !matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
