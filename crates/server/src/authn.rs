@@ -72,7 +72,7 @@ pub fn credentials(
     state: &AppState,
     req: &HttpRequest,
 ) -> Result<Option<(String, CredentialSource)>, ApiError> {
-    let types = &state.settings.auth_header_types;
+    let types = &state.settings.http.auth_header_types;
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         if types.iter().any(|t| t == "Bearer")
             && let Ok(parsed) = Authorization::<Bearer>::parse(req)

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldErrors};
+use crate::settings::HttpSettings;
 use crate::state::AppState;
 
 pub const REQUIRED: &str = "This field is required.";
@@ -34,11 +35,14 @@ impl FromRequest for Fields {
             .app_data::<web::Data<AppState>>()
             .map(|state| {
                 (
-                    state.settings.max_body_size,
-                    state.settings.client_body_timeout,
+                    state.settings.http.max_body_size,
+                    state.settings.http.client_body_timeout,
                 )
             })
-            .unwrap_or((64 * 1024, std::time::Duration::from_secs(10)));
+            .unwrap_or((
+                HttpSettings::DEFAULT_MAX_BODY_SIZE,
+                HttpSettings::DEFAULT_CLIENT_BODY_TIMEOUT,
+            ));
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
@@ -141,6 +145,7 @@ impl Fields {
     }
 
     /// A string field as DRF's `CharField`: required, not null, not blank.
+    /// `None` exactly when it added the field's error.
     pub fn required_string(&self, field: &str, errors: &mut FieldErrors) -> Option<String> {
         match self.0.get(field) {
             None => {
@@ -171,9 +176,8 @@ impl Fields {
     /// One required string field, alone: its value or the 400.
     pub fn required(&self, field: &str) -> Result<String, ApiError> {
         let mut errors = FieldErrors::default();
-        let value = self.required_string(field, &mut errors);
-        errors.into_result()?;
-        value.ok_or_else(|| ApiError::Fields(FieldErrors::single(field, REQUIRED)))
+        self.required_string(field, &mut errors)
+            .ok_or(ApiError::Fields(errors))
     }
 
     /// An optional string field: absent is `None`, present must be valid.

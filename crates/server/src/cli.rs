@@ -74,9 +74,9 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
 }
 
 fn serve(settings: Settings) -> Result<(), CommandError> {
-    let backend = settings.database_url.to_string();
-    let public_url = settings.public_url.clone();
-    let bind = settings.bind.clone();
+    let backend = settings.database.url.to_string();
+    let public_url = settings.http.public_url.clone();
+    let bind = settings.http.bind.clone();
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let app = Application::build(settings)?;

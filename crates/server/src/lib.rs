@@ -9,10 +9,11 @@ pub mod cli;
 pub mod email;
 pub mod error;
 pub mod flows;
+pub mod forms;
 pub mod import_django;
 pub mod openapi;
 pub mod origin;
-pub mod requests;
+
 pub mod routes;
 pub mod settings;
 pub mod startup;

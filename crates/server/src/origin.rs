@@ -18,7 +18,7 @@ use crate::state::AppState;
 
 /// `scheme://host[:port]` of this server as the client sees it.
 pub fn own_origin(state: &AppState, req: &HttpRequest) -> String {
-    match &state.settings.public_url {
+    match &state.settings.http.public_url {
         Some(url) => origin_of(url).to_owned(),
         None => request_origin(state, req),
     }
@@ -27,7 +27,7 @@ pub fn own_origin(state: &AppState, req: &HttpRequest) -> String {
 /// Where absolute links start: `PUBLIC_URL` (with any path prefix it has),
 /// else the request's own origin.
 pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
-    match &state.settings.public_url {
+    match &state.settings.http.public_url {
         Some(url) => url.clone(),
         None => request_origin(state, req),
     }
@@ -83,6 +83,7 @@ pub fn check_origin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError>
     let trusted = origin == own_origin(state, req)
         || state
             .settings
+            .http
             .cors_allowed_origins
             .iter()
             .any(|allowed| *allowed == origin);

@@ -9,8 +9,8 @@ use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
-use latchkey_auth::{JwtSettings, KeyConfig, KeySet, PasswordHasher, RefreshPolicy, TokenCodec};
-use latchkey_persistence::{Database, PoolOptions, StoreError, run_pending_migrations};
+use latchkey_auth::{KeyConfig, KeySet, PasswordHasher, TokenCodec};
+use latchkey_persistence::{Database, StoreError, run_pending_migrations};
 
 use crate::cache::AuthCache;
 use crate::routes;
@@ -31,11 +31,8 @@ pub enum StartupError {
 
 pub fn open_database(settings: &Settings) -> Result<Database, StartupError> {
     Ok(Database::new(
-        &settings.database_url,
-        PoolOptions {
-            max_size: settings.database_pool_size,
-            connection_timeout: settings.database_pool_timeout,
-        },
+        &settings.database.url,
+        settings.database.pool,
     )?)
 }
 
@@ -73,20 +70,7 @@ pub fn token_codec(settings: &Settings) -> Result<TokenCodec, StartupError> {
         verifying_pems,
     })
     .map_err(|e| StartupError::Config(e.to_string()))?;
-    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-    Ok(TokenCodec::new(
-        key_set,
-        JwtSettings {
-            access_lifetime: secs(settings.access_token_lifetime),
-            refresh_lifetime: secs(settings.refresh_token_lifetime),
-            sliding_lifetime: secs(settings.sliding_token_lifetime),
-            sliding_refresh_lifetime: secs(settings.sliding_token_refresh_lifetime),
-            leeway: secs(settings.leeway),
-            audience: settings.audience.clone(),
-            issuer: settings.issuer.clone(),
-            user_id_claim: settings.user_id_claim.clone(),
-        },
-    ))
+    Ok(TokenCodec::new(key_set, settings.jwt.clone()))
 }
 
 /// CORS for the exact origins of `CORS_ALLOWED_ORIGINS`, with credentials;
@@ -134,7 +118,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Applies pending migrations, binds `settings.bind` (port 0 picks a free
+    /// Applies pending migrations, binds `settings.http.bind` (port 0 picks a free
     /// port) and builds the server.
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
         for notice in &settings.notices {
@@ -158,8 +142,8 @@ impl Application {
             }
             Err(other) => return Err(other.into()),
         };
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|e| StartupError::Bind(settings.bind.clone(), e))?;
+        let listener = TcpListener::bind(&settings.http.bind)
+            .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
         Self::build_with(settings, db, listener, schema_ready)
     }
 
@@ -171,7 +155,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let port = listener
             .local_addr()
-            .map_err(|e| StartupError::Bind(settings.bind.clone(), e))?
+            .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?
             .port();
         let codec = token_codec(&settings)?;
         let hasher = PasswordHasher::with_config(settings.hasher)
@@ -182,21 +166,15 @@ impl Application {
         let hashing = HashingPool::new(hasher, cores, settings.hashing_queue)
             .map_err(|e| StartupError::Config(format!("cannot start the hashing threads: {e}")))?;
         hashing.warm_up_in_background();
-        let refresh_policy = RefreshPolicy {
-            rotate: settings.rotate_refresh_tokens,
-            blacklist_after_rotation: settings.blacklist_after_rotation,
-            reuse_interval: i64::try_from(settings.refresh_token_reuse_interval.as_secs())
-                .unwrap_or(i64::MAX),
-        };
         let throttle = Throttle::new(settings.throttle.clone()).map_err(StartupError::Config)?;
-        let workers = settings.workers;
+        let workers = settings.http.workers;
         let delivery = crate::email::sender::delivery(&settings.email, settings.is_production())
             .map_err(StartupError::Config)?;
         let auth_cache =
             Arc::new(AuthCache::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?);
         if settings.auth_cache {
             auth_cache
-                .follow_changes(settings.database_url.clone())
+                .follow_changes(settings.database.url.clone())
                 .map_err(|e| StartupError::Config(format!("cannot start the change feed: {e}")))?;
         }
         let metrics = Metrics::new().map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
@@ -210,7 +188,6 @@ impl Application {
             db,
             codec,
             hashing,
-            refresh_policy,
             throttle,
             metrics,
             auth_cache,
@@ -222,7 +199,7 @@ impl Application {
         }
         crate::email::sender::spawn(state.clone(), delivery);
         let app_state = state.clone();
-        let cors_origins = state.settings.cors_allowed_origins.clone();
+        let cors_origins = state.settings.http.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())

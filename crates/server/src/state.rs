@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::web;
-use latchkey_auth::{PasswordHasher, RefreshPolicy, TokenCodec};
+use latchkey_auth::{PasswordHasher, TokenCodec};
 use latchkey_persistence::changes::take_changed_users;
 use latchkey_persistence::{Database, DbConnection};
 
@@ -26,7 +26,6 @@ pub struct AppState {
     pub db: Database,
     pub codec: TokenCodec,
     pub hashing: HashingPool,
-    pub refresh_policy: RefreshPolicy,
     pub throttle: Throttle,
     pub metrics: Metrics,
     /// Wakes this instance's email sender (see `crate::email::sender`).

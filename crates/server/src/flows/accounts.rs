@@ -1,69 +1,43 @@
 //! Register, log in, and create accounts (the CLI's `create-superuser` too).
 
-use latchkey_domain::{Email, NewAccount, Password, PasswordError};
+use latchkey_domain::{Email, NewAccount, Password};
 use latchkey_persistence::{DbConnection, NewUser, User, UserChanges, db_now};
 
 use latchkey_auth::password::MAX_BYTES_NON_BCRYPT;
 use latchkey_auth::{IssuedToken, PasswordHasher, Verification};
 
 use super::tokens::{Client, TokenPair, start_session, start_sliding_session};
-use crate::body::Fields;
 use crate::error::{ApiError, EMAIL_TAKEN, FieldErrors};
+use crate::forms::{Body, Form, InvalidAccount, LoginForm, PasswordRules, RegisterForm};
 use crate::state::{AppState, State, unix_now};
 
-pub const PASSWORDS_DIFFER: &str = "Password fields didn't match.";
-
-pub fn password_messages(errors: &[PasswordError]) -> Vec<String> {
-    errors.iter().map(PasswordError::message).collect()
+/// What a new password is checked against: the configured hasher's limit.
+pub fn password_rules(state: &AppState) -> PasswordRules {
+    PasswordRules {
+        max_bytes: state.hashing.max_password_bytes(),
+    }
 }
 
-/// Email and password from a body, validated as the register serializer does
-/// (`password2`, when sent, must match; a taken email is reported with the
-/// other field errors). `None` when any field failed.
-pub async fn new_credentials(
-    state: &AppState,
-    fields: &Fields,
-    errors: &mut FieldErrors,
-) -> Result<Option<(Email, Password)>, ApiError> {
-    let email = fields
-        .required_string("email", errors)
-        .and_then(|raw| match Email::parse(&raw) {
-            Ok(email) => Some(email),
-            Err(e) => {
-                errors.add("email", e.message());
-                None
-            }
-        });
-    let raw_password = fields.required_string("password", errors);
-    if let Some(password2) = fields.optional_string("password2", errors)
-        && raw_password.as_deref().is_some_and(|p| p != password2)
-    {
-        errors.add("password2", PASSWORDS_DIFFER);
-    }
-    let limit = state.hashing.max_password_bytes();
-    let password = raw_password.and_then(|raw| {
-        match Password::parse_with_limit(&raw, email.as_ref(), limit) {
-            Ok(password) => Some(password),
-            Err(failures) => {
-                for message in password_messages(&failures) {
-                    errors.add("password", message);
-                }
-                None
-            }
-        }
-    });
-    let Some(email) = email else {
-        return Ok(None);
+/// Reads the form of a new account. DRF reports a taken address together
+/// with the other field errors: a form that failed is looked up here; one
+/// that passed is looked up once by [`create_account_then`], before any
+/// hashing.
+pub async fn new_account_form<F>(state: &AppState, body: &Body<F>) -> Result<F, ApiError>
+where
+    F: Form<Context = PasswordRules, Error = InvalidAccount>,
+{
+    let InvalidAccount { mut errors, email } = match body.parse(&password_rules(state)) {
+        Ok(form) => return Ok(form),
+        Err(invalid) => invalid,
     };
-    let lookup = email.clone();
-    if state
-        .with_conn(move |conn, _| Ok(User::find_by_email(conn, &lookup)?.is_some()))
-        .await?
+    if let Some(email) = email
+        && state
+            .with_conn(move |conn, _| Ok(User::find_by_email(conn, &email)?.is_some()))
+            .await?
     {
         errors.add("email", EMAIL_TAKEN);
-        return Ok(None);
     }
-    Ok(password.map(|password| (email, password)))
+    Err(ApiError::Fields(errors))
 }
 
 /// Hashes the password (on the hashing pool) and stores the account. Two
@@ -110,25 +84,10 @@ where
 /// `POST /register/`: a new active user and their first session.
 pub async fn register(
     state: &State,
-    fields: Fields,
+    body: Body<RegisterForm>,
     client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
-    let mut errors = FieldErrors::default();
-    let credentials = new_credentials(state, &fields, &mut errors).await?;
-    errors.into_result()?;
-    let Some((email, password)) = credentials else {
-        return Err(ApiError::Internal(
-            "credentials parsed without errors but missing".into(),
-        ));
-    };
-    let app = state.clone();
-    let user = create_account_then(
-        state,
-        NewAccount::user(email, password),
-        move |conn, user| super::email::on_register(conn, &app, user),
-    )
-    .await?;
-    state.mailer.wake();
+    let user = register_without_session(state, body).await?;
     let user_id = user.id;
     let pair = state
         .with_conn(move |conn, app| start_session(conn, app, user_id, unix_now(), &client))
@@ -136,24 +95,23 @@ pub async fn register(
     Ok((user, pair))
 }
 
-/// `POST /register/` under `EMAIL_VERIFICATION=mandatory`: the user and the
-/// verification email, no session.
-pub async fn register_unverified(state: &State, fields: Fields) -> Result<User, ApiError> {
-    let mut errors = FieldErrors::default();
-    let credentials = new_credentials(state, &fields, &mut errors).await?;
-    errors.into_result()?;
-    let Some((email, password)) = credentials else {
-        return Err(ApiError::Internal(
-            "credentials parsed without errors but missing".into(),
-        ));
-    };
+/// `POST /register/` without a session (all of it under
+/// `EMAIL_VERIFICATION=mandatory`): the user, and the verification email
+/// queued in the same transaction.
+pub async fn register_without_session(
+    state: &State,
+    body: Body<RegisterForm>,
+) -> Result<User, ApiError> {
+    let form = new_account_form(state, &body).await?;
     let app = state.clone();
-    create_account_then(
+    let user = create_account_then(
         state,
-        NewAccount::user(email, password),
+        NewAccount::user(form.email, form.password),
         move |conn, user| super::email::on_register(conn, &app, user),
     )
-    .await
+    .await?;
+    state.mailer.wake();
+    Ok(user)
 }
 
 /// Checks email and password as `POST /auth/` and `POST /auth/sliding/` do:
@@ -162,17 +120,12 @@ pub async fn register_unverified(state: &State, fields: Fields) -> Result<User, 
 /// the caller records the login ([`record_login`]) in its unit of work.
 pub async fn authenticate_credentials(
     state: &State,
-    fields: &Fields,
+    body: Body<LoginForm>,
 ) -> Result<Authenticated, ApiError> {
-    let mut errors = FieldErrors::default();
-    let raw_email = fields.required_string("email", &mut errors);
-    let raw_password = fields.required_string("password", &mut errors);
-    errors.into_result()?;
-    let (Some(raw_email), Some(password)) = (raw_email, raw_password) else {
-        return Err(ApiError::Internal(
-            "credentials parsed without errors but missing".into(),
-        ));
-    };
+    let LoginForm {
+        email: raw_email,
+        password,
+    } = body.parse(&())?;
     // An address that is not an email cannot be an account: refused at
     // once, without a counter (whose key it would otherwise become).
     // Nor can a password longer than any hash is made of: no hashing.
@@ -322,10 +275,10 @@ pub fn record_login(
 /// session started in one unit of work.
 pub async fn login(
     state: &State,
-    fields: Fields,
+    body: Body<LoginForm>,
     client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
-    let user = authenticate_credentials(state, &fields).await?;
+    let user = authenticate_credentials(state, body).await?;
     state
         .with_conn(move |conn, app| {
             let user = record_login(conn, app, user)?;
@@ -339,10 +292,10 @@ pub async fn login(
 /// a sliding session started in one unit of work.
 pub async fn sliding_login(
     state: &State,
-    fields: Fields,
+    body: Body<LoginForm>,
     client: Client,
 ) -> Result<IssuedToken, ApiError> {
-    let user = authenticate_credentials(state, &fields).await?;
+    let user = authenticate_credentials(state, body).await?;
     state
         .with_conn(move |conn, app| {
             let user = record_login(conn, app, user)?;

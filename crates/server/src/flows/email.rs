@@ -15,19 +15,18 @@
 //!   same 200 and takes the same path (one lookup) for every address.
 
 use chrono::NaiveDateTime;
-use latchkey_domain::{Email, Password};
+use latchkey_domain::Email;
 use latchkey_persistence::email_state::{
     EmailVerificationKey, NewEmailVerificationKey, NewPasswordResetToken, PasswordResetToken,
 };
 use latchkey_persistence::outbox::{NewOutboxEmail, OutboxEmail};
 use latchkey_persistence::{DbConnection, User, UserChanges, db_now, write_transaction};
 
-use super::accounts::password_messages;
 use super::sessions::revoke_everything;
-use crate::body::Fields;
 use crate::email::templates::{self, Kind, human_duration, site_name};
 use crate::email::{Verification, decode_uid, encode_uid, new_link_secret, secret_hash};
 use crate::error::{ApiError, FieldErrors};
+use crate::forms::{Body, EmailForm, PasswordResetConfirmForm, VerifyEmailForm, new_password};
 use crate::state::{AppState, State};
 
 pub const RESET_SENT: &str = "Password reset e-mail has been sent.";
@@ -192,13 +191,6 @@ pub fn reverifies_new_addresses(state: &AppState) -> bool {
     state.settings.email.verification.is_on()
 }
 
-/// The `email` field: required, and a valid address (the 400 field error
-/// otherwise).
-fn address(fields: &Fields) -> Result<Email, ApiError> {
-    let raw = fields.required("email")?;
-    Email::parse(&raw).map_err(|e| ApiError::Fields(FieldErrors::single("email", e.message())))
-}
-
 /// One email more for this address within `THROTTLE_PASSWORD_RESET`?
 /// (The counter is shared by reset and resend.)
 async fn address_allows(state: &AppState, email: &Email) -> bool {
@@ -211,8 +203,8 @@ async fn address_allows(state: &AppState, email: &Email) -> bool {
 /// `POST /auth/password/reset/`: the same answer for every address; only
 /// an active user with a usable password gets an email, at most
 /// `THROTTLE_PASSWORD_RESET` per address.
-pub async fn request_password_reset(state: &State, fields: Fields) -> Result<(), ApiError> {
-    let email = address(&fields)?;
+pub async fn request_password_reset(state: &State, body: Body<EmailForm>) -> Result<(), ApiError> {
+    let EmailForm { email } = body.parse(&())?;
     if !address_allows(state, &email).await {
         log::info!(target: "latchkey::email", "password reset past THROTTLE_PASSWORD_RESET for an address: no email");
         return Ok(());
@@ -255,20 +247,16 @@ fn token_is_live(token: &PasswordResetToken, user: &User, now: NaiveDateTime) ->
 /// password leaves the token usable. The token is used up, the password
 /// set and every session ended in one write transaction; then the
 /// account's failed-login count is cleared.
-pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(), ApiError> {
-    let mut errors = FieldErrors::default();
-    let uid = fields.required_string("uid", &mut errors);
-    let token = fields.required_string("token", &mut errors);
-    let password1 = fields.required_string("new_password1", &mut errors);
-    let password2 = fields.required_string("new_password2", &mut errors);
-    errors.into_result()?;
-    let (Some(uid), Some(token), Some(password1), Some(password2)) =
-        (uid, token, password1, password2)
-    else {
-        return Err(ApiError::Internal(
-            "reset fields parsed without errors but missing".into(),
-        ));
-    };
+pub async fn confirm_password_reset(
+    state: &State,
+    body: Body<PasswordResetConfirmForm>,
+) -> Result<(), ApiError> {
+    let PasswordResetConfirmForm {
+        uid,
+        token,
+        new_password1: password1,
+        new_password2: password2,
+    } = body.parse(&())?;
     let user_id = decode_uid(&uid).ok_or_else(|| invalid("uid"))?;
     let token_hash = secret_hash(&token);
     let found = state
@@ -295,14 +283,8 @@ pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(),
     let email = Email::parse(&user.email).ok();
     // the configured hasher's limit (72 bytes for bcrypt, else 4096)
     let limit = state.hashing.max_password_bytes();
-    let password =
-        Password::parse_with_limit(&password2, email.as_ref(), limit).map_err(|failures| {
-            let mut errors = FieldErrors::default();
-            for message in password_messages(&failures) {
-                errors.add("new_password2", message);
-            }
-            ApiError::Fields(errors)
-        })?;
+    let password = new_password("new_password2", &password2, email.as_ref(), limit)
+        .map_err(ApiError::Fields)?;
     let hash = state
         .hashing
         .run(move |hasher| hasher.hash(&password))
@@ -350,8 +332,8 @@ pub async fn confirm_password_reset(state: &State, fields: Fields) -> Result<(),
 
 /// `POST /auth/registration/verify-email/`: 404 for a key that is wrong,
 /// expired, superseded by a newer one or sent to an earlier address.
-pub async fn verify_email(state: &State, fields: Fields) -> Result<(), ApiError> {
-    let key = fields.required("key")?;
+pub async fn verify_email(state: &State, body: Body<VerifyEmailForm>) -> Result<(), ApiError> {
+    let VerifyEmailForm { key } = body.parse(&())?;
     let key_hash = secret_hash(&key);
     state
         .with_conn(move |conn, _| {
@@ -383,8 +365,8 @@ pub async fn verify_email(state: &State, fields: Fields) -> Result<(), ApiError>
 /// `POST /auth/registration/resend-email/`: the same answer for every
 /// address; an active, unverified user gets a new key (the per-address
 /// limit of reset). Under `EMAIL_VERIFICATION=none` nothing is sent.
-pub async fn resend_verification(state: &State, fields: Fields) -> Result<(), ApiError> {
-    let email = address(&fields)?;
+pub async fn resend_verification(state: &State, body: Body<EmailForm>) -> Result<(), ApiError> {
+    let EmailForm { email } = body.parse(&())?;
     if !state.settings.email.verification.is_on() {
         return Ok(());
     }

@@ -2,16 +2,16 @@
 
 use chrono::{NaiveDateTime, Timelike};
 use latchkey_auth::{IssuedToken, TokenType};
-use latchkey_domain::{Email, Password};
+use latchkey_domain::Email;
 use latchkey_persistence::{DbConnection, Session, User, UserChanges, db_now, write_transaction};
 
-use super::accounts::{password_messages, verify_own_password};
+use super::accounts::verify_own_password;
 use super::tokens::{
     Client, TokenPair, end_session, refused, session_of, start_session, token_user,
 };
 use crate::authn::CurrentUser;
-use crate::body::Fields;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
+use crate::forms::{Body, PasswordChangeForm, TokenForm, new_password};
 use crate::state::State;
 use crate::state::unix_now;
 
@@ -125,35 +125,26 @@ pub async fn logout(
 pub async fn change_password(
     state: &State,
     current: &CurrentUser,
-    fields: Fields,
+    body: Body<PasswordChangeForm>,
     client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
-    let mut errors = FieldErrors::default();
-    let old = fields.required_string("old_password", &mut errors);
-    let new = fields.required_string("new_password", &mut errors);
-    errors.into_result()?;
-    let (Some(old), Some(new)) = (old, new) else {
-        return Err(ApiError::Internal(
-            "passwords parsed without errors but missing".into(),
-        ));
-    };
+    let form = body.parse(&())?;
     verify_own_password(
         state,
         &current.user,
-        old,
+        form.old_password,
         "old_password",
         WRONG_OLD_PASSWORD,
     )
     .await?;
     let email = Email::parse(&current.user.email).ok();
-    let limit = state.hashing.max_password_bytes();
-    let password = Password::parse_with_limit(&new, email.as_ref(), limit).map_err(|failures| {
-        let mut errors = FieldErrors::default();
-        for message in password_messages(&failures) {
-            errors.add("new_password", message);
-        }
-        ApiError::Fields(errors)
-    })?;
+    let password = new_password(
+        "new_password",
+        &form.new_password,
+        email.as_ref(),
+        state.hashing.max_password_bytes(),
+    )
+    .map_err(ApiError::Fields)?;
     let new_hash = state
         .hashing
         .run(move |hasher| hasher.hash(&password))
@@ -180,11 +171,12 @@ pub async fn change_password(
 
 /// `POST /auth/sliding/refresh/`: a new sliding token while `refresh_exp`
 /// has not passed, for a user who may still use it, in a live session.
-pub async fn slide(state: &State, token: &str) -> Result<IssuedToken, ApiError> {
+pub async fn slide(state: &State, body: Body<TokenForm>) -> Result<IssuedToken, ApiError> {
+    let TokenForm { token } = body.parse(&())?;
     let now = unix_now();
     let claims = state
         .codec
-        .verify_sliding_refresh(token, now)
+        .verify_sliding_refresh(&token, now)
         .map_err(refused)?;
     state
         .with_conn(move |conn, app| {

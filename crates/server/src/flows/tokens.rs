@@ -8,6 +8,7 @@
 //! logout either finishes first, and its new tokens are ended with the
 //! session, or finds the session ended and is refused.
 
+use crate::forms::{Body, TokenForm};
 use chrono::{DateTime, NaiveDateTime};
 use latchkey_auth::{
     Claims, IssuedToken, RefreshDecision, StoredRefresh, TokenError, TokenType, decide_refresh,
@@ -179,7 +180,7 @@ pub fn refresh(
     if claims.sid.as_deref().is_some_and(|named| named != sid) {
         return Err(ApiError::token_invalid_or_expired());
     }
-    if !state.refresh_policy.rotate
+    if !state.settings.refresh.rotate
         && let Some(refreshed) = refresh_without_rotation(conn, state, claims, &known, &sid, now)?
     {
         return Ok(refreshed);
@@ -191,7 +192,7 @@ pub fn refresh(
             .ok_or_else(ApiError::token_invalid_or_expired)?;
         let decision = decide_refresh(
             Some(&stored(&record, session.as_ref())),
-            &state.refresh_policy,
+            &state.settings.refresh,
             db_now().and_utc().timestamp_millis(),
         );
         let access = || {
@@ -216,7 +217,7 @@ pub fn refresh(
                     conn,
                     record.token.id,
                     &outstanding(&refresh, &sid),
-                    state.refresh_policy.blacklist_after_rotation,
+                    state.settings.refresh.blacklist_after_rotation,
                     db_now(),
                 )?;
                 if !won {
@@ -289,7 +290,7 @@ fn refresh_without_rotation(
     let session = Session::find(conn, sid)?;
     let decision = decide_refresh(
         Some(&stored(record, session.as_ref())),
-        &state.refresh_policy,
+        &state.settings.refresh,
         db_now().and_utc().timestamp_millis(),
     );
     match decision {
@@ -398,6 +399,23 @@ pub fn session_of(conn: &mut DbConnection, claims: &Claims) -> Result<Option<Str
         return Ok(Some(record.token.session_id));
     }
     Ok(claims.sid.clone())
+}
+
+/// `POST /auth/verify/`: any kind of token latchkey issued, signed, in time,
+/// and not revoked.
+pub async fn verify(state: &State, body: Body<TokenForm>) -> Result<(), ApiError> {
+    let TokenForm { token } = body.parse(&())?;
+    let claims = state
+        .codec
+        .verify(
+            &token,
+            &[TokenType::Access, TokenType::Refresh, TokenType::Sliding],
+            unix_now(),
+        )
+        .map_err(refused)?;
+    state
+        .with_conn(move |conn, _| verify_stored(conn, &claims))
+        .await
 }
 
 /// `POST /auth/verify/` beyond the signature: the user's revocations, the

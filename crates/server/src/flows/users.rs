@@ -2,16 +2,16 @@
 //! applied to storage.
 
 use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
-use latchkey_domain::{Email, NewAccount, Password, UserFlags};
+use latchkey_domain::{Email, NewAccount};
 use latchkey_persistence::{
     ListOrder, ListQuery, User, UserChanges, UserPage, db_now, write_transaction,
 };
 
-use super::accounts::{create_account, new_credentials, password_messages, verify_own_password};
+use super::accounts::{create_account, new_account_form, password_rules, verify_own_password};
 use super::sessions::{WRONG_OLD_PASSWORD, revoke_everything};
 use crate::authn::CurrentUser;
-use crate::body::Fields;
 use crate::error::{ApiError, FieldErrors};
+use crate::forms::{Body, UpdateContext, UpdateKind, UserCreateForm, UserUpdateForm};
 use crate::state::State;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
@@ -147,50 +147,22 @@ pub async fn retrieve(state: &State, id: i64) -> Result<User, ApiError> {
         .await
 }
 
-fn requested_flags(
-    fields: &Fields,
-    errors: &mut FieldErrors,
-) -> (Option<bool>, Option<bool>, Option<bool>) {
-    (
-        fields.optional_bool("is_active", errors),
-        fields.optional_bool("is_staff", errors),
-        fields.optional_bool("is_superuser", errors),
-    )
-}
-
 /// `POST /list/`: staff create accounts; only a superuser creates one.
 pub async fn create(
     state: &State,
     current: &CurrentUser,
-    fields: Fields,
+    body: Body<UserCreateForm>,
 ) -> Result<User, ApiError> {
     let actor = actor(current);
     permissions::can_create(&actor, &FlagChange::default()).map_err(denied)?;
-    let mut errors = FieldErrors::default();
-    let credentials = new_credentials(state, &fields, &mut errors).await?;
-    let (is_active, is_staff, is_superuser) = requested_flags(&fields, &mut errors);
-    errors.into_result()?;
-    let Some((email, password)) = credentials else {
-        return Err(ApiError::Internal(
-            "credentials parsed without errors but missing".into(),
-        ));
-    };
-    let flags = UserFlags {
-        is_active: is_active.unwrap_or(true),
-        is_staff: is_staff.unwrap_or(false),
-        is_superuser: is_superuser.unwrap_or(false),
-    };
+    let form = new_account_form(state, &body).await?;
+    let flags = form.flags();
     permissions::can_create(&actor, &FlagChange::for_new_account(flags)).map_err(denied)?;
-    create_account(state, NewAccount::with_flags(email, password, flags)).await
-}
-
-/// `PUT` or `PATCH`: whether `email` is required.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateKind {
-    /// The whole user: `email` is required (`password` stays optional).
-    Put,
-    /// Only the fields sent.
-    Patch,
+    create_account(
+        state,
+        NewAccount::with_flags(form.email, form.password, flags),
+    )
+    .await
 }
 
 /// `PUT` and `PATCH /list/{id}/`.
@@ -198,57 +170,26 @@ pub async fn update(
     state: &State,
     current: &CurrentUser,
     id: i64,
-    fields: Fields,
+    body: Body<UserUpdateForm>,
     kind: UpdateKind,
 ) -> Result<User, ApiError> {
     let existing = retrieve(state, id).await?;
     let actor = actor(current);
     permissions::can_update(&actor, &target(&existing), &FlagChange::default()).map_err(denied)?;
-
-    let mut errors = FieldErrors::default();
-    let email = match kind {
-        UpdateKind::Patch => fields.optional_string("email", &mut errors),
-        UpdateKind::Put => fields.required_string("email", &mut errors),
-    }
-    .and_then(|raw| match Email::parse(&raw) {
-        Ok(email) => Some(email),
-        Err(e) => {
-            errors.add("email", e.message());
-            None
-        }
-    });
-    let password = fields
-        .optional_string("password", &mut errors)
-        .and_then(|raw| {
-            let for_similarity = email.clone().or_else(|| Email::parse(&existing.email).ok());
-            match Password::parse_with_limit(
-                &raw,
-                for_similarity.as_ref(),
-                state.hashing.max_password_bytes(),
-            ) {
-                Ok(password) => Some(password),
-                Err(failures) => {
-                    for message in password_messages(&failures) {
-                        errors.add("password", message);
-                    }
-                    None
-                }
-            }
-        });
-    let (is_active, is_staff, is_superuser) = requested_flags(&fields, &mut errors);
-    // A user changing their own email or password proves they know the
-    // current password: a stolen access token alone cannot take the account.
-    let email_changes = email.as_ref().is_some_and(|e| e.as_str() != existing.email);
-    let own_credentials_change = actor.id == id && (email_changes || password.is_some());
-    let current_password = if own_credentials_change {
-        fields.required_string("current_password", &mut errors)
-    } else {
-        None
-    };
-    errors.into_result()?;
-    let change = FlagChange::between(existing.flags(), is_active, is_staff, is_superuser);
+    let form = body.parse(&UpdateContext {
+        kind,
+        stored_email: existing.email.clone(),
+        by_themself: actor.id == id,
+        password_rules: password_rules(state),
+    })?;
+    let change = FlagChange::between(
+        existing.flags(),
+        form.is_active,
+        form.is_staff,
+        form.is_superuser,
+    );
     permissions::can_update(&actor, &target(&existing), &change).map_err(denied)?;
-    let upgraded_hash = match current_password {
+    let upgraded_hash = match form.current_password {
         Some(current_password) => {
             verify_own_password(
                 state,
@@ -262,7 +203,7 @@ pub async fn update(
         None => None,
     };
 
-    let password_hash = match password {
+    let password_hash = match form.password {
         Some(password) => Some(
             state
                 .hashing
@@ -278,13 +219,15 @@ pub async fn update(
     // password change: no session ends for it).
     let password_changed = password_hash.is_some();
     let password_hash = password_hash.or(upgraded_hash);
+    let new_email = form
+        .email
+        .map(Email::into_inner)
+        .filter(|e| *e != existing.email);
     // EMAIL_VERIFICATION optional/mandatory: a new address (by the user or
     // by staff) is unverified until its owner follows the emailed link.
-    let reverify = email_changes && super::email::reverifies_new_addresses(state);
+    let reverify = new_email.is_some() && super::email::reverifies_new_addresses(state);
     let changes = UserChanges {
-        email: email
-            .map(Email::into_inner)
-            .filter(|e| *e != existing.email),
+        email: new_email,
         password_changed_at: password_changed.then_some(now),
         password_hash,
         is_superuser: change.is_superuser,

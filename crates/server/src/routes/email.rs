@@ -2,18 +2,18 @@
 //! confirmation, email verification and its resend; and `POST /register/`
 //! under `EMAIL_VERIFICATION=mandatory` (no tokens until the address is
 //! verified).
-#![allow(dead_code)]
 
 use actix_web::{HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::tokens;
-use crate::body::Fields;
 use crate::email::Verification;
 use crate::error::ApiError;
 use crate::flows::email as flows;
 use crate::flows::tokens::Client;
+use crate::forms::{Body, EmailForm, PasswordResetConfirmForm, RegisterForm, VerifyEmailForm};
+use crate::openapi::shared::{BodyRefused, Throttled, Unavailable};
 use crate::state::State;
 use crate::views::{BadRequestView, ErrorView, UserView};
 
@@ -33,37 +33,6 @@ pub struct RegisteredView {
     pub message: String,
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct PasswordResetRequest {
-    #[schema(example = "jae@example.com", format = "email")]
-    email: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct PasswordResetConfirmRequest {
-    /// The user id in URL-safe base64, as the emailed link gives it.
-    #[schema(example = "MQ")]
-    uid: String,
-    /// The token of the emailed link.
-    token: String,
-    #[schema(example = "correct-horse-battery-9")]
-    new_password1: String,
-    #[schema(example = "correct-horse-battery-9")]
-    new_password2: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct VerifyEmailRequest {
-    /// The key of the emailed link.
-    key: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct ResendEmailRequest {
-    #[schema(example = "jae@example.com", format = "email")]
-    email: String,
-}
-
 fn detail(message: &str) -> DetailView {
     DetailView {
         detail: message.to_owned(),
@@ -74,17 +43,18 @@ fn detail(message: &str) -> DetailView {
 ///
 /// `POST /auth/password/reset/`: the same answer whatever the address.
 #[utoipa::path(post, path = "/auth/password/reset/", tag = "email",
-    request_body(content((PasswordResetRequest = "application/json"), (PasswordResetRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((EmailForm = "application/json"), (EmailForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The same answer whatever the address: an email is sent only to an active user with a usable password, at most THROTTLE_PASSWORD_RESET per address", body = DetailView),
         (status = 400, description = "Not an email address", body = BadRequestView),
-        (status = 429, description = "Throttled (per IP)", body = ErrorView),
-        (status = 503, description = "Email delivery is not configured (production without SMTP_URL), or the database is unavailable", body = ErrorView)))]
-pub async fn password_reset(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
+        Throttled,
+        (status = 503, description = "Email delivery is not configured (production without SMTP_URL), or the database is unavailable", body = ErrorView),
+        BodyRefused))]
+pub async fn password_reset(state: State, body: Body<EmailForm>) -> Result<HttpResponse, ApiError> {
     if state.settings.is_production() && state.settings.email.smtp.is_none() {
         return Ok(HttpResponse::ServiceUnavailable().json(detail(flows::NOT_CONFIGURED)));
     }
-    flows::request_password_reset(&state, fields).await?;
+    flows::request_password_reset(&state, body).await?;
     Ok(HttpResponse::Ok().json(detail(flows::RESET_SENT)))
 }
 
@@ -92,17 +62,18 @@ pub async fn password_reset(state: State, fields: Fields) -> Result<HttpResponse
 ///
 /// `POST /auth/password/reset/confirm/`: every session ends.
 #[utoipa::path(post, path = "/auth/password/reset/confirm/", tag = "email",
-    request_body(content((PasswordResetConfirmRequest = "application/json"), (PasswordResetConfirmRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((PasswordResetConfirmForm = "application/json"), (PasswordResetConfirmForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Password set; every session of the user ended; no tokens", body = DetailView),
         (status = 400, description = "`{\"uid\": [\"Invalid value\"]}`, `{\"token\": [\"Invalid value\"]}` (wrong, expired, used, or older than the last password change), or the new password refused (under `new_password2`)", body = BadRequestView),
-        (status = 429, description = "Throttled (per IP)", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Throttled,
+        Unavailable,
+        BodyRefused))]
 pub async fn password_reset_confirm(
     state: State,
-    fields: Fields,
+    body: Body<PasswordResetConfirmForm>,
 ) -> Result<HttpResponse, ApiError> {
-    flows::confirm_password_reset(&state, fields).await?;
+    flows::confirm_password_reset(&state, body).await?;
     Ok(HttpResponse::Ok().json(detail(flows::RESET_DONE)))
 }
 
@@ -110,14 +81,18 @@ pub async fn password_reset_confirm(
 ///
 /// `POST /auth/registration/verify-email/`.
 #[utoipa::path(post, path = "/auth/registration/verify-email/", tag = "email",
-    request_body(content((VerifyEmailRequest = "application/json"), (VerifyEmailRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((VerifyEmailForm = "application/json"), (VerifyEmailForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The address is verified (the latest key may be used again)", body = DetailView),
         (status = 400, description = "No key", body = BadRequestView),
         (status = 404, description = "A wrong or expired key, or one superseded by a newer key or a change of address", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
-pub async fn verify_email(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
-    flows::verify_email(&state, fields).await?;
+        Unavailable,
+        BodyRefused))]
+pub async fn verify_email(
+    state: State,
+    body: Body<VerifyEmailForm>,
+) -> Result<HttpResponse, ApiError> {
+    flows::verify_email(&state, body).await?;
     Ok(HttpResponse::Ok().json(detail("ok")))
 }
 
@@ -125,14 +100,15 @@ pub async fn verify_email(state: State, fields: Fields) -> Result<HttpResponse, 
 ///
 /// `POST /auth/registration/resend-email/`.
 #[utoipa::path(post, path = "/auth/registration/resend-email/", tag = "email",
-    request_body(content((ResendEmailRequest = "application/json"), (ResendEmailRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((EmailForm = "application/json"), (EmailForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The same answer whatever the address: an active unverified user gets a new verification email (same per-address limit as reset)", body = DetailView),
         (status = 400, description = "Not an email address", body = BadRequestView),
-        (status = 429, description = "Throttled (per IP)", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
-pub async fn resend_email(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
-    flows::resend_verification(&state, fields).await?;
+        Throttled,
+        Unavailable,
+        BodyRefused))]
+pub async fn resend_email(state: State, body: Body<EmailForm>) -> Result<HttpResponse, ApiError> {
+    flows::resend_verification(&state, body).await?;
     Ok(HttpResponse::Ok().json(detail("ok")))
 }
 
@@ -143,13 +119,12 @@ pub async fn register(
     state: State,
     req: HttpRequest,
     client: Client,
-    fields: Fields,
+    body: Body<RegisterForm>,
 ) -> Result<HttpResponse, ApiError> {
     if state.settings.email.verification != Verification::Mandatory {
-        return tokens::register(state, req, client, fields).await;
+        return tokens::register(state, req, client, body).await;
     }
-    let user = crate::flows::accounts::register_unverified(&state, fields).await?;
-    state.mailer.wake();
+    let user = crate::flows::accounts::register_without_session(&state, body).await?;
     Ok(HttpResponse::Created().json(RegisteredView {
         user: UserView::from(&user),
         message: flows::VERIFICATION_SENT.to_owned(),

@@ -1,6 +1,9 @@
 //! Sessions: logout everywhere, password change, sliding tokens, the JWKS.
 
-use crate::requests::{LoginRequest, PasswordChangeRequest, TokenRequest};
+use crate::forms::{Body, LoginForm, PasswordChangeForm, TokenForm};
+use crate::openapi::shared::{
+    BodyRefused, CsrfFailed, InvalidFields, Throttled, Unauthenticated, Unavailable,
+};
 use crate::views::{
     BadRequestView, ErrorView, MessageView, PasswordChangedView, SessionItemView, SessionListView,
     SlidingView,
@@ -9,7 +12,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::responses::{CsrfCookie, clearing_cookies, no_store, token_pair, with_tokens};
 use crate::authn::{CredentialSource, CurrentUser};
-use crate::body::Fields;
 use crate::error::ApiError;
 use crate::flows::accounts;
 use crate::flows::sessions;
@@ -23,8 +25,8 @@ use crate::state::State;
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 202, description = "Every session of the user revoked, cookies cleared", body = MessageView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 403, description = "CSRF failed (cookie)", body = ErrorView)))]
+        Unauthenticated,
+        CsrfFailed))]
 pub async fn logout_everywhere(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
     sessions::logout_everywhere(&state, &user).await?;
     let mut response = HttpResponse::Accepted();
@@ -39,22 +41,23 @@ pub async fn logout_everywhere(state: State, user: CurrentUser) -> Result<HttpRe
 ///
 /// `POST /auth/password/`: every session ends and a new one starts.
 #[utoipa::path(post, path = "/auth/password/", tag = "sessions",
-    request_body(content((PasswordChangeRequest = "application/json"), (PasswordChangeRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((PasswordChangeForm = "application/json"), (PasswordChangeForm = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Password changed; other sessions revoked; a new token pair", body = PasswordChangedView),
         (status = 400, description = "Wrong old password or weak new one", body = BadRequestView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
-        (status = 429, description = "Throttled", body = ErrorView)))]
+        Unauthenticated,
+        CsrfFailed,
+        Throttled,
+        BodyRefused))]
 pub async fn change_password(
     state: State,
     req: HttpRequest,
     user: CurrentUser,
     client: Client,
-    fields: Fields,
+    body: Body<PasswordChangeForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, pair) = sessions::change_password(&state, &user, fields, client).await?;
+    let (_, pair) = sessions::change_password(&state, &user, body, client).await?;
     let mut response = HttpResponse::Ok();
     if user.source == CredentialSource::Cookie {
         with_tokens(
@@ -78,18 +81,19 @@ pub async fn change_password(
 ///
 /// `POST /auth/sliding/`.
 #[utoipa::path(post, path = "/auth/sliding/", tag = "sessions",
-    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((LoginForm = "application/json"), (LoginForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "A sliding token", body = SlidingView),
-        (status = 400, description = "Field errors", body = BadRequestView),
+        InvalidFields,
         (status = 401, description = "No active account found with the given credentials", body = ErrorView),
-        (status = 429, description = "Throttled", body = ErrorView)))]
+        Throttled,
+        BodyRefused))]
 pub async fn obtain_sliding(
     state: State,
     client: Client,
-    fields: Fields,
+    body: Body<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = accounts::sliding_login(&state, fields, client).await?;
+    let token = accounts::sliding_login(&state, body, client).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SlidingView { token: token.token }))
@@ -99,15 +103,18 @@ pub async fn obtain_sliding(
 ///
 /// `POST /auth/sliding/refresh/`: a new expiry while `refresh_exp` has not passed.
 #[utoipa::path(post, path = "/auth/sliding/refresh/", tag = "sessions",
-    request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((TokenForm = "application/json"), (TokenForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The sliding token with a new expiry", body = SlidingView),
         (status = 400, description = "No token", body = BadRequestView),
         (status = 401, description = "Token is invalid or expired", body = ErrorView),
-        (status = 429, description = "Throttled", body = ErrorView)))]
-pub async fn refresh_sliding(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
-    let token = fields.required("token")?;
-    let token = sessions::slide(&state, &token).await?;
+        Throttled,
+        BodyRefused))]
+pub async fn refresh_sliding(
+    state: State,
+    body: Body<TokenForm>,
+) -> Result<HttpResponse, ApiError> {
+    let token = sessions::slide(&state, body).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SlidingView { token: token.token }))
@@ -120,8 +127,8 @@ pub async fn refresh_sliding(state: State, fields: Fields) -> Result<HttpRespons
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The caller's live sessions, most recently used first", body = SessionListView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unauthenticated,
+        Unavailable))]
 pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
     let sessions = sessions::list_sessions(&state, &user).await?;
     Ok(HttpResponse::Ok()
@@ -139,10 +146,10 @@ pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpRespon
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 204, description = "The session ended: each of its tokens is refused from now on"),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
+        Unauthenticated,
+        CsrfFailed,
         (status = 404, description = "Not a live session of the caller's", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unavailable))]
 pub async fn end_session(
     state: State,
     user: CurrentUser,

@@ -8,11 +8,13 @@ use latchkey_auth::TokenType;
 use super::responses::{CsrfCookie, clearing_cookies, no_store, session_response, with_tokens};
 
 use crate::authn::{AuthOutcome, CredentialSource, check_cookie_request, credentials};
-use crate::body::Fields;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::ApiError;
 use crate::flows::accounts;
 use crate::flows::tokens::{self as token_flows, Client, Refreshed};
-use crate::requests::{LoginRequest, RefreshRequest, RegisterRequest, TokenRequest};
+use crate::forms::{Body, LoginForm, RefreshForm, RegisterForm, TokenForm, required};
+use crate::openapi::shared::{
+    BodyRefused, CsrfFailed, InvalidFields, Throttled, Unauthenticated, Unavailable,
+};
 use crate::state::State;
 use crate::state::unix_now;
 use crate::views::{BadRequestView, ErrorView, MessageView, RefreshView, SessionView, UserView};
@@ -21,21 +23,20 @@ use crate::views::{BadRequestView, ErrorView, MessageView, RefreshView, SessionV
 ///
 /// `POST /register/`: the user, a session, its tokens and cookies.
 #[utoipa::path(post, path = "/register/", tag = "tokens",
-    request_body(content((RegisterRequest = "application/json"), (RegisterRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((RegisterForm = "application/json"), (RegisterForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 201, description = "Registered: the user, tokens, and the access/refresh/csrftoken cookies", body = SessionView),
-        (status = 400, description = "Field errors", body = BadRequestView),
-        (status = 413, description = "Body too large", body = ErrorView),
-        (status = 415, description = "Unsupported media type", body = ErrorView),
-        (status = 429, description = "Throttled", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        InvalidFields,
+        BodyRefused,
+        Throttled,
+        Unavailable))]
 pub async fn register(
     state: State,
     req: HttpRequest,
     client: Client,
-    fields: Fields,
+    body: Body<RegisterForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, pair) = accounts::register(&state, fields, client).await?;
+    let (user, pair) = accounts::register(&state, body, client).await?;
     Ok(session_response(
         HttpResponse::Created(),
         &state,
@@ -50,20 +51,21 @@ pub async fn register(
 ///
 /// `POST /auth/`: the user, a new session, its tokens and cookies.
 #[utoipa::path(post, path = "/auth/", tag = "tokens",
-    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((LoginForm = "application/json"), (LoginForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Logged in: the user, tokens, and the cookies", body = SessionView),
-        (status = 400, description = "Field errors", body = BadRequestView),
+        InvalidFields,
         (status = 401, description = "No active account found with the given credentials", body = ErrorView),
-        (status = 429, description = "Throttled", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Throttled,
+        Unavailable,
+        BodyRefused))]
 pub async fn login(
     state: State,
     req: HttpRequest,
     client: Client,
-    fields: Fields,
+    body: Body<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, pair) = accounts::login(&state, fields, client).await?;
+    let (user, pair) = accounts::login(&state, body, client).await?;
     Ok(session_response(
         HttpResponse::Ok(),
         &state,
@@ -78,8 +80,8 @@ pub async fn login(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The current user (new cookies when refreshed on the server)", body = UserView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unauthenticated,
+        Unavailable))]
 /// Who am I?
 ///
 /// `GET /auth/`: the current user; when the access cookie is gone or expired
@@ -148,17 +150,20 @@ enum Presented {
 }
 
 /// The refresh token of a refresh or logout request: the body's `refresh`,
-/// else the cookie, for which CSRF is checked.
+/// else the cookie, for which CSRF is checked. (These two routes read their
+/// form themselves: where the token came from decides the cookies of the
+/// answer and whether CSRF applies.)
 fn presented_refresh(
     state: &State,
     req: &HttpRequest,
-    fields: &Fields,
+    body: &Body<RefreshForm>,
 ) -> Result<Option<Presented>, ApiError> {
-    let mut errors = FieldErrors::default();
-    if let Some(token) = fields.optional_string("refresh", &mut errors) {
+    if let RefreshForm {
+        refresh: Some(token),
+    } = body.parse(&())?
+    {
         return Ok(Some(Presented::Body(token)));
     }
-    errors.into_result()?;
     match refresh_cookie(state, req) {
         Some(token) => {
             check_cookie_request(req)?;
@@ -172,30 +177,26 @@ fn presented_refresh(
 ///
 /// `POST /auth/refresh/`.
 #[utoipa::path(post, path = "/auth/refresh/", tag = "tokens",
-    request_body(content((RefreshRequest = "application/json"), (RefreshRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((RefreshForm = "application/json"), (RefreshForm = "application/x-www-form-urlencoded"))),
     security((), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "A new access token (and, with rotation, refresh token)", body = RefreshView),
         (status = 400, description = "No refresh token", body = BadRequestView),
         (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
-        (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
-        (status = 429, description = "Throttled", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        CsrfFailed,
+        Throttled,
+        Unavailable,
+        BodyRefused))]
 pub async fn refresh(
     state: State,
     req: HttpRequest,
     client: Client,
-    fields: Fields,
+    body: Body<RefreshForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (token, from_cookie) = match presented_refresh(&state, &req, &fields)? {
+    let (token, from_cookie) = match presented_refresh(&state, &req, &body)? {
         Some(Presented::Body(token)) => (token, false),
         Some(Presented::Cookie(token)) => (token, true),
-        None => {
-            return Err(ApiError::Fields(FieldErrors::single(
-                "refresh",
-                crate::body::REQUIRED,
-            )));
-        }
+        None => return Err(required("refresh")),
     };
     let Refreshed {
         access, refresh, ..
@@ -224,28 +225,15 @@ pub async fn refresh(
 ///
 /// `POST /auth/verify/`.
 #[utoipa::path(post, path = "/auth/verify/", tag = "tokens",
-    request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((TokenForm = "application/json"), (TokenForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The token is good: `{}`", body = Object),
         (status = 400, description = "No token", body = BadRequestView),
         (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
-pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiError> {
-    let mut errors = FieldErrors::default();
-    let token = fields.required_string("token", &mut errors);
-    errors.into_result()?;
-    let token = token.unwrap_or_default();
-    let claims = state
-        .codec
-        .verify(
-            &token,
-            &[TokenType::Access, TokenType::Refresh, TokenType::Sliding],
-            unix_now(),
-        )
-        .map_err(token_flows::refused)?;
-    state
-        .with_conn(move |conn, _| token_flows::verify_stored(conn, &claims))
-        .await?;
+        Unavailable,
+        BodyRefused))]
+pub async fn verify(state: State, body: Body<TokenForm>) -> Result<HttpResponse, ApiError> {
+    token_flows::verify(&state, body).await?;
     Ok(HttpResponse::Ok().json(serde_json::Map::new()))
 }
 
@@ -255,10 +243,9 @@ pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiErr
     responses(
         (status = 202, description = "Logged out: cookies cleared, the session blacklisted", body = MessageView),
         (status = 400, description = "A body that cannot be read", body = BadRequestView),
-        (status = 403, description = "CSRF failed (cookie)", body = ErrorView),
-        (status = 413, description = "Body too large", body = ErrorView),
-        (status = 415, description = "Unsupported media type", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        CsrfFailed,
+        BodyRefused,
+        Unavailable))]
 /// Log out.
 ///
 /// `DELETE /auth/`: ends the session of the token presented (refresh, else access or sliding)
@@ -266,11 +253,11 @@ pub async fn verify(state: State, fields: Fields) -> Result<HttpResponse, ApiErr
 pub async fn logout(
     state: State,
     req: HttpRequest,
-    fields: Fields,
+    body: Body<RefreshForm>,
 ) -> Result<HttpResponse, ApiError> {
     const REFRESH: &[TokenType] = &[TokenType::Refresh];
     const ACCESS: &[TokenType] = &[TokenType::Access, TokenType::Sliding];
-    let presented = match presented_refresh(&state, &req, &fields)? {
+    let presented = match presented_refresh(&state, &req, &body)? {
         Some(Presented::Body(token) | Presented::Cookie(token)) => Some((token, REFRESH)),
         None => match credentials(&state, &req) {
             Ok(Some((token, source))) => {

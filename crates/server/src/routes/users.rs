@@ -3,10 +3,10 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::authn::CurrentUser;
-use crate::body::Fields;
 use crate::error::ApiError;
-use crate::flows::users::{self, Page, PageRequest, UpdateKind};
-use crate::requests::{UserCreateRequest, UserUpdateRequest};
+use crate::flows::users::{self, Page, PageRequest};
+use crate::forms::{Body, UpdateKind, UserCreateForm, UserUpdateForm};
+use crate::openapi::shared::{BodyRefused, Forbidden, InvalidFields, Unauthenticated, Unavailable};
 use crate::state::State;
 use crate::views::{BadRequestView, ErrorView, UserList, UserPageView, UserView};
 
@@ -46,8 +46,8 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
         (status = 200, description = "One page of users", body = UserPageView),
         (status = 400, description = "A search with a NUL character", body = BadRequestView),
         (status = 404, description = "Invalid page", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unauthenticated,
+        Unavailable))]
 pub async fn list(
     state: State,
     req: HttpRequest,
@@ -90,20 +90,21 @@ pub async fn list(
 ///
 /// `POST /list/`: `is_superuser` only by a superuser.
 #[utoipa::path(post, path = "/list/", tag = "users",
-    request_body(content((UserCreateRequest = "application/json"), (UserCreateRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((UserCreateForm = "application/json"), (UserCreateForm = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 201, description = "Created (staff only; is_superuser only by a superuser)", body = UserView),
-        (status = 400, description = "Field errors", body = BadRequestView),
-        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        InvalidFields,
+        Forbidden,
+        Unauthenticated,
+        Unavailable,
+        BodyRefused))]
 pub async fn create(
     state: State,
     user: CurrentUser,
-    fields: Fields,
+    body: Body<UserCreateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = users::create(&state, &user, fields).await?;
+    let created = users::create(&state, &user, body).await?;
     Ok(HttpResponse::Created().json(UserView::from(&created)))
 }
 
@@ -115,8 +116,8 @@ pub async fn create(
     responses(
         (status = 200, description = "The user", body = UserView),
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unauthenticated,
+        Unavailable))]
 pub async fn retrieve(
     state: State,
     user: CurrentUser,
@@ -135,22 +136,23 @@ pub async fn retrieve(
 ///
 /// `PUT /list/{id}/`: `email` required; your own email or password needs `current_password`.
 #[utoipa::path(put, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
-    request_body(content((UserUpdateRequest = "application/json"), (UserUpdateRequest = "application/x-www-form-urlencoded"))),
+    request_body(content((UserUpdateForm = "application/json"), (UserUpdateForm = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
-        (status = 400, description = "Field errors", body = BadRequestView),
-        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
+        InvalidFields,
+        Forbidden,
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unauthenticated,
+        Unavailable,
+        BodyRefused))]
 pub async fn update(
     state: State,
     user: CurrentUser,
     id: web::Path<String>,
-    fields: Fields,
+    body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, fields, UpdateKind::Put).await?;
+    let updated = users::update(&state, &user, parse_id(&id)?, body, UpdateKind::Put).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -158,22 +160,23 @@ pub async fn update(
 ///
 /// `PATCH /list/{id}/`: your own email or password needs `current_password`.
 #[utoipa::path(patch, path = "/list/{id}/", tag = "users", params(("id" = i64, Path, description = "The user's id")),
-    request_body(content((Option<UserUpdateRequest> = "application/json"), (Option<UserUpdateRequest> = "application/x-www-form-urlencoded"))),
+    request_body(content((Option<UserUpdateForm> = "application/json"), (Option<UserUpdateForm> = "application/x-www-form-urlencoded"))),
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
-        (status = 400, description = "Field errors", body = BadRequestView),
-        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
+        InvalidFields,
+        Forbidden,
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unauthenticated,
+        Unavailable,
+        BodyRefused))]
 pub async fn partial_update(
     state: State,
     user: CurrentUser,
     id: web::Path<String>,
-    fields: Fields,
+    body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, fields, UpdateKind::Patch).await?;
+    let updated = users::update(&state, &user, parse_id(&id)?, body, UpdateKind::Patch).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -184,10 +187,10 @@ pub async fn partial_update(
     security(("bearer" = []), ("cookie" = [], "csrf" = [])),
     responses(
         (status = 204, description = "Deleted (staff; a superuser only by a superuser)"),
-        (status = 403, description = "Permission denied or CSRF failed", body = ErrorView),
+        Forbidden,
         (status = 404, description = "Not found", body = ErrorView),
-        (status = 401, description = "No or bad credentials", body = ErrorView),
-        (status = 503, description = "Database unavailable", body = ErrorView)))]
+        Unauthenticated,
+        Unavailable))]
 pub async fn destroy(
     state: State,
     user: CurrentUser,

@@ -1,11 +1,13 @@
 //! Typed settings, read once at start-up from the environment (and `./.env`,
-//! loaded by [`load_dotenv`]). Every server variable is read here (the
-//! throttle's, the hashers' and email's into their own types: `throttle.rs`,
-//! `latchkey_auth::HasherConfig`, `crate::email`), documented on its field
-//! and in `.env.example` and `docs/api.md`. Two are read elsewhere:
-//! `LOG_FORMAT` by `telemetry` (logging starts before settings are read),
-//! and `LATCHKEY_SUPERUSER_*` by the CLI's `create-superuser --no-input`. `env` holds the reader and parsers,
-//! `dev_secret` the development key.
+//! loaded by [`load_dotenv`]), into the types of what they configure: the
+//! auth crate's `JwtSettings`, `RefreshPolicy`, `CookiePolicy` and
+//! `HasherConfig`, persistence's `PoolOptions`, the throttle's
+//! `ThrottleSettings`, email's `EmailSettings`; a default is the owning
+//! type's. Every variable is documented on its field and in `.env.example`
+//! and `docs/api.md`. Two are read elsewhere: `LOG_FORMAT` by `telemetry`
+//! (logging starts before settings are read; it is checked here too), and
+//! `LATCHKEY_SUPERUSER_*` by the CLI's `create-superuser --no-input`. `env`
+//! holds the reader and parsers, `dev_secret` the development key.
 //!
 //! A value that cannot be parsed stops start-up with a message naming the
 //! variable and the value.
@@ -16,8 +18,8 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
-use latchkey_auth::{CookiePolicy, HasherConfig, HasherConfigError};
-use latchkey_persistence::DatabaseUrl;
+use latchkey_auth::{CookiePolicy, HasherConfig, HasherConfigError, JwtSettings, RefreshPolicy};
+use latchkey_persistence::{DatabaseUrl, PoolOptions};
 
 mod dev_secret;
 mod env;
@@ -59,12 +61,6 @@ pub enum Environment {
     Production,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// Where the signing key comes from.
 #[derive(Debug, Clone)]
 pub struct KeySettings {
@@ -76,59 +72,83 @@ pub struct KeySettings {
     pub verifying_key: Option<String>,
 }
 
+/// Every setting, grouped by what it configures; the groups the other
+/// crates define are theirs (`JwtSettings`, `RefreshPolicy`, `PoolOptions`,
+/// `CookiePolicy`, `HasherConfig`), with their defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `LATCHKEY_ENV`: `development` (default) or `production`, which
+    /// refuses a missing or weak key and defaults `COOKIE_SECURE` on.
     pub environment: Environment,
-    /// `BIND`: host:port to listen on (default `127.0.0.1:8000`).
-    pub bind: String,
-    /// `WORKERS`: HTTP worker threads (default: the number of cores).
-    pub workers: usize,
-    pub database_url: DatabaseUrl,
-    pub database_pool_size: u32,
-    pub database_pool_timeout: Duration,
-    /// `LATCHKEY_DATA_DIR` (default `./data`): the default SQLite file and the
-    /// generated development secret live here.
-    pub data_dir: PathBuf,
-    pub secret_key: Secret,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
     pub keys: KeySettings,
-    pub access_token_lifetime: Duration,
-    pub refresh_token_lifetime: Duration,
-    pub sliding_token_lifetime: Duration,
-    pub sliding_token_refresh_lifetime: Duration,
-    pub rotate_refresh_tokens: bool,
-    pub blacklist_after_rotation: bool,
-    pub refresh_token_reuse_interval: Duration,
+    /// `ACCESS_TOKEN_LIFETIME` (30m), `REFRESH_TOKEN_LIFETIME` (7d),
+    /// `SLIDING_TOKEN_LIFETIME` (5m), `SLIDING_TOKEN_REFRESH_LIFETIME` (1d),
+    /// `LEEWAY` (0), `AUDIENCE`, `ISSUER`, `USER_ID_CLAIM` (`user_id`).
+    pub jwt: JwtSettings,
+    /// `ROTATE_REFRESH_TOKENS` (true), `BLACKLIST_AFTER_ROTATION` (true),
+    /// `REFRESH_TOKEN_REUSE_INTERVAL` (10s).
+    pub refresh: RefreshPolicy,
+    /// `UPDATE_LAST_LOGIN` (default true): a login sets `last_login`.
     pub update_last_login: bool,
-    pub audience: Option<String>,
-    pub issuer: Option<String>,
-    pub leeway: Duration,
-    pub auth_header_types: Vec<String>,
-    pub user_id_claim: String,
-    pub max_body_size: usize,
+    /// `COOKIE_SECURE`, `COOKIE_SAMESITE`, `COOKIE_DOMAIN`,
+    /// `ACCESS_COOKIE_NAME`, `REFRESH_COOKIE_NAME`.
     pub cookies: CookiePolicy,
     /// How new passwords are hashed (`PASSWORD_HASHER`, default `bcrypt`)
     /// and how strong a stored hash must be to be kept (`BCRYPT_COST`,
     /// `PBKDF2_ITERATIONS`, `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
     /// `ARGON2_PARALLELISM`).
     pub hasher: HasherConfig,
-    pub cors_allowed_origins: Vec<String>,
-    /// `PUBLIC_URL`: the server's own origin (`https://auth.example.com`),
-    /// for the `Origin` check and the links it writes; unset, the request's.
-    pub public_url: Option<String>,
+    /// `HASHING_QUEUE` (default 64): password checks that may wait at once.
+    pub hashing_queue: usize,
+    /// `THROTTLE_AUTH_PER_IP`, `THROTTLE_LOGIN_FAILURES`, `TRUSTED_PROXIES`,
+    /// `THROTTLE_IPV6_PREFIX`, `REDIS_URL`, `REDIS_TIMEOUT`.
     pub throttle: ThrottleSettings,
     /// `AUTH_CACHE` (default true): answer token checks from the instance's
     /// cache, kept fresh by the database's change feed; false reads the
     /// database on every request.
     pub auth_cache: bool,
-    /// `HASHING_QUEUE` (default 64): password checks that may wait at once.
-    pub hashing_queue: usize,
-    /// `CLIENT_BODY_TIMEOUT` (default 10 s): a body must arrive within it.
-    pub client_body_timeout: Duration,
-    pub log_format: LogFormat,
     /// Outgoing mail: SMTP, the links, the outbox (see `crate::email`).
     pub email: crate::email::EmailSettings,
     /// Warnings about the configuration, logged when the server starts.
     pub notices: Vec<String>,
+}
+
+/// The HTTP server and what it accepts.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `BIND`: host:port to listen on (default `127.0.0.1:8000`).
+    pub bind: String,
+    /// `WORKERS`: HTTP worker threads (default: the number of cores).
+    pub workers: usize,
+    /// `MAX_BODY_SIZE` (default 64 KiB): larger bodies are 413.
+    pub max_body_size: usize,
+    /// `CLIENT_BODY_TIMEOUT` (default 10 s): a body must arrive within it.
+    pub client_body_timeout: Duration,
+    /// `CORS_ALLOWED_ORIGINS`: exact origins that may call with credentials.
+    pub cors_allowed_origins: Vec<String>,
+    /// `AUTH_HEADER_TYPES` (default `Bearer`): the `Authorization` schemes.
+    pub auth_header_types: Vec<String>,
+    /// `PUBLIC_URL`: the server's own origin (`https://auth.example.com`),
+    /// for the `Origin` check and the links it writes; unset, the request's.
+    pub public_url: Option<String>,
+}
+
+impl HttpSettings {
+    pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+    pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
+    pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+/// Where the users are stored.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL`: `sqlite://…` or `postgres://…` (default: a SQLite
+    /// file in `LATCHKEY_DATA_DIR`, `./data`).
+    pub url: DatabaseUrl,
+    /// `DATABASE_POOL_SIZE` (10), `DATABASE_POOL_TIMEOUT` (5 s).
+    pub pool: PoolOptions,
 }
 
 /// Loads `./.env` into the environment; whether there was one. Only the
@@ -151,6 +171,10 @@ const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// Largest clock leeway accepted: one day.
 const MAX_LEEWAY: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_HASHING_QUEUE: usize = 64;
+/// Whole seconds, as the token claims count them.
+fn whole_seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
 
 /// `PUBLIC_URL` as an origin: `scheme://host[:port]`, without a trailing
 /// slash (a path after the origin is kept for links, not for the check).
@@ -337,83 +361,107 @@ impl Settings {
                 "exact origins (a wildcard is never allowed with credentials)",
             ));
         }
-        let log_format = match env
-            .string("LOG_FORMAT", "text")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(bad("LOG_FORMAT", other, "text or json")),
-        };
+        // Logging starts before the settings are read (telemetry reads
+        // LOG_FORMAT itself); a value it would not understand still stops
+        // start-up here.
+        env.parsed(
+            "LOG_FORMAT",
+            crate::telemetry::logging::LogFormat::Text,
+            "text or json",
+            crate::telemetry::logging::LogFormat::parse,
+        )?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let bind = env.string("BIND", "127.0.0.1:8000");
+        let bind = env.string("BIND", HttpSettings::DEFAULT_BIND);
         let email = crate::email::EmailSettings::from_lookup(
             lookup,
             production,
             &bind,
             public_url.as_deref(),
         )?;
-        let settings = Settings {
-            environment,
+        let lifetime = |name: &str, default: i64| {
+            env.bounded_duration(
+                name,
+                Duration::from_secs(default.unsigned_abs()),
+                Duration::from_secs(1),
+                MAX_LIFETIME,
+            )
+            .map(whole_seconds)
+        };
+        let jwt_defaults = JwtSettings::default();
+        let jwt = JwtSettings {
+            access_lifetime: lifetime("ACCESS_TOKEN_LIFETIME", jwt_defaults.access_lifetime)?,
+            refresh_lifetime: lifetime("REFRESH_TOKEN_LIFETIME", jwt_defaults.refresh_lifetime)?,
+            sliding_lifetime: lifetime("SLIDING_TOKEN_LIFETIME", jwt_defaults.sliding_lifetime)?,
+            sliding_refresh_lifetime: lifetime(
+                "SLIDING_TOKEN_REFRESH_LIFETIME",
+                jwt_defaults.sliding_refresh_lifetime,
+            )?,
+            leeway: whole_seconds(env.bounded_duration(
+                "LEEWAY",
+                Duration::from_secs(jwt_defaults.leeway.unsigned_abs()),
+                Duration::ZERO,
+                MAX_LEEWAY,
+            )?),
+            audience: env.raw("AUDIENCE").or(jwt_defaults.audience),
+            issuer: env.raw("ISSUER").or(jwt_defaults.issuer),
+            user_id_claim: env.string("USER_ID_CLAIM", &jwt_defaults.user_id_claim),
+        };
+        let refresh_defaults = RefreshPolicy::default();
+        let refresh = RefreshPolicy {
+            rotate: env.boolean("ROTATE_REFRESH_TOKENS", refresh_defaults.rotate)?,
+            blacklist_after_rotation: env.boolean(
+                "BLACKLIST_AFTER_ROTATION",
+                refresh_defaults.blacklist_after_rotation,
+            )?,
+            reuse_interval: whole_seconds(env.bounded_duration(
+                "REFRESH_TOKEN_REUSE_INTERVAL",
+                Duration::from_secs(refresh_defaults.reuse_interval.unsigned_abs()),
+                Duration::ZERO,
+                MAX_LIFETIME,
+            )?),
+        };
+        let pool_defaults = PoolOptions::default();
+        let database = DatabaseSettings {
+            url: database_url,
+            pool: PoolOptions {
+                max_size: env
+                    .number("DATABASE_POOL_SIZE", pool_defaults.max_size)?
+                    .max(1),
+                connection_timeout: env.bounded_duration(
+                    "DATABASE_POOL_TIMEOUT",
+                    pool_defaults.connection_timeout,
+                    Duration::from_millis(1),
+                    Duration::from_secs(3600),
+                )?,
+            },
+        };
+        let http = HttpSettings {
             bind,
             workers: env.number("WORKERS", cores)?.max(1),
-            database_url,
-            database_pool_size: env.number("DATABASE_POOL_SIZE", 10u32)?.max(1),
-            database_pool_timeout: env.bounded_duration(
-                "DATABASE_POOL_TIMEOUT",
-                Duration::from_secs(5),
+            max_body_size: env.number("MAX_BODY_SIZE", HttpSettings::DEFAULT_MAX_BODY_SIZE)?,
+            client_body_timeout: env.bounded_duration(
+                "CLIENT_BODY_TIMEOUT",
+                HttpSettings::DEFAULT_CLIENT_BODY_TIMEOUT,
                 Duration::from_millis(1),
                 Duration::from_secs(3600),
             )?,
-            data_dir,
-            secret_key,
-            keys,
-            access_token_lifetime: env.bounded_duration(
-                "ACCESS_TOKEN_LIFETIME",
-                Duration::from_secs(30 * 60),
-                Duration::from_secs(1),
-                MAX_LIFETIME,
-            )?,
-            refresh_token_lifetime: env.bounded_duration(
-                "REFRESH_TOKEN_LIFETIME",
-                Duration::from_secs(7 * 86_400),
-                Duration::from_secs(1),
-                MAX_LIFETIME,
-            )?,
-            sliding_token_lifetime: env.bounded_duration(
-                "SLIDING_TOKEN_LIFETIME",
-                Duration::from_secs(5 * 60),
-                Duration::from_secs(1),
-                MAX_LIFETIME,
-            )?,
-            sliding_token_refresh_lifetime: env.bounded_duration(
-                "SLIDING_TOKEN_REFRESH_LIFETIME",
-                Duration::from_secs(86_400),
-                Duration::from_secs(1),
-                MAX_LIFETIME,
-            )?,
-            rotate_refresh_tokens: env.boolean("ROTATE_REFRESH_TOKENS", true)?,
-            blacklist_after_rotation: env.boolean("BLACKLIST_AFTER_ROTATION", true)?,
-            refresh_token_reuse_interval: env.bounded_duration(
-                "REFRESH_TOKEN_REUSE_INTERVAL",
-                Duration::from_secs(10),
-                Duration::ZERO,
-                MAX_LIFETIME,
-            )?,
-            update_last_login: env.boolean("UPDATE_LAST_LOGIN", true)?,
-            audience: env.raw("AUDIENCE"),
-            issuer: env.raw("ISSUER"),
-            leeway: env.bounded_duration("LEEWAY", Duration::ZERO, Duration::ZERO, MAX_LEEWAY)?,
+            cors_allowed_origins,
             auth_header_types,
-            user_id_claim: env.string("USER_ID_CLAIM", "user_id"),
-            max_body_size: env.number("MAX_BODY_SIZE", 64 * 1024usize)?,
+            public_url,
+        };
+        Ok(Settings {
+            environment,
+            http,
+            database,
+            keys,
+            jwt,
+            refresh,
+            update_last_login: env.boolean("UPDATE_LAST_LOGIN", true)?,
             cookies,
             hasher,
-            cors_allowed_origins,
-            public_url,
+            hashing_queue: env.number("HASHING_QUEUE", DEFAULT_HASHING_QUEUE)?.max(1),
             throttle: ThrottleSettings {
                 per_ip: env.rate("THROTTLE_AUTH_PER_IP", DEFAULT_PER_IP)?,
                 login_failures: env.rate("THROTTLE_LOGIN_FAILURES", DEFAULT_LOGIN_FAILURES)?,
@@ -428,18 +476,9 @@ impl Settings {
                 )?,
             },
             auth_cache: env.boolean("AUTH_CACHE", true)?,
-            hashing_queue: env.number("HASHING_QUEUE", DEFAULT_HASHING_QUEUE)?.max(1),
-            client_body_timeout: env.bounded_duration(
-                "CLIENT_BODY_TIMEOUT",
-                Duration::from_secs(10),
-                Duration::from_millis(1),
-                Duration::from_secs(3600),
-            )?,
-            log_format,
             email,
             notices,
-        };
-        Ok(settings)
+        })
     }
 
     pub fn is_production(&self) -> bool {
@@ -471,13 +510,13 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let s = with_key(&[]).unwrap();
-        assert_eq!(s.access_token_lifetime, Duration::from_secs(1800));
-        assert_eq!(s.refresh_token_lifetime, Duration::from_secs(604_800));
-        assert_eq!(s.leeway, Duration::ZERO);
-        assert!(s.rotate_refresh_tokens && s.blacklist_after_rotation && s.update_last_login);
-        assert_eq!(s.max_body_size, 65_536);
+        assert_eq!(s.jwt.access_lifetime, 1800);
+        assert_eq!(s.jwt.refresh_lifetime, 604_800);
+        assert_eq!(s.jwt.leeway, 0);
+        assert!(s.refresh.rotate && s.refresh.blacklist_after_rotation && s.update_last_login);
+        assert_eq!(s.http.max_body_size, 65_536);
         assert_eq!(s.hasher, HasherConfig::default());
-        assert_eq!(s.auth_header_types, vec!["Bearer".to_string()]);
+        assert_eq!(s.http.auth_header_types, vec!["Bearer".to_string()]);
         assert!(!s.cookies.secure);
         assert_eq!(
             s.throttle.login_failures,
@@ -487,7 +526,7 @@ mod tests {
             })
         );
         assert_eq!(
-            s.database_url,
+            s.database.url,
             DatabaseUrl::sqlite_file("data/latchkey.sqlite3")
         );
     }
@@ -566,8 +605,8 @@ mod tests {
         let data_str = data.to_str().unwrap();
         let first = settings(&[("LATCHKEY_DATA_DIR", data_str)]).unwrap();
         let second = settings(&[("LATCHKEY_DATA_DIR", data_str)]).unwrap();
-        assert_eq!(first.secret_key, second.secret_key);
-        assert!(first.secret_key.expose().len() >= 32);
+        assert_eq!(first.keys.secret, second.keys.secret);
+        assert!(first.keys.secret.expose().len() >= 32);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -577,7 +616,7 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(format!("{:?}", first.secret_key), "Secret(***)");
+        assert_eq!(format!("{:?}", first.keys.secret), "Secret(***)");
     }
 
     #[test]

@@ -3,8 +3,30 @@
 
 use std::io::Write;
 
+/// `LOG_FORMAT`: `text` (default) or `json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Starts logging before the settings are read, so their errors are
+/// logged too: `LOG_FORMAT` is read here.
 pub fn init_logging() {
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let json = std::env::var("LOG_FORMAT")
+        .ok()
+        .and_then(|raw| LogFormat::parse(&raw))
+        == Some(LogFormat::Json);
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     if json {

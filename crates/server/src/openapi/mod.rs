@@ -8,6 +8,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::routes;
 
+pub mod shared;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -45,6 +47,9 @@ use crate::routes;
         routes::users::partial_update,
         routes::users::destroy,
     ),
+    // The error bodies of the shared response sets (`shared`), which
+    // reference these schemas without registering them.
+    components(schemas(crate::views::ErrorView, crate::views::BadRequestView)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "tokens", description = "Register, log in, the current user, log out, refresh, verify"),
