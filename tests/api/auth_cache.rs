@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
 use latchkey_tests::app::Req;
-use latchkey_tests::{Ctx, PASSWORD, Response, TestApp, postgres_tests, tests};
+use latchkey_tests::{Ctx, PASSWORD, Response, TestApp, tests};
 use serde_json::json;
 
 tests![
@@ -17,7 +17,7 @@ tests![
     an_instance_never_answers_from_what_it_just_changed,
 ];
 
-postgres_tests![with_the_change_feed_killed_revocation_takes_effect_at_once_and_the_feed_recovers];
+tests![postgres_only: with_the_change_feed_killed_revocation_takes_effect_at_once_and_the_feed_recovers];
 
 /// Far above the 100 ms p99 target (measured by `bench/revocation.py`),
 /// so the test asserts the mechanism without being a timing test.

@@ -1,6 +1,6 @@
 use jsonwebtoken::Algorithm;
 use latchkey_tests::app::Req;
-use latchkey_tests::{Ctx, TEST_SECRET, forge, now, tests};
+use latchkey_tests::{Ctx, TEST_SECRET, forge, now, paths, tests};
 use serde_json::json;
 
 tests![
@@ -38,31 +38,31 @@ fn expired_access(user_id: i64) -> String {
 
 async fn current_user_by_bearer_header(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let response = app.me(&registered.access()).await;
-    response.assert(200, registered.body["user"].clone());
+    let jae = app.user("jae@example.com").await;
+    let response = jae.me().await;
+    response.assert(200, jae.object.clone());
 }
 
 async fn current_user_by_access_cookie(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
+    let jae = app.user("jae@example.com").await;
     let response = app
         .get(
-            "/auth/",
-            Req::default().with_cookie("access", &registered.access()),
+            paths::AUTH,
+            Req::default().with_cookie("access", &jae.access),
         )
         .await;
-    response.assert(200, registered.body["user"].clone());
+    response.assert(200, jae.object.clone());
 }
 
 async fn header_wins_over_cookie(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let jae = app.registered("jae@example.com").await;
-    let kim = app.registered("kim@example.com").await;
+    let jae = app.user("jae@example.com").await;
+    let kim = app.user("kim@example.com").await;
     let response = app
         .get(
-            "/auth/",
-            Req::bearer(&kim.access()).with_cookie("access", &jae.access()),
+            paths::AUTH,
+            Req::bearer(&kim.access).with_cookie("access", &jae.access),
         )
         .await;
     assert_eq!(response.body["email"], "kim@example.com");
@@ -70,57 +70,52 @@ async fn header_wins_over_cookie(mut ctx: Ctx) {
 
 async fn no_credentials_is_401_not_a_crash(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let response = app.get("/auth/", Req::default()).await;
-    response.assert(401, json!({"detail": NOT_PROVIDED}));
-    assert_eq!(
-        response.header("www-authenticate"),
-        Some("Bearer realm=\"api\"")
-    );
+    app.get(paths::AUTH, Req::default())
+        .await
+        .assert_unauthorized(json!({"detail": NOT_PROVIDED}));
 }
 
 async fn expired_access_cookie_with_valid_refresh_cookie_refreshes_on_the_server(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let id = registered.body["user"]["id"].as_i64().unwrap();
+    let jae = app.user("jae@example.com").await;
     let response = app
         .get(
-            "/auth/",
+            paths::AUTH,
             Req::default()
-                .with_cookie("access", &expired_access(id))
-                .with_cookie("refresh", &registered.refresh()),
+                .with_cookie("access", &expired_access(jae.id))
+                .with_cookie("refresh", &jae.refresh),
         )
         .await;
-    response.assert(200, registered.body["user"].clone());
+    response.assert(200, jae.object.clone());
     let new_access = response.cookie_value("access").expect("new access cookie");
     let new_refresh = response
         .cookie_value("refresh")
         .expect("rotated refresh cookie");
-    assert_ne!(new_refresh, registered.refresh());
+    assert_ne!(new_refresh, jae.refresh);
     assert_eq!(response.header("cache-control"), Some("no-store"));
     app.me(&new_access).await.assert_status(200);
 }
 
 async fn missing_access_cookie_with_valid_refresh_cookie_refreshes_on_the_server(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
+    let jae = app.user("jae@example.com").await;
     let response = app
         .get(
-            "/auth/",
-            Req::default().with_cookie("refresh", &registered.refresh()),
+            paths::AUTH,
+            Req::default().with_cookie("refresh", &jae.refresh),
         )
         .await;
-    response.assert(200, registered.body["user"].clone());
+    response.assert(200, jae.object.clone());
     assert!(response.cookie_value("access").is_some());
 }
 
 async fn expired_access_cookie_with_garbage_refresh_cookie_is_401(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let id = registered.body["user"]["id"].as_i64().unwrap();
+    let jae = app.user("jae@example.com").await;
     app.get(
-        "/auth/",
+        paths::AUTH,
         Req::default()
-            .with_cookie("access", &expired_access(id))
+            .with_cookie("access", &expired_access(jae.id))
             .with_cookie("refresh", "garbage"),
     )
     .await
@@ -129,11 +124,10 @@ async fn expired_access_cookie_with_garbage_refresh_cookie_is_401(mut ctx: Ctx) 
 
 async fn expired_bearer_header_is_not_refreshed_from_cookies(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let id = registered.body["user"]["id"].as_i64().unwrap();
+    let jae = app.user("jae@example.com").await;
     app.get(
-        "/auth/",
-        Req::bearer(&expired_access(id)).with_cookie("refresh", &registered.refresh()),
+        paths::AUTH,
+        Req::bearer(&expired_access(jae.id)).with_cookie("refresh", &jae.refresh),
     )
     .await
     .assert(401, invalid("Token is expired"));
@@ -141,17 +135,11 @@ async fn expired_bearer_header_is_not_refreshed_from_cookies(mut ctx: Ctx) {
 
 async fn a_blacklisted_refresh_cookie_does_not_refresh(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    app.request(
-        "DELETE",
-        "/auth/",
-        Req::json(json!({"refresh": registered.refresh()})),
-    )
-    .await
-    .assert_status(202);
+    let jae = app.user("jae@example.com").await;
+    app.logout(&jae.refresh).await.assert_status(202);
     app.get(
-        "/auth/",
-        Req::default().with_cookie("refresh", &registered.refresh()),
+        paths::AUTH,
+        Req::default().with_cookie("refresh", &jae.refresh),
     )
     .await
     .assert(401, json!({"detail": NOT_PROVIDED}));
@@ -159,14 +147,14 @@ async fn a_blacklisted_refresh_cookie_does_not_refresh(mut ctx: Ctx) {
 
 async fn another_auth_scheme_is_not_credentials(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
+    let jae = app.user("jae@example.com").await;
     app.get(
-        "/auth/",
-        Req::default().with_header("authorization", &format!("JWT {}", registered.access())),
+        paths::AUTH,
+        Req::default().with_header("authorization", &format!("JWT {}", jae.access)),
     )
     .await
     .assert(401, json!({"detail": NOT_PROVIDED}));
-    app.get("/auth/", Req::default().with_header("authorization", "Bearer"))
+    app.get(paths::AUTH, Req::default().with_header("authorization", "Bearer"))
         .await
         .assert(
             401,
@@ -176,12 +164,12 @@ async fn another_auth_scheme_is_not_credentials(mut ctx: Ctx) {
 
 async fn auth_header_types_are_configurable(mut ctx: Ctx) {
     let app = ctx.spawn_with(&[("AUTH_HEADER_TYPES", "Bearer,JWT")]).await;
-    let registered = app.registered("jae@example.com").await;
+    let jae = app.user("jae@example.com").await;
     app.get(
-        "/auth/",
-        Req::default().with_header("authorization", &format!("JWT {}", registered.access())),
+        paths::AUTH,
+        Req::default().with_header("authorization", &format!("JWT {}", jae.access)),
     )
     .await
     .assert_status(200);
-    app.me(&registered.access()).await.assert_status(200);
+    jae.me().await.assert_status(200);
 }

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use latchkey_tests::app::Req;
 use latchkey_tests::private_pg::PrivatePostgres;
-use latchkey_tests::{Ctx, PASSWORD, TestApp, postgres_tests};
+use latchkey_tests::{Ctx, PASSWORD, TestApp, tests};
 use serde_json::json;
 
-postgres_tests![
+tests![
+    postgres_only:
     requests_get_503_while_the_database_is_down_and_it_recovers,
     the_server_starts_while_the_database_is_down,
 ];

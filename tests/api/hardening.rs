@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
 use latchkey_tests::app::Req;
-use latchkey_tests::{Ctx, PASSWORD, Response, TEST_SECRET, TestApp, forge, now, payload, tests};
+use latchkey_tests::{
+    Ctx, PASSWORD, Response, TEST_SECRET, TestApp, forge, now, paths, payload, tests,
+};
 use serde_json::{Value, json};
 
 tests![
@@ -71,27 +73,6 @@ fn user_id(response: &Response) -> i64 {
     response.body["user"]["id"].as_i64().unwrap()
 }
 
-async fn verify(app: &TestApp, token: &str) -> Response {
-    app.post_json("/auth/verify/", json!({ "token": token }))
-        .await
-}
-
-async fn sliding(app: &TestApp, email: &str) -> String {
-    let obtained = app
-        .post_json(
-            "/auth/sliding/",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
-    obtained.assert_status(200);
-    obtained.body["token"].as_str().unwrap().to_owned()
-}
-
-async fn sliding_refresh(app: &TestApp, token: &str) -> Response {
-    app.post_json("/auth/sliding/refresh/", json!({ "token": token }))
-        .await
-}
-
 /// Checks a 429 with the contract's body and `Retry-After`.
 #[track_caller]
 fn assert_throttled(response: &Response) {
@@ -118,22 +99,19 @@ async fn a_token_not_yet_valid_is_refused_on_every_path(mut ctx: Ctx) {
     let access = resign(&registered.access(), |c| {
         c.insert("nbf".into(), json!(future));
     });
-    let response = app.me(&access).await;
-    response.assert(401, invalid_access("Token is invalid"));
-    assert_eq!(
-        response.header("www-authenticate"),
-        Some("Bearer realm=\"api\"")
-    );
-    app.get("/list/", Req::bearer(&access))
+    app.me(&access)
+        .await
+        .assert_unauthorized(invalid_access("Token is invalid"));
+    app.get(paths::LIST, Req::bearer(&access))
         .await
         .assert(401, invalid_access("Token is invalid"));
-    verify(&app, &access).await.assert(401, token_not_valid());
+    app.verify(&access).await.assert(401, token_not_valid());
 
     // the refresh token keeps its recorded jti: only nbf is wrong
     let refresh = resign(&registered.refresh(), |c| {
         c.insert("nbf".into(), json!(future));
     });
-    verify(&app, &refresh).await.assert(401, token_not_valid());
+    app.verify(&refresh).await.assert(401, token_not_valid());
     app.refresh_token(&refresh)
         .await
         .assert(401, token_not_valid());
@@ -142,14 +120,14 @@ async fn a_token_not_yet_valid_is_refused_on_every_path(mut ctx: Ctx) {
         .await
         .assert_status(200);
 
-    let token = sliding(&app, "jae@example.com").await;
+    let token = app.sliding_token("jae@example.com").await;
     let not_yet = resign(&token, |c| {
         c.insert("nbf".into(), json!(future));
     });
     app.me(&not_yet)
         .await
         .assert(401, invalid_access("Token is invalid"));
-    sliding_refresh(&app, &not_yet)
+    app.sliding_refresh(&not_yet)
         .await
         .assert(401, token_not_valid());
 }
@@ -170,7 +148,7 @@ async fn nbf_that_is_not_a_number_is_refused(mut ctx: Ctx) {
         app.me(&access)
             .await
             .assert(401, invalid_access("Token is invalid"));
-        verify(&app, &access).await.assert(401, token_not_valid());
+        app.verify(&access).await.assert(401, token_not_valid());
         let refresh = resign(&registered.refresh(), |c| {
             c.insert("nbf".into(), nbf.clone());
         });
@@ -196,13 +174,13 @@ async fn nbf_in_the_past_is_accepted_as_an_integer_or_a_float(mut ctx: Ctx) {
             "nbf {nbf}: {}",
             me.text
         );
-        verify(&app, &access).await.assert(200, json!({}));
+        app.verify(&access).await.assert(200, json!({}));
     }
     // a refresh token with a past nbf (its jti recorded) refreshes
     let refresh = resign(&registered.refresh(), |c| {
         c.insert("nbf".into(), json!(now() as f64 - 10.25));
     });
-    verify(&app, &refresh).await.assert(200, json!({}));
+    app.verify(&refresh).await.assert(200, json!({}));
     let refreshed = app.refresh_token(&refresh).await;
     refreshed.assert_status(200);
     assert!(
@@ -223,31 +201,31 @@ async fn a_future_iat_is_refused_on_every_path_that_reads_a_token(mut ctx: Ctx) 
     app.me(&access)
         .await
         .assert(401, invalid_access("Token is invalid"));
-    verify(&app, &access).await.assert(401, token_not_valid());
+    app.verify(&access).await.assert(401, token_not_valid());
 
     let refresh = resign(&registered.refresh(), |c| {
         c.insert("iat".into(), json!(future));
     });
-    verify(&app, &refresh).await.assert(401, token_not_valid());
+    app.verify(&refresh).await.assert(401, token_not_valid());
     app.refresh_token(&refresh)
         .await
         .assert(401, token_not_valid());
 
-    let token = sliding(&app, "jae@example.com").await;
+    let token = app.sliding_token("jae@example.com").await;
     let from_the_future = resign(&token, |c| {
         c.insert("iat".into(), json!(future));
     });
     app.me(&from_the_future)
         .await
         .assert(401, invalid_access("Token is invalid"));
-    verify(&app, &from_the_future)
+    app.verify(&from_the_future)
         .await
         .assert(401, token_not_valid());
-    sliding_refresh(&app, &from_the_future)
+    app.sliding_refresh(&from_the_future)
         .await
         .assert(401, token_not_valid());
     // the genuine sliding token still slides
-    sliding_refresh(&app, &token).await.assert_status(200);
+    app.sliding_refresh(&token).await.assert_status(200);
 }
 
 // ------------------------------------------------------------ CSRF, origins
@@ -289,12 +267,12 @@ async fn a_foreign_origin_is_refused_on_login_and_register(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     app.registered("victim@example.com").await;
     for req in from_origin(EVIL, "victim@example.com") {
-        let response = app.post("/auth/", req).await;
+        let response = app.post(paths::AUTH, req).await;
         response.assert(403, origin_refused(EVIL));
         assert_eq!(response.set_cookies(), Vec::<String>::new());
     }
     for req in from_origin(EVIL, "planted@example.com") {
-        let response = app.post("/register/", req).await;
+        let response = app.post(paths::REGISTER, req).await;
         response.assert(403, origin_refused(EVIL));
         assert_eq!(response.set_cookies(), Vec::<String>::new());
     }
@@ -306,12 +284,12 @@ async fn a_foreign_origin_is_refused_on_login_and_register(mut ctx: Ctx) {
     // and the other token endpoints, refresh and sliding included
     let session = app.login("victim@example.com", PASSWORD).await;
     for (path, body) in [
-        ("/auth/refresh/", json!({"refresh": session.refresh()})),
+        (paths::REFRESH, json!({"refresh": session.refresh()})),
         (
-            "/auth/sliding/",
+            paths::SLIDING,
             json!({"email": "victim@example.com", "password": PASSWORD}),
         ),
-        ("/auth/verify/", json!({"token": session.access()})),
+        (paths::VERIFY, json!({"token": session.access()})),
     ] {
         app.post(path, Req::json(body).with_header("Origin", EVIL))
             .await
@@ -326,7 +304,7 @@ async fn a_bearer_request_from_a_foreign_origin_is_refused(mut ctx: Ctx) {
     let access = registered.access();
     app.request(
         "PATCH",
-        &format!("/list/{id}/"),
+        &paths::user(id),
         Req::bearer(&access)
             .with_json(json!({"email": "moved@example.com", "current_password": PASSWORD}))
             .with_header("Origin", EVIL),
@@ -334,7 +312,7 @@ async fn a_bearer_request_from_a_foreign_origin_is_refused(mut ctx: Ctx) {
     .await
     .assert(403, origin_refused(EVIL));
     app.post(
-        "/auth/password/",
+        paths::PASSWORD,
         Req::bearer(&access)
             .with_json(json!({"old_password": PASSWORD, "new_password": NEW_PASSWORD}))
             .with_header("Origin", EVIL),
@@ -343,14 +321,14 @@ async fn a_bearer_request_from_a_foreign_origin_is_refused(mut ctx: Ctx) {
     .assert(403, origin_refused(EVIL));
     app.request(
         "DELETE",
-        "/auth/",
+        paths::AUTH,
         Req::json(json!({"refresh": registered.refresh()})).with_header("Origin", EVIL),
     )
     .await
     .assert(403, origin_refused(EVIL));
     app.request(
         "DELETE",
-        "/auth/sessions/",
+        paths::SESSIONS,
         Req::bearer(&access).with_header("Origin", EVIL),
     )
     .await
@@ -367,7 +345,10 @@ async fn a_bearer_request_from_a_foreign_origin_is_refused(mut ctx: Ctx) {
         .assert_status(200);
     // a safe request from anywhere is unaffected
     let listed = app
-        .get("/list/", Req::bearer(&access).with_header("Origin", EVIL))
+        .get(
+            paths::LIST,
+            Req::bearer(&access).with_header("Origin", EVIL),
+        )
         .await;
     listed.assert_status(200);
     assert_eq!(listed.body["count"], 1);
@@ -380,7 +361,7 @@ async fn allowed_origins_the_own_origin_and_no_origin_pass(mut ctx: Ctx) {
     let own = format!("http://127.0.0.1:{}", app.port);
     let registered = app
         .post(
-            "/register/",
+            paths::REGISTER,
             Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
                 .with_header("Origin", "https://app.example"),
         )
@@ -389,7 +370,7 @@ async fn allowed_origins_the_own_origin_and_no_origin_pass(mut ctx: Ctx) {
     assert_eq!(registered.body["message"], "register success");
     for origin in ["https://app.example", own.as_str()] {
         for req in from_origin(origin, "jae@example.com") {
-            let response = app.post("/auth/", req).await;
+            let response = app.post(paths::AUTH, req).await;
             response.assert_status(200);
             assert_eq!(response.body["message"], "login success", "{origin}");
             assert!(response.set_cookie("access").is_some(), "{origin}");
@@ -406,7 +387,7 @@ async fn allowed_origins_the_own_origin_and_no_origin_pass(mut ctx: Ctx) {
         "null",
     ] {
         app.post(
-            "/auth/",
+            paths::AUTH,
             Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
                 .with_header("Origin", near),
         )
@@ -418,7 +399,7 @@ async fn allowed_origins_the_own_origin_and_no_origin_pass(mut ctx: Ctx) {
     let patched = app
         .request(
             "PATCH",
-            &format!("/list/{id}/"),
+            &paths::user(id),
             Req::bearer(&plain.access())
                 .with_json(json!({}))
                 .with_header("Origin", "https://app.example"),
@@ -455,12 +436,12 @@ async fn public_url_gives_the_links_and_the_own_origin(mut ctx: Ctx) {
         (json_register, "first@example.com"),
         (form_register, "second@example.com"),
     ] {
-        let response = app.post("/register/", req).await;
+        let response = app.post(paths::REGISTER, req).await;
         response.assert_status(201);
         assert_eq!(response.body["user"]["email"], email);
     }
     for req in from_origin(public, "first@example.com") {
-        let response = app.post("/auth/", req).await;
+        let response = app.post(paths::AUTH, req).await;
         response.assert_status(200);
         assert_eq!(response.body["user"]["email"], "first@example.com");
     }
@@ -468,7 +449,7 @@ async fn public_url_gives_the_links_and_the_own_origin(mut ctx: Ctx) {
     // server's own origin
     let by_address = format!("http://127.0.0.1:{}", app.port);
     app.post(
-        "/auth/",
+        paths::AUTH,
         Req::json(json!({"email": "first@example.com", "password": PASSWORD}))
             .with_header("Origin", &by_address),
     )
@@ -530,7 +511,7 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored(mut ctx: Ctx) {
             "{headers:?}"
         );
         // nor do they make a foreign Origin the server's own
-        app.post("/auth/", login)
+        app.post(paths::AUTH, login)
             .await
             .assert(403, origin_refused(EVIL));
     }
@@ -570,7 +551,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed(mut ctx: Ctx) {
     // the proxied origin is the server's own
     let login = app
         .post(
-            "/auth/",
+            paths::AUTH,
             proxied(
                 Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
                     .with_header("Origin", "https://auth.proxy.example"),
@@ -581,7 +562,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_believed(mut ctx: Ctx) {
     assert_eq!(login.body["message"], "login success");
     // another origin still is not
     app.post(
-        "/auth/",
+        paths::AUTH,
         proxied(
             Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
                 .with_header("Origin", EVIL),
@@ -620,7 +601,7 @@ async fn a_nul_in_an_email_is_a_field_error(mut ctx: Ctx) {
             .await
             .assert(400, json!({"email": [NUL]}));
         app.post_json(
-            "/auth/sliding/",
+            paths::SLIDING,
             json!({"email": email, "password": PASSWORD}),
         )
         .await
@@ -628,7 +609,7 @@ async fn a_nul_in_an_email_is_a_field_error(mut ctx: Ctx) {
     }
     // a form body too
     app.post(
-        "/register/",
+        paths::REGISTER,
         Req::default().with_raw(
             "application/x-www-form-urlencoded",
             "email=a%00b%40example.com&password=correct-horse-battery-9",
@@ -640,7 +621,7 @@ async fn a_nul_in_an_email_is_a_field_error(mut ctx: Ctx) {
     let id = user_id(&registered);
     app.request(
         "PATCH",
-        &format!("/list/{id}/"),
+        &paths::user(id),
         Req::bearer(&registered.access())
             .with_json(json!({"email": "x\u{0}@example.com", "current_password": PASSWORD})),
     )
@@ -648,12 +629,12 @@ async fn a_nul_in_an_email_is_a_field_error(mut ctx: Ctx) {
     .assert(400, json!({"email": [NUL]}));
     let (_, staff) = app.user_with_flags("staff@example.com", true, false).await;
     app.post(
-        "/list/",
+        paths::LIST,
         Req::bearer(&staff).with_json(json!({"email": "n\u{0}@example.com", "password": PASSWORD})),
     )
     .await
     .assert(400, json!({"email": [NUL]}));
-    let listed = app.get("/list/", Req::bearer(&staff)).await;
+    let listed = app.get(paths::LIST, Req::bearer(&staff)).await;
     listed.assert_status(200);
     assert_eq!(listed.body["count"], 2, "{}", listed.text);
 }
@@ -669,7 +650,7 @@ async fn a_nul_in_a_password_is_a_field_error_wherever_one_is_sent(mut ctx: Ctx)
         .await
         .assert(400, json!({"password": [NUL]}));
     app.post(
-        "/register/",
+        paths::REGISTER,
         Req::default().with_raw(
             "application/x-www-form-urlencoded",
             "email=nul%40example.com&password=correct-horse%00battery-9",
@@ -689,13 +670,13 @@ async fn a_nul_in_a_password_is_a_field_error_wherever_one_is_sent(mut ctx: Ctx)
         .await
         .assert(400, json!({"password": [NUL]}));
     app.post(
-        "/auth/password/",
+        paths::PASSWORD,
         Req::bearer(&access).with_json(json!({"old_password": PASSWORD, "new_password": with_nul})),
     )
     .await
     .assert(400, json!({"new_password": [NUL]}));
     app.post(
-        "/auth/password/",
+        paths::PASSWORD,
         Req::bearer(&access).with_json(
             json!({"old_password": format!("{PASSWORD}\u{0}"), "new_password": NEW_PASSWORD}),
         ),
@@ -704,14 +685,14 @@ async fn a_nul_in_a_password_is_a_field_error_wherever_one_is_sent(mut ctx: Ctx)
     .assert(400, json!({"old_password": [NUL]}));
     app.request(
         "PATCH",
-        &format!("/list/{id}/"),
+        &paths::user(id),
         Req::bearer(&access).with_json(json!({"password": with_nul, "current_password": PASSWORD})),
     )
     .await
     .assert(400, json!({"password": [NUL]}));
     let (_, staff) = app.user_with_flags("staff@example.com", true, false).await;
     app.post(
-        "/list/",
+        paths::LIST,
         Req::bearer(&staff).with_json(json!({"email": "new@example.com", "password": with_nul})),
     )
     .await
@@ -727,7 +708,7 @@ async fn a_nul_in_a_password_is_a_field_error_wherever_one_is_sent(mut ctx: Ctx)
 async fn patch(app: &TestApp, token: &str, id: i64, body: Value) -> Response {
     app.request(
         "PATCH",
-        &format!("/list/{id}/"),
+        &paths::user(id),
         Req::bearer(token).with_json(body),
     )
     .await
@@ -748,7 +729,7 @@ async fn changing_your_own_password_or_email_needs_the_current_password(mut ctx:
         .assert(400, required.clone());
     app.request(
         "PUT",
-        &format!("/list/{id}/"),
+        &paths::user(id),
         Req::bearer(&token).with_json(json!({"email": "moved@example.com"})),
     )
     .await
@@ -770,7 +751,7 @@ async fn changing_your_own_password_or_email_needs_the_current_password(mut ctx:
     .await
     .assert(400, wrong.clone());
     // nothing changed
-    let me = app.get(&format!("/list/{id}/"), Req::bearer(&token)).await;
+    let me = app.get(&paths::user(id), Req::bearer(&token)).await;
     me.assert_status(200);
     assert_eq!(me.body["email"], "jae@example.com");
     app.login("jae@example.com", PASSWORD)
@@ -879,7 +860,7 @@ async fn wrong_old_passwords_count_as_failed_logins(mut ctx: Ctx) {
     let token = registered.access();
     for _ in 0..3 {
         app.post(
-            "/auth/password/",
+            paths::PASSWORD,
             Req::bearer(&token).with_json(
                 json!({"old_password": "wrong-password-1", "new_password": NEW_PASSWORD}),
             ),
@@ -890,7 +871,7 @@ async fn wrong_old_passwords_count_as_failed_logins(mut ctx: Ctx) {
     assert_throttled(&app.login("jae@example.com", PASSWORD).await);
     assert_throttled(
         &app.post(
-            "/auth/password/",
+            paths::PASSWORD,
             Req::bearer(&token)
                 .with_json(json!({"old_password": PASSWORD, "new_password": NEW_PASSWORD})),
         )
@@ -910,7 +891,7 @@ async fn password_change_is_in_the_per_ip_bucket(mut ctx: Ctx) {
         .await;
     let registered = app
         .post(
-            "/register/",
+            paths::REGISTER,
             Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
                 .with_header("X-Forwarded-For", "10.1.1.1"),
         )
@@ -923,15 +904,15 @@ async fn password_change_is_in_the_per_ip_bucket(mut ctx: Ctx) {
             .with_header("X-Forwarded-For", "10.2.2.2")
     };
     for _ in 0..3 {
-        app.post("/auth/password/", change())
+        app.post(paths::PASSWORD, change())
             .await
             .assert(400, json!({"old_password": [WRONG_CURRENT]}));
     }
-    assert_throttled(&app.post("/auth/password/", change()).await);
+    assert_throttled(&app.post(paths::PASSWORD, change()).await);
     // the same bucket as the other auth endpoints
     assert_throttled(
         &app.post(
-            "/auth/",
+            paths::AUTH,
             Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
                 .with_header("X-Forwarded-For", "10.2.2.2"),
         )
@@ -940,7 +921,7 @@ async fn password_change_is_in_the_per_ip_bucket(mut ctx: Ctx) {
     // another client is not affected
     let other = app
         .post(
-            "/auth/",
+            paths::AUTH,
             Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
                 .with_header("X-Forwarded-For", "10.3.3.3"),
         )
@@ -967,18 +948,18 @@ async fn current_user_and_every_list_response_are_not_cached(mut ctx: Ctx) {
     me.assert_status(200);
     assert_eq!(me.body["email"], "jae@example.com");
     no_store(&me, "GET /auth/");
-    let list = app.get("/list/", Req::bearer(&token)).await;
+    let list = app.get(paths::LIST, Req::bearer(&token)).await;
     list.assert_status(200);
     assert_eq!(list.body["count"], 1);
     no_store(&list, "GET /list/");
-    let one = app.get(&format!("/list/{id}/"), Req::bearer(&token)).await;
+    let one = app.get(&paths::user(id), Req::bearer(&token)).await;
     one.assert_status(200);
     assert_eq!(one.body["id"], json!(id));
     no_store(&one, "GET /list/{id}/");
     let missing = app.get("/list/999999/", Req::bearer(&token)).await;
     missing.assert(404, json!({"detail": "Not found."}));
     no_store(&missing, "GET /list/999999/");
-    let unauthenticated = app.get("/list/", Req::default()).await;
+    let unauthenticated = app.get(paths::LIST, Req::default()).await;
     unauthenticated.assert(
         401,
         json!({"detail": "Authentication credentials were not provided."}),
@@ -1112,7 +1093,7 @@ fn stall_body(port: u16, path: &str) -> (Vec<u8>, Option<Duration>) {
 
 async fn a_stalled_body_is_cut_off_after_the_client_body_timeout(mut ctx: Ctx) {
     let app = ctx.spawn_with(&[("CLIENT_BODY_TIMEOUT", "1s")]).await;
-    for path in ["/auth/verify/", "/register/"] {
+    for path in [paths::VERIFY, paths::REGISTER] {
         let port = app.port;
         let (received, closed) =
             actix_web::rt::task::spawn_blocking(move || stall_body(port, path))
@@ -1176,7 +1157,11 @@ async fn sqlite_writes_under_concurrent_sessions_never_answer_5xx(mut ctx: Ctx) 
                     continue;
                 };
                 let logout = app
-                    .request("DELETE", "/auth/", Req::json(json!({ "refresh": refresh })))
+                    .request(
+                        "DELETE",
+                        paths::AUTH,
+                        Req::json(json!({ "refresh": refresh })),
+                    )
                     .await;
                 seen.push(("logout", logout.status, logout.text.clone()));
                 let after = app.refresh_token(refresh).await;
@@ -1187,7 +1172,7 @@ async fn sqlite_writes_under_concurrent_sessions_never_answer_5xx(mut ctx: Ctx) 
                     continue;
                 }
                 let everywhere = app
-                    .request("DELETE", "/auth/sessions/", Req::bearer(&login.access()))
+                    .request("DELETE", paths::SESSIONS, Req::bearer(&login.access()))
                     .await;
                 seen.push(("logout everywhere", everywhere.status, everywhere.text));
                 let after = app.refresh_token(&login.refresh()).await;

@@ -16,10 +16,11 @@ use latchkey_persistence::schema::{django_imports, outstanding_tokens, sessions,
 use latchkey_persistence::{User, latest_import_at};
 use latchkey_tests::binary::{open, run_latchkey};
 use latchkey_tests::database::postgres_admin_url;
-use latchkey_tests::{Backend, Ctx, django_tests};
+use latchkey_tests::{Backend, Ctx, tests};
 use serde_json::{Value, json};
 
-django_tests![
+tests![
+    django:
     imports_the_users_and_tokens_of_a_django_database,
     imports_across_backends_without_the_blacklist_app,
     a_dry_run_writes_nothing,

@@ -12,40 +12,29 @@ tests![
 
 async fn logout_blacklists_the_refresh_token_from_the_body(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let response = app
-        .request(
-            "DELETE",
-            "/auth/",
-            Req::json(json!({"refresh": registered.refresh()})),
-        )
-        .await;
+    let jae = app.user("jae@example.com").await;
+    let response = app.logout(&jae.refresh).await;
     response.assert(202, json!({"message": "Logout success"}));
-    app.refresh_token(&registered.refresh()).await.assert(
+    app.refresh_token(&jae.refresh).await.assert(
         401,
         json!({"detail": "Token is blacklisted", "code": "token_not_valid"}),
     );
-    app.post_json("/auth/verify/", json!({"token": registered.refresh()}))
-        .await
-        .assert(
-            401,
-            json!({"detail": "Token is blacklisted", "code": "token_not_valid"}),
-        );
+    app.verify(&jae.refresh).await.assert(
+        401,
+        json!({"detail": "Token is blacklisted", "code": "token_not_valid"}),
+    );
 }
 
 async fn logout_with_cookies_clears_them_and_blacklists(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let csrf = registered.cookie_value("csrftoken").unwrap();
+    let jae = app.user("jae@example.com").await;
     let response = app
-        .request(
-            "DELETE",
-            "/auth/",
+        .logout_with(
             Req::default()
-                .with_cookie("access", &registered.access())
-                .with_cookie("refresh", &registered.refresh())
-                .with_cookie("csrftoken", &csrf)
-                .with_header("X-CSRFToken", &csrf),
+                .with_cookie("access", &jae.access)
+                .with_cookie("refresh", &jae.refresh)
+                .with_cookie("csrftoken", jae.csrf())
+                .with_header("X-CSRFToken", jae.csrf()),
         )
         .await;
     response.assert(202, json!({"message": "Logout success"}));
@@ -59,7 +48,7 @@ async fn logout_with_cookies_clears_them_and_blacklists(mut ctx: Ctx) {
             "{cookie}"
         );
     }
-    app.refresh_token(&registered.refresh()).await.assert(
+    app.refresh_token(&jae.refresh).await.assert(
         401,
         json!({"detail": "Token is blacklisted", "code": "token_not_valid"}),
     );
@@ -67,32 +56,27 @@ async fn logout_with_cookies_clears_them_and_blacklists(mut ctx: Ctx) {
 
 async fn logout_with_cookies_needs_the_csrf_header(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let csrf = registered.cookie_value("csrftoken").unwrap();
-    app.request(
-        "DELETE",
-        "/auth/",
+    let jae = app.user("jae@example.com").await;
+    app.logout_with(
         Req::default()
-            .with_cookie("refresh", &registered.refresh())
-            .with_cookie("csrftoken", &csrf),
+            .with_cookie("refresh", &jae.refresh)
+            .with_cookie("csrftoken", jae.csrf()),
     )
     .await
     .assert(403, json!({"detail": "CSRF Failed: CSRF token missing."}));
-    app.refresh_token(&registered.refresh())
-        .await
-        .assert_status(200);
+    app.refresh_token(&jae.refresh).await.assert_status(200);
 }
 
 async fn logout_without_tokens_is_still_202(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let response = app.request("DELETE", "/auth/", Req::default()).await;
+    let response = app.logout_with(Req::default()).await;
     response.assert(202, json!({"message": "Logout success"}));
     assert!(response.set_cookie("access").unwrap().contains("Max-Age=0"));
 }
 
 async fn logout_with_a_garbage_token_is_still_202(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    app.request("DELETE", "/auth/", Req::json(json!({"refresh": "garbage"})))
+    app.logout("garbage")
         .await
         .assert(202, json!({"message": "Logout success"}));
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use latchkey_tests::app::Req;
-use latchkey_tests::{Ctx, PASSWORD, Response, TEST_SECRET, TestApp, forge, now, payload, tests};
+use latchkey_tests::{
+    Ctx, PASSWORD, Response, TEST_SECRET, TestApp, TestUser, forge, now, paths, payload, tests,
+};
 use serde_json::{Value, json};
 
 tests![
@@ -73,40 +75,6 @@ fn csrf_missing() -> Value {
     json!({"detail": "CSRF Failed: CSRF token missing."})
 }
 
-/// The tokens of one session, as a login, register or password change
-/// returned them.
-#[derive(Debug, Clone)]
-struct Session {
-    access: String,
-    refresh: String,
-    sid: Value,
-    csrf: Option<String>,
-}
-
-impl Session {
-    #[track_caller]
-    fn of(response: &Response) -> Session {
-        assert!(
-            response.status == 200 || response.status == 201,
-            "{}",
-            response.text
-        );
-        let access = response.access();
-        let refresh = response.refresh();
-        let sid = payload(&access)["sid"].clone();
-        Session {
-            access,
-            refresh,
-            sid,
-            csrf: response.cookie_value("csrftoken"),
-        }
-    }
-
-    fn id(&self) -> String {
-        self.sid.as_str().expect("sid is a string").to_owned()
-    }
-}
-
 #[track_caller]
 fn assert_one_of(response: &Response, status: u16, bodies: &[Value]) {
     assert!(
@@ -148,24 +116,24 @@ fn with_agent(req: Req, agent: Option<&str>) -> Req {
     }
 }
 
-async fn register_with(app: &TestApp, email: &str, agent: Option<&str>) -> Session {
+async fn register_with(app: &TestApp, email: &str, agent: Option<&str>) -> TestUser {
     let req = with_agent(
         Req::json(json!({"email": email, "password": PASSWORD})),
         agent,
     );
-    let response = app.post("/register/", req).await;
+    let response = app.post(paths::REGISTER, req).await;
     response.assert_status(201);
-    Session::of(&response)
+    TestUser::of(app, &response)
 }
 
-async fn login_with(app: &TestApp, email: &str, agent: Option<&str>) -> Session {
+async fn login_with(app: &TestApp, email: &str, agent: Option<&str>) -> TestUser {
     let req = with_agent(
         Req::json(json!({"email": email, "password": PASSWORD})),
         agent,
     );
-    let response = app.post("/auth/", req).await;
+    let response = app.post(paths::AUTH, req).await;
     response.assert_status(200);
-    Session::of(&response)
+    TestUser::of(app, &response)
 }
 
 async fn sliding_login(app: &TestApp, email: &str, agent: Option<&str>) -> String {
@@ -173,18 +141,14 @@ async fn sliding_login(app: &TestApp, email: &str, agent: Option<&str>) -> Strin
         Req::json(json!({"email": email, "password": PASSWORD})),
         agent,
     );
-    let response = app.post("/auth/sliding/", req).await;
+    let response = app.post(paths::SLIDING, req).await;
     response.assert_status(200);
-    response.body["token"].as_str().unwrap().to_owned()
-}
-
-async fn list(app: &TestApp, token: &str) -> Response {
-    app.get("/auth/sessions/", Req::bearer(token)).await
+    response.sliding()
 }
 
 /// The ids of the caller's listed sessions, in the listed order.
 async fn listed_ids(app: &TestApp, token: &str) -> Vec<String> {
-    let response = list(app, token).await;
+    let response = app.sessions(token).await;
     response.assert_status(200);
     response.body["results"]
         .as_array()
@@ -194,25 +158,14 @@ async fn listed_ids(app: &TestApp, token: &str) -> Vec<String> {
         .collect()
 }
 
-async fn end_session(app: &TestApp, token: &str, id: &str) -> Response {
-    app.request(
-        "DELETE",
-        &format!("/auth/sessions/{id}/"),
-        Req::bearer(token),
-    )
-    .await
-}
-
 /// Every token of the session is refused at once: the access token on an
 /// authenticated path and on verify, the refresh token on refresh.
-async fn assert_ended(app: &TestApp, session: &Session) {
+async fn assert_ended(app: &TestApp, session: &TestUser) {
     app.me(&session.access).await.assert(401, invalid_access());
-    app.get("/auth/sessions/", Req::bearer(&session.access))
+    app.sessions(&session.access)
         .await
         .assert(401, invalid_access());
-    let verified = app
-        .post_json("/auth/verify/", json!({"token": session.access}))
-        .await;
+    let verified = app.verify(&session.access).await;
     assert_one_of(&verified, 401, &[blacklisted(), invalid_or_expired()]);
     app.refresh_token(&session.refresh)
         .await
@@ -221,13 +174,11 @@ async fn assert_ended(app: &TestApp, session: &Session) {
 
 /// The session's access token authenticates (without touching its refresh
 /// token, which a check by refresh would rotate).
-async fn assert_live(app: &TestApp, session: &Session, email: &str) {
+async fn assert_live(app: &TestApp, session: &TestUser, email: &str) {
     let me = app.me(&session.access).await;
     me.assert_status(200);
     assert_eq!(me.body["email"], email, "{}", me.text);
-    app.post_json("/auth/verify/", json!({"token": session.access}))
-        .await
-        .assert(200, json!({}));
+    app.verify(&session.access).await.assert(200, json!({}));
 }
 
 /// Waits until the clock has left the second `second` (never longer than a
@@ -245,61 +196,49 @@ async fn after_second(second: i64) {
 
 async fn every_token_carries_the_sid_of_its_session(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered(EMAIL).await;
-    let first = Session::of(&registered);
+    let first = app.user(EMAIL).await;
     assert!(
-        first.sid.as_str().is_some_and(|s| !s.is_empty()),
+        first.sid().as_str().is_some_and(|s| !s.is_empty()),
         "register's access token has a sid: {:?}",
         payload(&first.access)
     );
-    assert_eq!(payload(&first.refresh)["sid"], first.sid);
+    assert_eq!(payload(&first.refresh)["sid"], first.sid());
 
-    let login = Session::of(&app.login(EMAIL, PASSWORD).await);
-    assert!(login.sid.is_string(), "{:?}", payload(&login.access));
-    assert_eq!(payload(&login.refresh)["sid"], login.sid);
-    assert_ne!(login.sid, first.sid, "a login starts a new session");
+    let login = app.logged_in(EMAIL).await;
+    assert!(login.sid().is_string(), "{:?}", payload(&login.access));
+    assert_eq!(payload(&login.refresh)["sid"], login.sid());
+    assert_ne!(login.sid(), first.sid(), "a login starts a new session");
 
     // refresh: the new pair stays in the original session, twice over
     let refreshed = app.refresh_token(&first.refresh).await;
     refreshed.assert_status(200);
     let access = refreshed.body["access"].as_str().unwrap();
     let refresh = refreshed.body["refresh"].as_str().unwrap();
-    assert_eq!(payload(access)["sid"], first.sid);
-    assert_eq!(payload(refresh)["sid"], first.sid);
+    assert_eq!(payload(access)["sid"], first.sid());
+    assert_eq!(payload(refresh)["sid"], first.sid());
     let again = app.refresh_token(refresh).await;
     again.assert_status(200);
     assert_eq!(
         payload(again.body["access"].as_str().unwrap())["sid"],
-        first.sid
+        first.sid()
     );
     assert_eq!(
         payload(again.body["refresh"].as_str().unwrap())["sid"],
-        first.sid
+        first.sid()
     );
 
     // password change: a new session, in both tokens
-    let changed = app
-        .post(
-            "/auth/password/",
-            Req::bearer(&login.access)
-                .with_json(json!({"old_password": PASSWORD, "new_password": NEW_PASSWORD})),
-        )
-        .await;
+    let changed = login.change_password(PASSWORD, NEW_PASSWORD).await;
     changed.assert_status(200);
     assert_eq!(changed.body["message"], "Password changed");
-    let changed = Session::of(&changed);
-    assert!(changed.sid.is_string(), "{:?}", payload(&changed.access));
-    assert_eq!(payload(&changed.refresh)["sid"], changed.sid);
-    assert_ne!(changed.sid, login.sid);
-    assert_ne!(changed.sid, first.sid);
+    let changed = login.with_tokens_of(&changed);
+    assert!(changed.sid().is_string(), "{:?}", payload(&changed.access));
+    assert_eq!(payload(&changed.refresh)["sid"], changed.sid());
+    assert_ne!(changed.sid(), login.sid());
+    assert_ne!(changed.sid(), first.sid());
 
     // sliding: the token carries a sid, and a sliding refresh keeps it
-    let sliding = app
-        .post_json(
-            "/auth/sliding/",
-            json!({"email": EMAIL, "password": NEW_PASSWORD}),
-        )
-        .await;
+    let sliding = app.sliding(EMAIL, NEW_PASSWORD).await;
     sliding.assert_status(200);
     let token = sliding.body["token"].as_str().unwrap();
     let sid = payload(token)["sid"].clone();
@@ -308,24 +247,22 @@ async fn every_token_carries_the_sid_of_its_session(mut ctx: Ctx) {
         "{:?}",
         payload(token)
     );
-    assert_ne!(sid, changed.sid, "a sliding login starts a new session");
-    let slid = app
-        .post_json("/auth/sliding/refresh/", json!({"token": token}))
-        .await;
+    assert_ne!(sid, changed.sid(), "a sliding login starts a new session");
+    let slid = app.sliding_refresh(token).await;
     slid.assert_status(200);
     assert_eq!(payload(slid.body["token"].as_str().unwrap())["sid"], sid);
 }
 
 async fn a_session_list_id_is_the_sid_of_its_tokens(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let first = Session::of(&app.registered(EMAIL).await);
-    let second = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let first = app.user(EMAIL).await;
+    let second = app.logged_in(EMAIL).await;
     let sliding = sliding_login(&app, EMAIL, None).await;
     let mut ids = listed_ids(&app, &first.access).await;
     ids.sort();
     let mut sids = vec![
-        first.id(),
-        second.id(),
+        first.session_id(),
+        second.session_id(),
         payload(&sliding)["sid"].as_str().unwrap().to_owned(),
     ];
     sids.sort();
@@ -334,53 +271,46 @@ async fn a_session_list_id_is_the_sid_of_its_tokens(mut ctx: Ctx) {
 
 async fn logout_by_the_refresh_token_ends_the_whole_session(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let ended = Session::of(&app.registered(EMAIL).await);
-    let other = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let ended = app.user(EMAIL).await;
+    let other = app.logged_in(EMAIL).await;
     assert_live(&app, &ended, EMAIL).await;
-    let response = app
-        .request(
-            "DELETE",
-            "/auth/",
-            Req::json(json!({"refresh": ended.refresh})),
-        )
-        .await;
+    let response = app.logout(&ended.refresh).await;
     response.assert(202, json!({"message": "Logout success"}));
     assert_ended(&app, &ended).await;
     assert_live(&app, &other, EMAIL).await;
-    assert_eq!(listed_ids(&app, &other.access).await, vec![other.id()]);
+    assert_eq!(
+        listed_ids(&app, &other.access).await,
+        vec![other.session_id()]
+    );
     app.refresh_token(&other.refresh).await.assert_status(200);
 }
 
 async fn logout_by_a_bearer_access_token_alone_ends_the_whole_session(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let first = Session::of(&app.registered(EMAIL).await);
-    let other = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let first = app.user(EMAIL).await;
+    let other = app.logged_in(EMAIL).await;
     // rotate once: the logout by the session's first access token must end
     // the refresh token that replaced the one it came with, too
     let rotated = app.refresh_token(&first.refresh).await;
     rotated.assert_status(200);
-    let latest = Session {
-        access: rotated.body["access"].as_str().unwrap().to_owned(),
-        refresh: rotated.body["refresh"].as_str().unwrap().to_owned(),
-        sid: first.sid.clone(),
-        csrf: None,
-    };
+    let latest = first.with_tokens_of(&rotated);
     assert_live(&app, &first, EMAIL).await;
-    let response = app
-        .request("DELETE", "/auth/", Req::bearer(&first.access))
-        .await;
+    let response = first.logout().await;
     response.assert(202, json!({"message": "Logout success"}));
     assert_ended(&app, &latest).await;
     app.me(&first.access).await.assert(401, invalid_access());
     assert_live(&app, &other, EMAIL).await;
-    assert_eq!(listed_ids(&app, &other.access).await, vec![other.id()]);
+    assert_eq!(
+        listed_ids(&app, &other.access).await,
+        vec![other.session_id()]
+    );
     app.refresh_token(&other.refresh).await.assert_status(200);
 }
 
 async fn logout_by_cookies_ends_the_whole_session(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let ended = Session::of(&app.registered(EMAIL).await);
-    let other = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let ended = app.user(EMAIL).await;
+    let other = app.logged_in(EMAIL).await;
     let csrf = ended.csrf.clone().expect("a csrftoken cookie");
     let cookies = || {
         Req::default()
@@ -389,11 +319,7 @@ async fn logout_by_cookies_ends_the_whole_session(mut ctx: Ctx) {
             .with_cookie("csrftoken", &csrf)
     };
     let response = app
-        .request(
-            "DELETE",
-            "/auth/",
-            cookies().with_header("X-CSRFToken", &csrf),
-        )
+        .logout_with(cookies().with_header("X-CSRFToken", &csrf))
         .await;
     response.assert(202, json!({"message": "Logout success"}));
     for name in ["access", "refresh"] {
@@ -403,64 +329,60 @@ async fn logout_by_cookies_ends_the_whole_session(mut ctx: Ctx) {
     assert_ended(&app, &ended).await;
     // the old access cookie no longer authenticates either
     app.get(
-        "/auth/",
+        paths::AUTH,
         Req::default().with_cookie("access", &ended.access),
     )
     .await
     .assert(401, invalid_access());
     assert_live(&app, &other, EMAIL).await;
-    assert_eq!(listed_ids(&app, &other.access).await, vec![other.id()]);
+    assert_eq!(
+        listed_ids(&app, &other.access).await,
+        vec![other.session_id()]
+    );
 }
 
 async fn logout_by_a_sliding_token_ends_the_sliding_session(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let other = Session::of(&app.registered(EMAIL).await);
+    let other = app.user(EMAIL).await;
     let token = sliding_login(&app, EMAIL, None).await;
     let me = app.me(&token).await;
     me.assert_status(200);
     assert_eq!(me.body["email"], EMAIL);
-    let response = app.request("DELETE", "/auth/", Req::bearer(&token)).await;
+    let response = app.logout_with(Req::bearer(&token)).await;
     response.assert(202, json!({"message": "Logout success"}));
     app.me(&token).await.assert(401, invalid_access());
-    let verified = app
-        .post_json("/auth/verify/", json!({"token": token}))
-        .await;
+    let verified = app.verify(&token).await;
     assert_one_of(&verified, 401, &[blacklisted(), invalid_or_expired()]);
-    let slid = app
-        .post_json("/auth/sliding/refresh/", json!({"token": token}))
-        .await;
+    let slid = app.sliding_refresh(&token).await;
     assert_one_of(&slid, 401, &[blacklisted(), invalid_or_expired()]);
     assert_live(&app, &other, EMAIL).await;
-    assert_eq!(listed_ids(&app, &other.access).await, vec![other.id()]);
+    assert_eq!(
+        listed_ids(&app, &other.access).await,
+        vec![other.session_id()]
+    );
 }
 
 async fn logout_ends_the_session_of_the_refresh_token_when_both_are_sent(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let by_header = Session::of(&app.registered(EMAIL).await);
-    let by_body = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let by_header = app.user(EMAIL).await;
+    let by_body = app.logged_in(EMAIL).await;
     let response = app
-        .request(
-            "DELETE",
-            "/auth/",
-            Req::bearer(&by_header.access).with_json(json!({"refresh": by_body.refresh})),
-        )
+        .logout_with(Req::bearer(&by_header.access).with_json(json!({"refresh": by_body.refresh})))
         .await;
     response.assert(202, json!({"message": "Logout success"}));
     assert_ended(&app, &by_body).await;
     assert_live(&app, &by_header, EMAIL).await;
     assert_eq!(
         listed_ids(&app, &by_header.access).await,
-        vec![by_header.id()]
+        vec![by_header.session_id()]
     );
 }
 
 async fn cookie_logout_without_the_csrf_header_is_403_and_the_session_stays_live(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let session = Session::of(&app.registered(EMAIL).await);
+    let session = app.user(EMAIL).await;
     let csrf = session.csrf.clone().expect("a csrftoken cookie");
-    app.request(
-        "DELETE",
-        "/auth/",
+    app.logout_with(
         Req::default()
             .with_cookie("access", &session.access)
             .with_cookie("refresh", &session.refresh)
@@ -468,24 +390,21 @@ async fn cookie_logout_without_the_csrf_header_is_403_and_the_session_stays_live
     )
     .await
     .assert(403, csrf_missing());
-    app.request(
-        "DELETE",
-        "/auth/",
-        Req::default()
-            .with_cookie("access", &session.access)
-            .with_cookie("csrftoken", &csrf),
-    )
-    .await
-    .assert(403, csrf_missing());
+    app.logout_with(session.cookies())
+        .await
+        .assert(403, csrf_missing());
     assert_live(&app, &session, EMAIL).await;
-    assert_eq!(listed_ids(&app, &session.access).await, vec![session.id()]);
+    assert_eq!(
+        listed_ids(&app, &session.access).await,
+        vec![session.session_id()]
+    );
     app.refresh_token(&session.refresh).await.assert_status(200);
 }
 
 async fn the_session_list_shows_exactly_the_contract_fields(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let session = register_with(&app, EMAIL, Some(AGENT)).await;
-    let response = list(&app, &session.access).await;
+    let response = app.sessions(&session.access).await;
     response.assert_status(200);
     assert_eq!(
         response
@@ -519,7 +438,7 @@ async fn the_session_list_shows_exactly_the_contract_fields(mut ctx: Ctx) {
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected, "{}", response.text);
-    assert_eq!(item["id"], session.sid);
+    assert_eq!(item["id"], session.sid());
     assert_eq!(item["user_agent"], AGENT);
     assert_eq!(item["ip"], "127.0.0.1");
     assert_eq!(item["current"], true);
@@ -546,7 +465,7 @@ async fn a_user_agent_is_cut_to_256_characters_and_none_is_null(mut ctx: Ctx) {
     let with_long = register_with(&app, EMAIL, Some(&long)).await;
     let without = login_with(&app, EMAIL, None).await;
     let with_short = login_with(&app, EMAIL, Some(AGENT)).await;
-    let response = list(&app, &with_short.access).await;
+    let response = app.sessions(&with_short.access).await;
     response.assert_status(200);
     let agent_of = |sid: &Value| {
         response.body["results"]
@@ -557,13 +476,13 @@ async fn a_user_agent_is_cut_to_256_characters_and_none_is_null(mut ctx: Ctx) {
             .unwrap_or_else(|| panic!("session {sid} listed: {}", response.text))["user_agent"]
             .clone()
     };
-    assert_eq!(agent_of(&with_long.sid), json!(long[..256]));
-    assert_eq!(agent_of(&without.sid), Value::Null);
-    assert_eq!(agent_of(&with_short.sid), json!(AGENT));
+    assert_eq!(agent_of(&with_long.sid()), json!(long[..256]));
+    assert_eq!(agent_of(&without.sid()), Value::Null);
+    assert_eq!(agent_of(&with_short.sid()), json!(AGENT));
     // the agent of the request that started the session, not of a later one
     let refreshed = app
         .post(
-            "/auth/refresh/",
+            paths::REFRESH,
             with_agent(
                 Req::json(json!({"refresh": without.refresh})),
                 Some("someone-else/2"),
@@ -571,12 +490,12 @@ async fn a_user_agent_is_cut_to_256_characters_and_none_is_null(mut ctx: Ctx) {
         )
         .await;
     refreshed.assert_status(200);
-    let again = list(&app, &with_short.access).await;
+    let again = app.sessions(&with_short.access).await;
     let agent = again.body["results"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["id"] == without.sid)
+        .find(|s| s["id"] == without.sid())
         .unwrap()["user_agent"]
         .clone();
     assert_eq!(agent, Value::Null, "{}", again.text);
@@ -591,11 +510,11 @@ async fn sessions_are_listed_most_recently_used_first_and_a_refresh_moves_one_up
     let b = login_with(&app, EMAIL, Some(AGENT)).await;
     after_second(now()).await;
     let c = login_with(&app, EMAIL, Some(AGENT)).await;
-    let before = list(&app, &a.access).await;
+    let before = app.sessions(&a.access).await;
     before.assert_status(200);
     assert_eq!(
         ids(&before),
-        vec![c.sid.clone(), b.sid.clone(), a.sid.clone()],
+        vec![c.sid(), b.sid(), a.sid()],
         "{}",
         before.text
     );
@@ -604,11 +523,11 @@ async fn sessions_are_listed_most_recently_used_first_and_a_refresh_moves_one_up
     let refreshed = app.refresh_token(&a.refresh).await;
     refreshed.assert_status(200);
     let new_refresh = refreshed.body["refresh"].as_str().unwrap();
-    let after = list(&app, &a.access).await;
+    let after = app.sessions(&a.access).await;
     after.assert_status(200);
     assert_eq!(
         ids(&after),
-        vec![a.sid.clone(), c.sid.clone(), b.sid.clone()],
+        vec![a.sid(), c.sid(), b.sid()],
         "{}",
         after.text
     );
@@ -646,11 +565,11 @@ async fn sessions_started_in_the_same_second_are_listed_latest_first(mut ctx: Ct
     let a = login_with(&app, EMAIL, Some(AGENT)).await;
     let b = login_with(&app, EMAIL, Some(AGENT)).await;
     let c = login_with(&app, EMAIL, Some(AGENT)).await;
-    let listed = list(&app, &a.access).await;
+    let listed = app.sessions(&a.access).await;
     listed.assert_status(200);
     assert_eq!(
         ids(&listed)[..3],
-        [c.sid.clone(), b.sid.clone(), a.sid.clone()],
+        [c.sid(), b.sid(), a.sid()],
         "the latest used first, even within one second: {}",
         listed.text
     );
@@ -658,8 +577,8 @@ async fn sessions_started_in_the_same_second_are_listed_latest_first(mut ctx: Ct
 
 async fn current_marks_only_the_session_of_the_authenticating_token(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let a = Session::of(&app.registered(EMAIL).await);
-    let b = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let a = app.user(EMAIL).await;
+    let b = app.logged_in(EMAIL).await;
     let sliding = sliding_login(&app, EMAIL, None).await;
     let sliding_sid = payload(&sliding)["sid"].clone();
     let current_of = |r: &Response| -> Vec<Value> {
@@ -679,23 +598,24 @@ async fn current_marks_only_the_session_of_the_authenticating_token(mut ctx: Ctx
             assert!(s["current"].is_boolean(), "{}", r.text);
         }
     };
-    check(&list(&app, &a.access).await, &a.sid);
-    check(&list(&app, &b.access).await, &b.sid);
-    check(&list(&app, &sliding).await, &sliding_sid);
+    check(&app.sessions(&a.access).await, &a.sid());
+    check(&app.sessions(&b.access).await, &b.sid());
+    check(&app.sessions(&sliding).await, &sliding_sid);
     // by the access cookie (a GET needs no CSRF header)
     let by_cookie = app
         .get(
-            "/auth/sessions/",
+            paths::SESSIONS,
             Req::default().with_cookie("access", &b.access),
         )
         .await;
-    check(&by_cookie, &b.sid);
+    check(&by_cookie, &b.sid());
     // a refreshed access token belongs to the same session
     let refreshed = app.refresh_token(&a.refresh).await;
     refreshed.assert_status(200);
     check(
-        &list(&app, refreshed.body["access"].as_str().unwrap()).await,
-        &a.sid,
+        &app.sessions(refreshed.body["access"].as_str().unwrap())
+            .await,
+        &a.sid(),
     );
 }
 
@@ -713,7 +633,7 @@ async fn a_sliding_session_is_listed_and_moves_with_each_sliding_refresh(mut ctx
             .unwrap_or_else(|| panic!("the sliding session is listed: {}", r.text))
             .clone()
     };
-    let before = list(&app, &other.access).await;
+    let before = app.sessions(&other.access).await;
     before.assert_status(200);
     let item = find(&before);
     assert_eq!(item["user_agent"], AGENT);
@@ -726,11 +646,9 @@ async fn a_sliding_session_is_listed_and_moves_with_each_sliding_refresh(mut ctx
         before.text
     );
     after_second(now()).await;
-    let slid = app
-        .post_json("/auth/sliding/refresh/", json!({"token": token}))
-        .await;
+    let slid = app.sliding_refresh(&token).await;
     slid.assert_status(200);
-    let after = list(&app, &other.access).await;
+    let after = app.sessions(&other.access).await;
     after.assert_status(200);
     let moved = find(&after);
     assert!(
@@ -748,45 +666,35 @@ async fn a_sliding_session_is_listed_and_moves_with_each_sliding_refresh(mut ctx
 
 async fn the_session_list_needs_credentials_and_is_not_cached(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let response = app.get("/auth/sessions/", Req::default()).await;
-    response.assert(
-        401,
-        json!({"detail": "Authentication credentials were not provided."}),
-    );
-    assert_eq!(
-        response.header("www-authenticate"),
-        Some("Bearer realm=\"api\"")
-    );
-    app.get("/auth/sessions/", Req::bearer("garbage"))
+    app.get(paths::SESSIONS, Req::default())
         .await
-        .assert(401, invalid_access());
-    let session = Session::of(&app.registered(EMAIL).await);
+        .assert_unauthorized(json!({"detail": "Authentication credentials were not provided."}));
+    app.sessions("garbage").await.assert(401, invalid_access());
+    let session = app.user(EMAIL).await;
     // a refresh token is not an access token
-    let wrong = app
-        .get("/auth/sessions/", Req::bearer(&session.refresh))
-        .await;
+    let wrong = app.sessions(&session.refresh).await;
     wrong.assert_status(401);
     assert_eq!(wrong.body["code"], "token_not_valid", "{}", wrong.text);
-    let listed = list(&app, &session.access).await;
+    let listed = app.sessions(&session.access).await;
     listed.assert_status(200);
     assert_eq!(listed.header("cache-control"), Some("no-store"));
-    assert_eq!(listed.body["results"][0]["id"], session.sid);
+    assert_eq!(listed.body["results"][0]["id"], session.sid());
 }
 
 async fn ending_one_session_refuses_its_tokens_and_leaves_the_others(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let caller = Session::of(&app.registered(EMAIL).await);
-    let ended = Session::of(&app.login(EMAIL, PASSWORD).await);
-    let untouched = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let caller = app.user(EMAIL).await;
+    let ended = app.logged_in(EMAIL).await;
+    let untouched = app.logged_in(EMAIL).await;
     assert_live(&app, &ended, EMAIL).await;
-    assert_no_content(&end_session(&app, &caller.access, &ended.id()).await);
+    assert_no_content(&app.end_session(&caller.access, &ended.session_id()).await);
     assert_ended(&app, &ended).await;
     for session in [&caller, &untouched] {
         assert_live(&app, session, EMAIL).await;
     }
     let mut ids = listed_ids(&app, &caller.access).await;
     ids.sort();
-    let mut expected = vec![caller.id(), untouched.id()];
+    let mut expected = vec![caller.session_id(), untouched.session_id()];
     expected.sort();
     assert_eq!(ids, expected);
     app.refresh_token(&untouched.refresh)
@@ -797,56 +705,53 @@ async fn ending_one_session_refuses_its_tokens_and_leaves_the_others(mut ctx: Ct
 
 async fn ending_the_current_session_by_id_refuses_its_own_tokens(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let caller = Session::of(&app.registered(EMAIL).await);
-    let other = Session::of(&app.login(EMAIL, PASSWORD).await);
-    assert_no_content(&end_session(&app, &caller.access, &caller.id()).await);
+    let caller = app.user(EMAIL).await;
+    let other = app.logged_in(EMAIL).await;
+    assert_no_content(&app.end_session(&caller.access, &caller.session_id()).await);
     assert_ended(&app, &caller).await;
     assert_live(&app, &other, EMAIL).await;
-    assert_eq!(listed_ids(&app, &other.access).await, vec![other.id()]);
+    assert_eq!(
+        listed_ids(&app, &other.access).await,
+        vec![other.session_id()]
+    );
 }
 
 async fn another_users_session_id_is_404_and_that_session_stays_live(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let jae = Session::of(&app.registered(EMAIL).await);
-    let kim = Session::of(&app.registered("kim@example.com").await);
-    let response = end_session(&app, &kim.access, &jae.id()).await;
+    let jae = app.user(EMAIL).await;
+    let kim = app.user("kim@example.com").await;
+    let response = app.end_session(&kim.access, &jae.session_id()).await;
     response.assert(404, not_found());
     assert_live(&app, &jae, EMAIL).await;
-    assert_eq!(listed_ids(&app, &jae.access).await, vec![jae.id()]);
+    assert_eq!(listed_ids(&app, &jae.access).await, vec![jae.session_id()]);
     // nor does kim see it in her own list
-    assert_eq!(listed_ids(&app, &kim.access).await, vec![kim.id()]);
+    assert_eq!(listed_ids(&app, &kim.access).await, vec![kim.session_id()]);
     app.refresh_token(&jae.refresh).await.assert_status(200);
     assert_live(&app, &kim, "kim@example.com").await;
 }
 
 async fn an_unknown_or_already_ended_session_id_is_404(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let caller = Session::of(&app.registered(EMAIL).await);
-    let ended = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let caller = app.user(EMAIL).await;
+    let ended = app.logged_in(EMAIL).await;
     for unknown in [
         "no-such-session".to_owned(),
         "00000000-0000-0000-0000-000000000000".to_owned(),
         "1".to_owned(),
-        format!("{}x", caller.id()),
+        format!("{}x", caller.session_id()),
     ] {
-        end_session(&app, &caller.access, &unknown)
+        app.end_session(&caller.access, &unknown)
             .await
             .assert(404, not_found());
     }
-    assert_no_content(&end_session(&app, &caller.access, &ended.id()).await);
-    end_session(&app, &caller.access, &ended.id())
+    assert_no_content(&app.end_session(&caller.access, &ended.session_id()).await);
+    app.end_session(&caller.access, &ended.session_id())
         .await
         .assert(404, not_found());
     // ended by logout: also not a live session
-    let logged_out = Session::of(&app.login(EMAIL, PASSWORD).await);
-    app.request(
-        "DELETE",
-        "/auth/",
-        Req::json(json!({"refresh": logged_out.refresh})),
-    )
-    .await
-    .assert_status(202);
-    end_session(&app, &caller.access, &logged_out.id())
+    let logged_out = app.logged_in(EMAIL).await;
+    app.logout(&logged_out.refresh).await.assert_status(202);
+    app.end_session(&caller.access, &logged_out.session_id())
         .await
         .assert(404, not_found());
     assert_live(&app, &caller, EMAIL).await;
@@ -854,26 +759,20 @@ async fn an_unknown_or_already_ended_session_id_is_404(mut ctx: Ctx) {
 
 async fn ending_a_session_by_cookie_needs_the_csrf_header(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let caller = Session::of(&app.registered(EMAIL).await);
-    let target = Session::of(&app.login(EMAIL, PASSWORD).await);
-    let csrf = caller.csrf.clone().expect("a csrftoken cookie");
-    let path = format!("/auth/sessions/{}/", target.id());
-    let cookies = || {
-        Req::default()
-            .with_cookie("access", &caller.access)
-            .with_cookie("csrftoken", &csrf)
-    };
-    app.request("DELETE", &path, cookies())
+    let caller = app.user(EMAIL).await;
+    let target = app.logged_in(EMAIL).await;
+    let path = paths::session(&target.session_id());
+    app.request("DELETE", &path, caller.cookies())
         .await
         .assert(403, csrf_missing());
     assert_live(&app, &target, EMAIL).await;
     let mut ids = listed_ids(&app, &caller.access).await;
     ids.sort();
-    let mut expected = vec![caller.id(), target.id()];
+    let mut expected = vec![caller.session_id(), target.session_id()];
     expected.sort();
     assert_eq!(ids, expected);
     assert_no_content(
-        &app.request("DELETE", &path, cookies().with_header("X-CSRFToken", &csrf))
+        &app.request("DELETE", &path, caller.cookies_with_csrf())
             .await,
     );
     assert_ended(&app, &target).await;
@@ -886,11 +785,9 @@ async fn logout_everywhere_ends_tokens_issued_in_the_same_second(mut ctx: Ctx) {
     // start at the beginning of a second, so the logins and the logout
     // below most likely share it
     after_second(now()).await;
-    let first = Session::of(&app.login(EMAIL, PASSWORD).await);
-    let second = Session::of(&app.login(EMAIL, PASSWORD).await);
-    let response = app
-        .request("DELETE", "/auth/sessions/", Req::bearer(&second.access))
-        .await;
+    let first = app.logged_in(EMAIL).await;
+    let second = app.logged_in(EMAIL).await;
+    let response = second.logout_everywhere().await;
     let called = now();
     response.assert(202, json!({"message": "Logout success"}));
     if payload(&first.access)["iat"].as_i64() != Some(called) {
@@ -907,21 +804,18 @@ async fn logout_everywhere_ends_tokens_issued_in_the_same_second(mut ctx: Ctx) {
     // a new login works
     let fresh = login_with(&app, EMAIL, None).await;
     assert_live(&app, &fresh, EMAIL).await;
-    assert_eq!(listed_ids(&app, &fresh.access).await, vec![fresh.id()]);
+    assert_eq!(
+        listed_ids(&app, &fresh.access).await,
+        vec![fresh.session_id()]
+    );
 }
 
 async fn a_password_change_ends_every_other_session_and_lists_only_the_new_one(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let a = Session::of(&app.registered(EMAIL).await);
-    let b = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let a = app.user(EMAIL).await;
+    let b = app.logged_in(EMAIL).await;
     let sliding = sliding_login(&app, EMAIL, None).await;
-    let response = app
-        .post(
-            "/auth/password/",
-            Req::bearer(&b.access)
-                .with_json(json!({"old_password": PASSWORD, "new_password": NEW_PASSWORD})),
-        )
-        .await;
+    let response = b.change_password(PASSWORD, NEW_PASSWORD).await;
     response.assert_status(200);
     assert_eq!(
         response
@@ -935,26 +829,26 @@ async fn a_password_change_ends_every_other_session_and_lists_only_the_new_one(m
         response.text
     );
     assert_eq!(response.body["message"], "Password changed");
-    let new = Session::of(&response);
+    let new = b.with_tokens_of(&response);
     // at once, in the same second: no token of an ended session is usable
     for old in [&a, &b] {
         assert_ended(&app, old).await;
     }
     app.me(&sliding).await.assert(401, invalid_access());
     assert_live(&app, &new, EMAIL).await;
-    let listed = list(&app, &new.access).await;
+    let listed = app.sessions(&new.access).await;
     listed.assert_status(200);
     let results = listed.body["results"].as_array().unwrap();
     assert_eq!(results.len(), 1, "{}", listed.text);
-    assert_eq!(results[0]["id"], new.sid);
+    assert_eq!(results[0]["id"], new.sid());
     assert_eq!(results[0]["current"], true);
     app.refresh_token(&new.refresh).await.assert_status(200);
 }
 
 async fn tokens_without_sid_are_accepted_and_bound_by_tokens_valid_after(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered(EMAIL).await;
-    let id = registered.body["user"]["id"].as_i64().unwrap();
+    let jae = app.user(EMAIL).await;
+    let id = jae.id;
     let sidless = |iat: i64, jti: &str| {
         forge(
             Algorithm::HS256,
@@ -969,7 +863,7 @@ async fn tokens_without_sid_are_accepted_and_bound_by_tokens_valid_after(mut ctx
     assert_eq!(me.body["id"], id, "{}", me.text);
     assert_eq!(me.body["email"], EMAIL);
     // the sid-less token lists no session as current
-    let listed = list(&app, &old).await;
+    let listed = app.sessions(&old).await;
     listed.assert_status(200);
     assert!(
         listed.body["results"]
@@ -982,13 +876,9 @@ async fn tokens_without_sid_are_accepted_and_bound_by_tokens_valid_after(mut ctx
     );
     // revoke in a later second than the token's iat
     after_second(old_iat).await;
-    app.request(
-        "DELETE",
-        "/auth/sessions/",
-        Req::bearer(&registered.access()),
-    )
-    .await
-    .assert(202, json!({"message": "Logout success"}));
+    jae.logout_everywhere()
+        .await
+        .assert(202, json!({"message": "Logout success"}));
     let revoked_at = now();
     app.me(&old).await.assert(401, invalid_access());
     // a sid-less token issued in a later second than the revocation passes
@@ -997,24 +887,20 @@ async fn tokens_without_sid_are_accepted_and_bound_by_tokens_valid_after(mut ctx
     let me = app.me(&new).await;
     me.assert_status(200);
     assert_eq!(me.body["id"], id, "{}", me.text);
-    app.post_json("/auth/verify/", json!({"token": new}))
-        .await
-        .assert(200, json!({}));
+    app.verify(&new).await.assert(200, json!({}));
     app.me(&old).await.assert(401, invalid_access());
 }
 
 async fn a_token_whose_sid_names_no_session_is_invalid(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let session = Session::of(&app.registered(EMAIL).await);
+    let session = app.user(EMAIL).await;
     let mut claims = payload(&session.access);
     claims["sid"] = json!("no-such-session");
     let forged = forge(Algorithm::HS256, TEST_SECRET, &claims);
     app.me(&forged).await.assert(401, invalid_access());
-    app.get("/auth/sessions/", Req::bearer(&forged))
-        .await
-        .assert(401, invalid_access());
+    app.sessions(&forged).await.assert(401, invalid_access());
     let mut claims = payload(&session.access);
-    claims["sid"] = json!(format!("{}0", session.id()));
+    claims["sid"] = json!(format!("{}0", session.session_id()));
     app.me(&forge(Algorithm::HS256, TEST_SECRET, &claims))
         .await
         .assert(401, invalid_access());
@@ -1024,21 +910,10 @@ async fn a_token_whose_sid_names_no_session_is_invalid(mut ctx: Ctx) {
 
 async fn deactivation_ends_every_session_even_after_reactivation(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let (_, staff) = app.user_with_flags("staff@example.com", true, false).await;
-    let registered = app.registered(EMAIL).await;
-    let id = registered.body["user"]["id"].as_i64().unwrap();
-    let first = Session::of(&registered);
-    let second = Session::of(&app.login(EMAIL, PASSWORD).await);
-    let path = format!("/list/{id}/");
-    let patch = |active: bool| {
-        app.request(
-            "PATCH",
-            &path,
-            Req::bearer(&staff).with_json(json!({"is_active": active})),
-        )
-    };
-    let deactivated = patch(false).await;
-    deactivated.assert_status(200);
+    let staff = app.staff("staff@example.com").await;
+    let first = app.user(EMAIL).await;
+    let second = app.logged_in(EMAIL).await;
+    let deactivated = app.deactivate(&staff, first.id).await;
     assert_eq!(deactivated.body["is_active"], false);
     let inactive = json!({"detail": "User is inactive", "code": "user_inactive"});
     for session in [&first, &second] {
@@ -1052,27 +927,25 @@ async fn deactivation_ends_every_session_even_after_reactivation(mut ctx: Ctx) {
         );
     }
     // the sessions were ended, not only barred while the user is inactive
-    let reactivated = patch(true).await;
+    let reactivated = staff.patch(first.id, json!({"is_active": true})).await;
     reactivated.assert_status(200);
     assert_eq!(reactivated.body["is_active"], true);
     for session in [&first, &second] {
         assert_ended(&app, session).await;
     }
     let fresh = login_with(&app, EMAIL, None).await;
-    assert_eq!(listed_ids(&app, &fresh.access).await, vec![fresh.id()]);
+    assert_eq!(
+        listed_ids(&app, &fresh.access).await,
+        vec![fresh.session_id()]
+    );
 }
 
 async fn deletion_ends_every_session_of_the_user(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let (_, staff) = app.user_with_flags("staff@example.com", true, false).await;
-    let registered = app.registered(EMAIL).await;
-    let id = registered.body["user"]["id"].as_i64().unwrap();
-    let first = Session::of(&registered);
-    let second = Session::of(&app.login(EMAIL, PASSWORD).await);
-    assert_no_content(
-        &app.request("DELETE", &format!("/list/{id}/"), Req::bearer(&staff))
-            .await,
-    );
+    let staff = app.staff("staff@example.com").await;
+    let first = app.user(EMAIL).await;
+    let second = app.logged_in(EMAIL).await;
+    assert_no_content(&staff.delete(first.id).await);
     let gone = json!({"detail": "User not found", "code": "user_not_found"});
     for session in [&first, &second] {
         let me = app.me(&session.access).await;
@@ -1083,9 +956,7 @@ async fn deletion_ends_every_session_of_the_user(mut ctx: Ctx) {
             401,
             &[blacklisted(), gone.clone(), invalid_or_expired()],
         );
-        let verified = app
-            .post_json("/auth/verify/", json!({"token": session.access}))
-            .await;
+        let verified = app.verify(&session.access).await;
         assert_one_of(
             &verified,
             401,
@@ -1093,7 +964,7 @@ async fn deletion_ends_every_session_of_the_user(mut ctx: Ctx) {
         );
     }
     // the staff member's own session is untouched
-    let me = app.me(&staff).await;
+    let me = staff.me().await;
     me.assert_status(200);
     assert_eq!(me.body["email"], "staff@example.com");
 }
@@ -1102,19 +973,14 @@ async fn reuse_detection_ends_the_session_and_its_current_access_token(mut ctx: 
     let app = ctx
         .spawn_with(&[("REFRESH_TOKEN_REUSE_INTERVAL", "1s")])
         .await;
-    let original = Session::of(&app.registered(EMAIL).await);
-    let other = Session::of(&app.login(EMAIL, PASSWORD).await);
+    let original = app.user(EMAIL).await;
+    let other = app.logged_in(EMAIL).await;
     // rotate at the start of a second: 1.5 s later is more than the 1 s
     // interval ago, though less than two whole seconds on the clock
     after_second(now()).await;
     let rotated = app.refresh_token(&original.refresh).await;
     rotated.assert_status(200);
-    let current = Session {
-        access: rotated.body["access"].as_str().unwrap().to_owned(),
-        refresh: rotated.body["refresh"].as_str().unwrap().to_owned(),
-        sid: original.sid.clone(),
-        csrf: None,
-    };
+    let current = original.with_tokens_of(&rotated);
     assert_live(&app, &current, EMAIL).await;
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     // the rotated-away token, presented after the interval
@@ -1124,7 +990,10 @@ async fn reuse_detection_ends_the_session_and_its_current_access_token(mut ctx: 
     assert_ended(&app, &current).await;
     app.me(&original.access).await.assert(401, invalid_access());
     assert_live(&app, &other, EMAIL).await;
-    assert_eq!(listed_ids(&app, &other.access).await, vec![other.id()]);
+    assert_eq!(
+        listed_ids(&app, &other.access).await,
+        vec![other.session_id()]
+    );
     app.refresh_token(&other.refresh).await.assert_status(200);
 }
 
@@ -1132,31 +1001,31 @@ async fn a_session_ended_through_one_instance_is_refused_by_another(mut ctx: Ctx
     let a = ctx.spawn().await;
     let url = a.database_url.clone();
     let b = ctx.spawn_on(&url, &[]).await;
-    let by_logout = Session::of(&a.registered(EMAIL).await);
-    let by_id = Session::of(&b.login(EMAIL, PASSWORD).await);
-    let by_bearer = Session::of(&a.login(EMAIL, PASSWORD).await);
-    let survivor = Session::of(&b.login(EMAIL, PASSWORD).await);
+    let by_logout = a.user(EMAIL).await;
+    let by_id = b.logged_in(EMAIL).await;
+    let by_bearer = a.logged_in(EMAIL).await;
+    let survivor = b.logged_in(EMAIL).await;
     // instance B has seen every one of them live
     for session in [&by_logout, &by_id, &by_bearer, &survivor] {
         assert_live(&b, session, EMAIL).await;
     }
-    a.request(
-        "DELETE",
-        "/auth/",
-        Req::json(json!({"refresh": by_logout.refresh})),
-    )
-    .await
-    .assert(202, json!({"message": "Logout success"}));
+    a.logout(&by_logout.refresh)
+        .await
+        .assert(202, json!({"message": "Logout success"}));
     assert_ended(&b, &by_logout).await;
 
-    a.request("DELETE", "/auth/", Req::bearer(&by_bearer.access))
+    by_bearer
+        .logout()
         .await
         .assert(202, json!({"message": "Logout success"}));
     assert_ended(&b, &by_bearer).await;
 
-    assert_no_content(&end_session(&a, &survivor.access, &by_id.id()).await);
+    assert_no_content(&a.end_session(&survivor.access, &by_id.session_id()).await);
     assert_ended(&b, &by_id).await;
 
     assert_live(&b, &survivor, EMAIL).await;
-    assert_eq!(listed_ids(&b, &survivor.access).await, vec![survivor.id()]);
+    assert_eq!(
+        listed_ids(&b, &survivor.access).await,
+        vec![survivor.session_id()]
+    );
 }

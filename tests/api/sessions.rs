@@ -2,7 +2,7 @@
 //! tokens, the JWKS.
 
 use latchkey_tests::app::Req;
-use latchkey_tests::{Ctx, PASSWORD, TestApp, payload, tests};
+use latchkey_tests::{Ctx, PASSWORD, TestApp, TestUser, paths, payload, tests};
 use serde_json::json;
 
 tests![
@@ -32,9 +32,9 @@ fn revoked_access() -> serde_json::Value {
     })
 }
 
-async fn two_sessions(app: &TestApp) -> (latchkey_tests::Response, latchkey_tests::Response) {
-    let first = app.registered("jae@example.com").await;
-    let second = app.login("jae@example.com", PASSWORD).await;
+async fn two_sessions(app: &TestApp) -> (TestUser, TestUser) {
+    let first = app.user("jae@example.com").await;
+    let second = app.logged_in("jae@example.com").await;
     (first, second)
 }
 
@@ -42,9 +42,7 @@ async fn logout_everywhere_revokes_every_session(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let (first, second) = two_sessions(&app).await;
     next_second();
-    let response = app
-        .request("DELETE", "/auth/sessions/", Req::bearer(&first.access()))
-        .await;
+    let response = first.logout_everywhere().await;
     response.assert(202, json!({"message": "Logout success"}));
     assert!(
         response
@@ -53,21 +51,19 @@ async fn logout_everywhere_revokes_every_session(mut ctx: Ctx) {
             .contains("Max-Age=0")
     );
     for session in [&first, &second] {
-        app.me(&session.access())
-            .await
-            .assert(401, revoked_access());
-        app.refresh_token(&session.refresh()).await.assert(
+        session.me().await.assert(401, revoked_access());
+        app.refresh_token(&session.refresh).await.assert(
             401,
             json!({"detail": "Token is blacklisted", "code": "token_not_valid"}),
         );
     }
-    let fresh = app.login("jae@example.com", PASSWORD).await;
-    app.me(&fresh.access()).await.assert_status(200);
+    let fresh = app.logged_in("jae@example.com").await;
+    fresh.me().await.assert_status(200);
 }
 
 async fn logout_everywhere_needs_credentials(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    app.request("DELETE", "/auth/sessions/", Req::default())
+    app.request("DELETE", paths::SESSIONS, Req::default())
         .await
         .assert(
             401,
@@ -79,14 +75,7 @@ async fn password_change_revokes_other_sessions_and_returns_new_tokens(mut ctx: 
     let app = ctx.spawn().await;
     let (first, second) = two_sessions(&app).await;
     next_second();
-    let response = app
-        .post(
-            "/auth/password/",
-            Req::bearer(&first.access()).with_json(
-                json!({"old_password": PASSWORD, "new_password": "a-new-passphrase-42"}),
-            ),
-        )
-        .await;
+    let response = first.change_password(PASSWORD, "a-new-passphrase-42").await;
     response.assert_status(200);
     assert_eq!(response.body["message"], "Password changed");
     assert_eq!(response.header("cache-control"), Some("no-store"));
@@ -95,8 +84,8 @@ async fn password_change_revokes_other_sessions_and_returns_new_tokens(mut ctx: 
         .await
         .assert_status(200);
     for old in [&first, &second] {
-        app.me(&old.access()).await.assert(401, revoked_access());
-        app.refresh_token(&old.refresh()).await.assert(
+        old.me().await.assert(401, revoked_access());
+        app.refresh_token(&old.refresh).await.assert(
             401,
             json!({"detail": "Token is blacklisted", "code": "token_not_valid"}),
         );
@@ -111,27 +100,21 @@ async fn password_change_revokes_other_sessions_and_returns_new_tokens(mut ctx: 
 
 async fn password_change_with_a_wrong_old_password_is_400(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    app.post(
-        "/auth/password/",
-        Req::bearer(&registered.access()).with_json(json!({"old_password": "wrong-one-123", "new_password": "a-new-passphrase-42"})),
-    )
-    .await
-    .assert(400, json!({"old_password": ["Your old password was entered incorrectly. Please enter it again."]}));
-    app.post("/auth/password/", Req::bearer(&registered.access()).with_json(json!({})))
+    let jae = app.user("jae@example.com").await;
+    jae.change_password("wrong-one-123", "a-new-passphrase-42")
+        .await
+        .assert(400, json!({"old_password": ["Your old password was entered incorrectly. Please enter it again."]}));
+    jae.post(paths::PASSWORD, json!({}))
         .await
         .assert(400, json!({"old_password": ["This field is required."], "new_password": ["This field is required."]}));
 }
 
 async fn password_change_validates_the_new_password(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    app.post(
-        "/auth/password/",
-        Req::bearer(&registered.access()).with_json(json!({"old_password": PASSWORD, "new_password": "12345678"})),
-    )
-    .await
-    .assert(400, json!({"new_password": ["This password is too common.", "This password is entirely numeric."]}));
+    let jae = app.user("jae@example.com").await;
+    jae.change_password(PASSWORD, "12345678")
+        .await
+        .assert(400, json!({"new_password": ["This password is too common.", "This password is entirely numeric."]}));
     app.login("jae@example.com", PASSWORD)
         .await
         .assert_status(200);
@@ -139,22 +122,13 @@ async fn password_change_validates_the_new_password(mut ctx: Ctx) {
 
 async fn password_change_by_cookie_sets_new_cookies_and_needs_csrf(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let registered = app.registered("jae@example.com").await;
-    let csrf = registered.cookie_value("csrftoken").unwrap();
+    let jae = app.user("jae@example.com").await;
     let body = json!({"old_password": PASSWORD, "new_password": "a-new-passphrase-42"});
-    let cookies = || {
-        Req::default()
-            .with_cookie("access", &registered.access())
-            .with_cookie("csrftoken", &csrf)
-    };
-    app.post("/auth/password/", cookies().with_json(body.clone()))
+    app.post(paths::PASSWORD, jae.cookies().with_json(body.clone()))
         .await
         .assert(403, json!({"detail": "CSRF Failed: CSRF token missing."}));
     let response = app
-        .post(
-            "/auth/password/",
-            cookies().with_header("X-CSRFToken", &csrf).with_json(body),
-        )
+        .post(paths::PASSWORD, jae.cookies_with_csrf().with_json(body))
         .await;
     response.assert_status(200);
     assert_eq!(response.cookie_value("access"), Some(response.access()));
@@ -164,12 +138,7 @@ async fn password_change_by_cookie_sets_new_cookies_and_needs_csrf(mut ctx: Ctx)
 async fn sliding_token_lifecycle(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     app.registered("jae@example.com").await;
-    let obtained = app
-        .post_json(
-            "/auth/sliding/",
-            json!({"email": "jae@example.com", "password": PASSWORD}),
-        )
-        .await;
+    let obtained = app.sliding("jae@example.com", PASSWORD).await;
     obtained.assert_status(200);
     let token = obtained.body["token"].as_str().unwrap().to_owned();
     let claims = payload(&token);
@@ -178,38 +147,30 @@ async fn sliding_token_lifecycle(mut ctx: Ctx) {
     let me = app.me(&token).await;
     me.assert_status(200);
     assert_eq!(me.body["email"], "jae@example.com");
-    app.post_json("/auth/verify/", json!({"token": token}))
-        .await
-        .assert(200, json!({}));
+    app.verify(&token).await.assert(200, json!({}));
     next_second();
-    let slid = app
-        .post_json("/auth/sliding/refresh/", json!({"token": token}))
-        .await;
+    let slid = app.sliding_refresh(&token).await;
     slid.assert_status(200);
     let new_token = slid.body["token"].as_str().unwrap();
     let new_claims = payload(new_token);
     assert_eq!(new_claims["jti"], claims["jti"]);
     assert_eq!(new_claims["refresh_exp"], claims["refresh_exp"]);
     assert!(new_claims["exp"].as_i64().unwrap() > claims["exp"].as_i64().unwrap());
-    app.post_json("/auth/sliding/refresh/", json!({"token": "garbage"}))
-        .await
-        .assert(
-            401,
-            json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}),
-        );
+    app.sliding_refresh("garbage").await.assert(
+        401,
+        json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}),
+    );
     let access = app.login("jae@example.com", PASSWORD).await.access();
-    app.post_json("/auth/sliding/refresh/", json!({"token": access}))
-        .await
-        .assert(
-            401,
-            json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}),
-        );
+    app.sliding_refresh(&access).await.assert(
+        401,
+        json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}),
+    );
 }
 
 async fn a_sliding_token_for_bad_credentials_is_401(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     app.registered("jae@example.com").await;
-    app.post_json("/auth/sliding/", json!({"email": "jae@example.com", "password": "wrong-password-1"}))
+    app.sliding("jae@example.com", "wrong-password-1")
         .await
         .assert(401, json!({"detail": "No active account found with the given credentials", "code": "no_active_account"}));
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use latchkey_tests::app::Req;
 use latchkey_tests::database::redis_url;
-use latchkey_tests::{Ctx, PASSWORD, TestApp, redis_tests, tests};
+use latchkey_tests::{Ctx, PASSWORD, TestApp, tests};
 use serde_json::json;
 
 tests![
@@ -29,7 +29,8 @@ tests![
     a_silent_redis_still_throttles_within_the_timeout,
 ];
 
-redis_tests![
+tests![
+    redis:
     redis_counts_login_failures,
     two_instances_share_counters_through_redis,
     redis_a_burst_of_parallel_wrong_logins_gets_at_most_the_limit_through,

@@ -8,8 +8,9 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::PASSWORD;
 use crate::database::Backend;
+use crate::user::TestUser;
+use crate::{PASSWORD, TEST_SECRET};
 
 /// A response, read whole.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Response {
     pub headers: HeaderMap,
     pub body: Value,
     pub text: String,
+    /// The request that got it (`PATCH /list/3/`), for failure messages.
+    pub request: String,
 }
 
 impl Response {
@@ -67,7 +70,8 @@ impl Response {
         assert_eq!(
             (self.status, &self.body),
             (status, &body),
-            "full response: {}",
+            "{}: full response: {}",
+            self.request,
             self.text
         );
         self
@@ -75,8 +79,113 @@ impl Response {
 
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Self {
-        assert_eq!(self.status, status, "body: {}", self.text);
+        assert_eq!(self.status, status, "{}: body: {}", self.request, self.text);
         self
+    }
+
+    /// A 401 with `body` and the `WWW-Authenticate` challenge every 401
+    /// carries.
+    #[track_caller]
+    pub fn assert_unauthorized(&self, body: Value) -> &Self {
+        self.assert(401, body);
+        assert_eq!(
+            self.header("www-authenticate"),
+            Some(WWW_AUTHENTICATE),
+            "{}",
+            self.request
+        );
+        self
+    }
+
+    /// The `token` of a sliding login or a sliding refresh.
+    pub fn sliding(&self) -> String {
+        self.body["token"]
+            .as_str()
+            .expect("a sliding token in body")
+            .to_owned()
+    }
+}
+
+/// The challenge of every 401.
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"api\"";
+
+/// The paths of the API, in one place.
+pub mod paths {
+    pub const REGISTER: &str = "/register/";
+    /// `POST` logs in, `GET` is the current user, `DELETE` logs out.
+    pub const AUTH: &str = "/auth/";
+    pub const REFRESH: &str = "/auth/refresh/";
+    pub const VERIFY: &str = "/auth/verify/";
+    pub const SLIDING: &str = "/auth/sliding/";
+    pub const SLIDING_REFRESH: &str = "/auth/sliding/refresh/";
+    /// `GET` lists the caller's sessions, `DELETE` logs out everywhere.
+    pub const SESSIONS: &str = "/auth/sessions/";
+    pub const PASSWORD: &str = "/auth/password/";
+    pub const LIST: &str = "/list/";
+
+    /// One user of the viewset.
+    pub fn user(id: i64) -> String {
+        format!("/list/{id}/")
+    }
+
+    /// One session of the caller's.
+    pub fn session(id: &str) -> String {
+        format!("/auth/sessions/{id}/")
+    }
+}
+
+/// A base URL and a client: what a request needs, cheap to clone (so a
+/// `TestUser` can hold one).
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    pub async fn request(&self, method: &str, path: &str, req: Req) -> Response {
+        let request = format!("{method} {path}");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut builder = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(body) = &req.json {
+            builder = builder.json(body);
+        }
+        if let Some((content_type, body)) = req.raw {
+            builder = builder.header("content-type", content_type).body(body);
+        }
+        if let Some(token) = &req.bearer {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if !req.cookies.is_empty() {
+            let cookie = req
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            builder = builder.header("cookie", HeaderValue::from_str(&cookie).unwrap());
+        }
+        for (name, value) in &req.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let response = builder.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Response {
+            status,
+            headers,
+            body,
+            text,
+            request,
+        }
     }
 }
 
@@ -150,10 +259,7 @@ impl TestApp {
     ) -> Settings {
         let mut vars: HashMap<String, String> = [
             ("BIND", "127.0.0.1:0"),
-            (
-                "SECRET_KEY",
-                "test-secret-key-that-is-long-enough-0123456789",
-            ),
+            ("SECRET_KEY", TEST_SECRET),
             ("BCRYPT_COST", "4"),
             ("WORKERS", "2"),
             ("DATABASE_POOL_SIZE", "4"),
@@ -203,47 +309,16 @@ impl TestApp {
         self.handle.stop(true).await;
     }
 
+    /// The base URL and client, for a [`TestUser`] to hold.
+    pub fn http(&self) -> Http {
+        Http {
+            address: self.address.clone(),
+            client: self.client.clone(),
+        }
+    }
+
     pub async fn request(&self, method: &str, path: &str, req: Req) -> Response {
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let mut builder = self
-            .client
-            .request(method, format!("{}{}", self.address, path));
-        if let Some(body) = &req.json {
-            builder = builder.json(body);
-        }
-        if let Some((content_type, body)) = req.raw {
-            builder = builder.header("content-type", content_type).body(body);
-        }
-        if let Some(token) = &req.bearer {
-            builder = builder.header("authorization", format!("Bearer {token}"));
-        }
-        if !req.cookies.is_empty() {
-            let cookie = req
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            builder = builder.header("cookie", HeaderValue::from_str(&cookie).unwrap());
-        }
-        for (name, value) in &req.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        let response = builder.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        };
-        Response {
-            status,
-            headers,
-            body,
-            text,
-        }
+        self.http().request(method, path, req).await
     }
 
     pub async fn get(&self, path: &str, req: Req) -> Response {
@@ -260,7 +335,7 @@ impl TestApp {
 
     pub async fn register(&self, email: &str, password: &str) -> Response {
         self.post_json(
-            "/register/",
+            paths::REGISTER,
             json!({ "email": email, "password": password }),
         )
         .await
@@ -274,16 +349,16 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.post_json("/auth/", json!({ "email": email, "password": password }))
+        self.post_json(paths::AUTH, json!({ "email": email, "password": password }))
             .await
     }
 
     pub async fn me(&self, token: &str) -> Response {
-        self.get("/auth/", Req::bearer(token)).await
+        self.get(paths::AUTH, Req::bearer(token)).await
     }
 
     pub async fn refresh_token(&self, refresh: &str) -> Response {
-        self.post_json("/auth/refresh/", json!({ "refresh": refresh }))
+        self.post_json(paths::REFRESH, json!({ "refresh": refresh }))
             .await
     }
 
@@ -295,11 +370,112 @@ impl TestApp {
         staff: bool,
         superuser: bool,
     ) -> (i64, String) {
+        let user = self.flagged(email, staff, superuser).await;
+        (user.id, user.access)
+    }
+
+    /// Registers `email` with [`PASSWORD`]: the user and the session that
+    /// registering starts.
+    pub async fn user(&self, email: &str) -> TestUser {
+        TestUser::of(self, &self.registered(email).await)
+    }
+
+    /// Another session of a registered user: a login with [`PASSWORD`].
+    pub async fn logged_in(&self, email: &str) -> TestUser {
+        let login = self.login(email, PASSWORD).await;
+        assert_eq!(login.status, 200, "login {email}: {}", login.text);
+        TestUser::of(self, &login)
+    }
+
+    /// A staff user (not a superuser), logged in after the flag was set.
+    pub async fn staff(&self, email: &str) -> TestUser {
+        self.flagged(email, true, false).await
+    }
+
+    /// A superuser (and staff), logged in after the flags were set.
+    pub async fn superuser(&self, email: &str) -> TestUser {
+        self.flagged(email, true, true).await
+    }
+
+    /// Registers a user, sets their flags in storage (as an operator would)
+    /// and logs in.
+    pub async fn flagged(&self, email: &str, staff: bool, superuser: bool) -> TestUser {
         let response = self.registered(email).await;
         let id = response.body["user"]["id"].as_i64().unwrap();
         crate::binary::set_flags(&self.database_url, id, staff, superuser);
-        let login = self.login(email, PASSWORD).await;
-        assert_eq!(login.status, 200, "{}", login.text);
-        (id, login.access())
+        self.logged_in(email).await
+    }
+
+    /// `admin` sets user `id` inactive through the viewset (asserting the
+    /// 200).
+    pub async fn deactivate(&self, admin: &TestUser, id: i64) -> Response {
+        let response = admin.patch(id, json!({"is_active": false})).await;
+        response.assert_status(200);
+        response
+    }
+
+    /// `POST /auth/verify/ {"token": ..}`.
+    pub async fn verify(&self, token: &str) -> Response {
+        self.post_json(paths::VERIFY, json!({ "token": token }))
+            .await
+    }
+
+    /// `DELETE /auth/ {"refresh": ..}`: logout by the refresh token.
+    pub async fn logout(&self, refresh: &str) -> Response {
+        self.logout_with(Req::json(json!({ "refresh": refresh })))
+            .await
+    }
+
+    /// `DELETE /auth/` with whatever `req` sends (a bearer, cookies).
+    pub async fn logout_with(&self, req: Req) -> Response {
+        self.request("DELETE", paths::AUTH, req).await
+    }
+
+    /// `GET /auth/sessions/` with a bearer token.
+    pub async fn sessions(&self, token: &str) -> Response {
+        self.get(paths::SESSIONS, Req::bearer(token)).await
+    }
+
+    /// `DELETE /auth/sessions/{id}/` with a bearer token.
+    pub async fn end_session(&self, token: &str, id: &str) -> Response {
+        self.request("DELETE", &paths::session(id), Req::bearer(token))
+            .await
+    }
+
+    /// `DELETE /auth/sessions/` with a bearer token: logout everywhere.
+    pub async fn logout_everywhere(&self, token: &str) -> Response {
+        self.request("DELETE", paths::SESSIONS, Req::bearer(token))
+            .await
+    }
+
+    /// `POST /auth/password/` with a bearer token.
+    pub async fn change_password(&self, token: &str, old: &str, new: &str) -> Response {
+        self.post(
+            paths::PASSWORD,
+            Req::bearer(token).with_json(json!({"old_password": old, "new_password": new})),
+        )
+        .await
+    }
+
+    /// `POST /auth/sliding/`: a sliding token for these credentials.
+    pub async fn sliding(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            paths::SLIDING,
+            json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// A sliding token for `email` with [`PASSWORD`] (asserting the 200).
+    pub async fn sliding_token(&self, email: &str) -> String {
+        let obtained = self.sliding(email, PASSWORD).await;
+        obtained.assert_status(200);
+        obtained.sliding()
+    }
+
+    /// `POST /auth/sliding/refresh/ {"token": ..}`.
+    pub async fn sliding_refresh(&self, token: &str) -> Response {
+        self.post_json(paths::SLIDING_REFRESH, json!({ "token": token }))
+            .await
     }
 }

@@ -13,12 +13,16 @@ pub mod app;
 pub mod binary;
 pub mod database;
 pub mod private_pg;
+pub mod roles;
 pub mod runner;
 pub mod smtp;
+pub mod user;
 
-pub use app::{Response, TestApp};
+pub use app::{Response, TestApp, paths};
 pub use database::Backend;
+pub use roles::{DENIED, Roles, roles};
 pub use runner::{Ctx, Test};
+pub use user::TestUser;
 
 /// A password that passes every validator.
 pub const PASSWORD: &str = "correct-horse-battery-9";

@@ -59,67 +59,36 @@ impl Ctx {
     }
 }
 
-/// Registers the bodies of a module: `tests![a, b]`.
+/// Registers the bodies of a module, as `pub fn tests()`:
+///
+/// - `tests![a, b]`: on both backends;
+/// - `tests![redis: a, b]`: needs Redis, as `redis_tests()`;
+/// - `tests![postgres_only: a, b]`: PostgreSQL only, as `postgres_tests()`;
+/// - `tests![django: a, b]`: needs the Django peer, as `django_tests()`.
 #[macro_export]
 macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        pub fn tests() -> Vec<$crate::Test> {
+    (@list $function:ident, redis: $redis:expr, postgres_only: $postgres_only:expr, django: $django:expr; $($name:ident),*) => {
+        pub fn $function() -> Vec<$crate::Test> {
             vec![$($crate::Test {
                 name: concat!(module_path!(), "::", stringify!($name)),
                 body: |ctx| Box::pin($name(ctx)),
-                redis: false,
-                postgres_only: false,
-                django: false,
+                redis: $redis,
+                postgres_only: $postgres_only,
+                django: $django,
             }),*]
         }
     };
-}
-
-/// Registers bodies that need Redis: `redis_tests![a, b]`.
-#[macro_export]
-macro_rules! redis_tests {
-    ($($name:ident),* $(,)?) => {
-        pub fn redis_tests() -> Vec<$crate::Test> {
-            vec![$($crate::Test {
-                name: concat!(module_path!(), "::", stringify!($name)),
-                body: |ctx| Box::pin($name(ctx)),
-                redis: true,
-                postgres_only: false,
-                django: false,
-            }),*]
-        }
+    (redis: $($name:ident),* $(,)?) => {
+        $crate::tests!(@list redis_tests, redis: true, postgres_only: false, django: false; $($name),*);
     };
-}
-
-/// Registers bodies that run on PostgreSQL only: `postgres_tests![a, b]`.
-#[macro_export]
-macro_rules! postgres_tests {
-    ($($name:ident),* $(,)?) => {
-        pub fn postgres_tests() -> Vec<$crate::Test> {
-            vec![$($crate::Test {
-                name: concat!(module_path!(), "::", stringify!($name)),
-                body: |ctx| Box::pin($name(ctx)),
-                redis: false,
-                postgres_only: true,
-                django: false,
-            }),*]
-        }
+    (postgres_only: $($name:ident),* $(,)?) => {
+        $crate::tests!(@list postgres_tests, redis: false, postgres_only: true, django: false; $($name),*);
     };
-}
-
-/// Registers bodies that need the Django peer: `django_tests![a, b]`.
-#[macro_export]
-macro_rules! django_tests {
+    (django: $($name:ident),* $(,)?) => {
+        $crate::tests!(@list django_tests, redis: false, postgres_only: false, django: true; $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
-        pub fn django_tests() -> Vec<$crate::Test> {
-            vec![$($crate::Test {
-                name: concat!(module_path!(), "::", stringify!($name)),
-                body: |ctx| Box::pin($name(ctx)),
-                redis: false,
-                postgres_only: false,
-                django: true,
-            }),*]
-        }
+        $crate::tests!(@list tests, redis: false, postgres_only: false, django: false; $($name),*);
     };
 }
 
