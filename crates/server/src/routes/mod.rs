@@ -14,7 +14,7 @@ pub mod users;
 
 use actix_web::http::{Method, header};
 use actix_web::middleware::{DefaultHeaders, from_fn};
-use actix_web::{Route, web};
+use actix_web::{Route, guard, web};
 
 use crate::authn::authenticate;
 use crate::throttle::limit_per_ip;
@@ -25,6 +25,12 @@ pub use fallback::not_found;
 /// (errors included), unless the handler set its own.
 fn no_store() -> DefaultHeaders {
     DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"))
+}
+
+/// GET, and HEAD: the same answer without its body (Django serves HEAD
+/// wherever it serves GET).
+fn get() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 /// A route behind the authentication middleware: its handler may ask for
@@ -60,7 +66,10 @@ impl Resource {
         let allowed = self
             .methods()
             .iter()
-            .map(|m| m.as_str())
+            .flat_map(|m| match **m {
+                Method::GET => vec!["GET", "HEAD"],
+                _ => vec![m.as_str()],
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let paths = match self.path.strip_suffix('/') {
@@ -82,15 +91,12 @@ use Method as M;
 /// [`user_resources`].
 pub fn resources() -> Vec<Resource> {
     vec![
-        api("/", vec![(M::GET, web::get().to(operations::api_root))]),
-        api(
-            "/healthz",
-            vec![(M::GET, web::get().to(operations::healthz))],
-        ),
-        api("/readyz", vec![(M::GET, web::get().to(operations::readyz))]),
+        api("/", vec![(M::GET, get().to(operations::api_root))]),
+        api("/healthz", vec![(M::GET, get().to(operations::healthz))]),
+        api("/readyz", vec![(M::GET, get().to(operations::readyz))]),
         api(
             "/metrics",
-            vec![(M::GET, web::get().to(crate::telemetry::metrics))],
+            vec![(M::GET, get().to(crate::telemetry::metrics))],
         ),
         api(
             "/register/",
@@ -101,7 +107,7 @@ pub fn resources() -> Vec<Resource> {
             vec![
                 (
                     M::GET,
-                    protected(web::get().to(tokens::current_user)).wrap(no_store()),
+                    protected(get().to(tokens::current_user)).wrap(no_store()),
                 ),
                 (M::POST, throttled(web::post().to(tokens::login))),
                 (M::DELETE, web::delete().to(tokens::logout)),
@@ -120,7 +126,7 @@ pub fn resources() -> Vec<Resource> {
             vec![
                 (
                     M::GET,
-                    protected(web::get().to(sessions::list_sessions)).wrap(no_store()),
+                    protected(get().to(sessions::list_sessions)).wrap(no_store()),
                 ),
                 (
                     M::DELETE,
@@ -174,7 +180,7 @@ pub fn resources() -> Vec<Resource> {
         ),
         api(
             "/.well-known/jwks.json",
-            vec![(M::GET, web::get().to(sessions::jwks))],
+            vec![(M::GET, get().to(sessions::jwks))],
         ),
     ]
 }
@@ -185,14 +191,14 @@ pub fn user_resources() -> Vec<Resource> {
         api(
             "/",
             vec![
-                (M::GET, web::get().to(users::list)),
+                (M::GET, get().to(users::list)),
                 (M::POST, web::post().to(users::create)),
             ],
         ),
         api(
             "/{id}/",
             vec![
-                (M::GET, web::get().to(users::retrieve)),
+                (M::GET, get().to(users::retrieve)),
                 (M::PUT, web::put().to(users::update)),
                 (M::PATCH, web::patch().to(users::partial_update)),
                 (M::DELETE, web::delete().to(users::destroy)),
@@ -206,16 +212,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::openapi::service())
         .service(
             web::resource("/demo/")
-                .route(web::get().to(operations::demo))
-                .default_service(allow("GET".into())),
+                .route(get().to(operations::demo))
+                .default_service(allow("GET, HEAD".into())),
         )
         .service(
             web::resource("/demo")
-                .route(web::get().to(|| async { web::Redirect::to("/demo/").permanent() })),
+                .route(get().to(|| async { web::Redirect::to("/demo/").permanent() })),
         )
         .service(
             web::resource("/docs")
-                .route(web::get().to(|| async { web::Redirect::to("/docs/").permanent() })),
+                .route(get().to(|| async { web::Redirect::to("/docs/").permanent() })),
         );
     for resource in resources() {
         cfg.service(resource.into_service());
