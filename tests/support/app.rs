@@ -291,6 +291,10 @@ impl TestApp {
         actix_web::rt::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // The server closes a keep-alive connection after 5 idle
+            // seconds; a request that reuses one at that instant fails
+            // (IncompleteMessage). Idle connections are dropped first.
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap();
         TestApp {
