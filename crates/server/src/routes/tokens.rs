@@ -16,7 +16,6 @@ use crate::openapi::shared::{
     BodyRefused, CsrfFailed, InvalidFields, Throttled, Unauthenticated, Unavailable,
 };
 use crate::state::State;
-use crate::state::unix_now;
 use crate::views::{BadRequestView, ErrorView, MessageView, RefreshView, SessionView, UserView};
 
 /// Create an account.
@@ -110,15 +109,9 @@ pub async fn current_user(
     let Some(refresh_token) = refresh_cookie(&state, &req) else {
         return Err(error);
     };
-    let now = unix_now();
-    let Ok(claims) = state
-        .codec
-        .verify(&refresh_token, &[TokenType::Refresh], now)
-    else {
-        return Err(error);
-    };
-    let refreshed = state
-        .with_conn(move |conn, app| token_flows::refresh(conn, app, &claims, now, &client))
+    // A refresh cookie that does not refresh leaves the access token's
+    // refusal as the answer; only an outage is told as itself.
+    let refreshed = token_flows::refresh_token(&state, &refresh_token, client)
         .await
         .map_err(|refresh_error| match refresh_error {
             ApiError::Unavailable(_) | ApiError::Internal(_) => refresh_error,
