@@ -415,6 +415,8 @@ impl TestApp {
     pub async fn deactivate(&self, admin: &TestUser, id: i64) -> Response {
         let response = admin.patch(id, json!({"is_active": false})).await;
         response.assert_status(200);
+        assert_eq!(response.body["id"], id, "{}", response.text);
+        assert_eq!(response.body["is_active"], false, "{}", response.text);
         response
     }
 

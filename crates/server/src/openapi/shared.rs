@@ -55,9 +55,9 @@ pub enum BodyRefused {
         status = 408,
         description = "The body did not arrive within CLIENT_BODY_TIMEOUT"
     )]
-    TimedOut(#[allow(unused)] ErrorView),
+    TimedOut(ErrorView),
     #[response(status = 413, description = "Body larger than MAX_BODY_SIZE")]
-    TooLarge(#[allow(unused)] ErrorView),
+    TooLarge(ErrorView),
     #[response(status = 415, description = "Neither JSON nor form-encoded")]
-    UnsupportedMediaType(#[allow(unused)] ErrorView),
+    UnsupportedMediaType(ErrorView),
 }

@@ -62,14 +62,6 @@ impl Resource {
         self.routes.iter().map(|(method, _)| method).collect()
     }
 
-    /// The path's other form: without the trailing slash, or with it.
-    fn other_form(&self) -> String {
-        match self.path.strip_suffix('/') {
-            Some(bare) => bare.to_owned(),
-            None => format!("{}/", self.path),
-        }
-    }
-
     /// The resource at one of its two paths.
     fn into_service_at(self, path: &str) -> actix_web::Resource {
         let allowed = self
@@ -89,6 +81,14 @@ impl Resource {
     }
 }
 
+/// A path's other form: without its trailing slash, or with one.
+pub fn other_slash_form(path: &str) -> String {
+    match path.strip_suffix('/') {
+        Some(bare) => bare.to_owned(),
+        None => format!("{path}/"),
+    }
+}
+
 /// Each resource at its path and, as a second actix resource, at the
 /// other slash form: a single static pattern is matched by comparing
 /// strings, where one resource with both patterns is a regex set that
@@ -99,7 +99,7 @@ fn both_slash_forms(table: fn() -> Vec<Resource>) -> Vec<actix_web::Resource> {
         r.into_service_at(path)
     });
     let others = table().into_iter().map(|r| {
-        let path = r.other_form();
+        let path = other_slash_form(r.path);
         r.into_service_at(&path)
     });
     declared.chain(others).collect()

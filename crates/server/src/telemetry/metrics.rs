@@ -167,11 +167,7 @@ fn route_label(path: &str) -> &'static str {
                 Some((before, after)) => with_id.push((pattern, before, after)),
                 None => {
                     fixed.insert(pattern.to_owned(), pattern);
-                    let other = match pattern.strip_suffix('/') {
-                        Some(bare) => bare.to_owned(),
-                        None => format!("{pattern}/"),
-                    };
-                    fixed.insert(other, pattern);
+                    fixed.insert(crate::routes::other_slash_form(pattern), pattern);
                 }
             }
         }
