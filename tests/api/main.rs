@@ -12,10 +12,12 @@ mod faults;
 mod forged;
 mod hardening;
 mod hardening_cli;
+mod hardening_v3;
 mod import_django;
 mod instances;
 mod keys;
 mod login;
+mod login_races;
 mod logout;
 mod operations;
 mod password_upgrade;
@@ -53,11 +55,13 @@ fn main() -> std::process::ExitCode {
         throttling::tests(),
         throttling::redis_tests(),
         hardening::tests(),
+        hardening_v3::tests(),
         auth_cache::tests(),
         password_upgrade::tests(),
         auth_cache::postgres_tests(),
         hardening_cli::tests(),
         races::tests(),
+        login_races::tests(),
         session_lifecycle::tests(),
         import_django::django_tests(),
         email_flows::tests(),

@@ -315,7 +315,7 @@ async fn check(app: &TestApp, round: usize, played: &Round, tally: &mut Tally) {
 }
 
 /// splitmix64: enough randomness for the delays, without a dependency.
-fn next_random(state: &mut u64) -> u64 {
+pub(crate) fn next_random(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -363,7 +363,7 @@ fn pause(delay: Duration) {
 
 /// An HTTP/1.1 request written by hand, so each thread can send it on a
 /// blocking socket of its own.
-struct Raw {
+pub(crate) struct Raw {
     method: &'static str,
     path: String,
     bearer: Option<String>,
@@ -371,7 +371,7 @@ struct Raw {
 }
 
 impl Raw {
-    fn new(method: &'static str, path: &str) -> Self {
+    pub(crate) fn new(method: &'static str, path: &str) -> Self {
         Raw {
             method,
             path: path.to_owned(),
@@ -380,18 +380,18 @@ impl Raw {
         }
     }
 
-    fn bearer(mut self, token: &str) -> Self {
+    pub(crate) fn bearer(mut self, token: &str) -> Self {
         self.bearer = Some(token.to_owned());
         self
     }
 
-    fn json(mut self, body: Value) -> Self {
+    pub(crate) fn json(mut self, body: Value) -> Self {
         self.body = Some(body);
         self
     }
 
     /// Opens the connection and renders the request.
-    fn prepare(&self, port: u16) -> (TcpStream, Vec<u8>) {
+    pub(crate) fn prepare(&self, port: u16) -> (TcpStream, Vec<u8>) {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
@@ -423,13 +423,13 @@ impl Raw {
 }
 
 /// A response read whole.
-struct Answer {
-    status: u16,
-    body: Value,
-    text: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+    pub(crate) text: String,
 }
 
-fn exchange(stream: &mut TcpStream, request: &[u8]) -> Answer {
+pub(crate) fn exchange(stream: &mut TcpStream, request: &[u8]) -> Answer {
     stream.write_all(request).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();

@@ -56,6 +56,12 @@ pub fn new_jti() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Whether `id` has the form of [`new_jti`] (sessions are named the same
+/// way): anything else names nothing latchkey issued.
+pub fn is_issued_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 impl TokenCodec {
     pub fn new(keys: KeySet, settings: JwtSettings) -> Self {
         let mut validation = Validation::new(keys.algorithm);
@@ -257,6 +263,14 @@ mod tests {
     use crate::KeyConfig;
     use jsonwebtoken::{Algorithm, EncodingKey};
     use serde_json::json;
+
+    #[test]
+    fn issued_ids_are_32_lowercase_hex_digits() {
+        assert!(is_issued_id(&new_jti()));
+        for id in ["", "\0", "a\0b", &"A".repeat(32), &"g".repeat(32), &"a".repeat(31), &"a".repeat(33)] {
+            assert!(!is_issued_id(id), "{id:?}");
+        }
+    }
 
     const SECRET: &[u8] = b"a-test-secret-that-is-long-enough-for-hs256";
     const NOW: i64 = 1_800_000_000;

@@ -87,6 +87,28 @@ pub fn issued_before_revocation(iat: i64, tokens_valid_after: i64) -> bool {
     iat < tokens_valid_after
 }
 
+/// Whether a token may still speak for its user: the one rule every
+/// endpoint that accepts a token applies (the per-request check, refresh,
+/// sliding refresh, verify), each answering in its own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Speaks,
+    /// The user was deactivated.
+    Inactive,
+    /// The token predates the user's `tokens_valid_after`.
+    Revoked,
+}
+
+pub fn standing(is_active: bool, tokens_valid_after: i64, iat: i64) -> Standing {
+    if !is_active {
+        Standing::Inactive
+    } else if issued_before_revocation(iat, tokens_valid_after) {
+        Standing::Revoked
+    } else {
+        Standing::Speaks
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +193,13 @@ mod tests {
     fn same_second_tokens_survive_a_revocation() {
         assert!(!issued_before_revocation(100, 100));
         assert!(issued_before_revocation(99, 100));
+    }
+
+    #[test]
+    fn an_inactive_user_is_silenced_before_a_revocation_is_looked_at() {
+        assert_eq!(standing(false, 0, 100), Standing::Inactive);
+        assert_eq!(standing(false, 200, 100), Standing::Inactive);
+        assert_eq!(standing(true, 200, 100), Standing::Revoked);
+        assert_eq!(standing(true, 100, 100), Standing::Speaks);
     }
 }

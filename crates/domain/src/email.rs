@@ -48,10 +48,24 @@ impl Email {
             return Err(EmailError::TooLong);
         }
         let lowered = trimmed.to_lowercase();
-        if !is_valid_address(&lowered) {
+        let Some((local, domain)) = lowered.rsplit_once('@') else {
+            return Err(EmailError::Invalid);
+        };
+        // One form per domain (UTS #46): `bücher.example` and
+        // `xn--bcher-kva.example` are one mailbox, so one account and one
+        // lockout counter. The rules are applied to the Unicode form (a
+        // mixed-script label stays refused however it is typed); the
+        // address is kept in the A-label form mail is sent to.
+        let (unicode, decoded) = idna::domain_to_unicode(domain);
+        if decoded.is_err() || !is_valid_address(&format!("{local}@{unicode}")) {
             return Err(EmailError::Invalid);
         }
-        Ok(Email(lowered))
+        let ascii = idna::domain_to_ascii(&unicode).map_err(|_| EmailError::Invalid)?;
+        let address = format!("{local}@{ascii}");
+        if address.len() > MAX_EMAIL_LEN {
+            return Err(EmailError::TooLong);
+        }
+        Ok(Email(address))
     }
 
     pub fn as_str(&self) -> &str {
@@ -174,6 +188,32 @@ mod tests {
             "jae@пример.рф",
         ] {
             assert!(Email::parse(raw).is_ok(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_domain_is_kept_in_its_one_a_label_form() {
+        let unicode = Email::parse("user@Bücher.example").unwrap();
+        let ascii = Email::parse("user@xn--bcher-kva.example").unwrap();
+        assert_eq!(unicode, ascii);
+        assert_eq!(unicode.as_str(), "user@xn--bcher-kva.example");
+        assert_eq!(
+            Email::parse("jae@пример.рф").unwrap().as_str(),
+            "jae@xn--e1afmkfd.xn--p1ai"
+        );
+        // Only the domain has a second form: the local part stays ASCII.
+        assert_eq!(Email::parse("Ünï@example.com"), Err(EmailError::Invalid));
+    }
+
+    #[test]
+    fn a_mixed_script_label_is_refused_in_either_form() {
+        let a_label = idna::domain_to_ascii("ex\u{430}mple.com").unwrap();
+        assert!(a_label.starts_with("xn--"), "{a_label}");
+        for raw in [
+            "admin@ex\u{430}mple.com".to_owned(),
+            format!("admin@{a_label}"),
+        ] {
+            assert_eq!(Email::parse(&raw), Err(EmailError::Invalid), "{raw}");
         }
     }
 

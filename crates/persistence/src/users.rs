@@ -181,6 +181,38 @@ impl User {
             .optional()?)
     }
 
+    /// Reads the user and, on PostgreSQL, locks their row until the
+    /// transaction ends (`FOR UPDATE`), so that a login re-checks what it
+    /// verified after any revocation that wrote the row first, and before
+    /// any that comes later. (SQLite's write transactions are serialised
+    /// already.) Call it inside [`crate::write_transaction`].
+    pub fn lock(conn: &mut DbConnection, id: i64) -> Result<Option<User>, StoreError> {
+        Ok(crate::per_backend!(conn, c => c.lock_user_row(id))?)
+    }
+
+    /// Stores `new` as the user's hash only while `verified` is still the
+    /// stored one: an upgrade made from the old password can never
+    /// overwrite a password changed meanwhile. Not a password change (no
+    /// session ends). Returns whether it was stored.
+    pub fn upgrade_hash(
+        conn: &mut DbConnection,
+        id: i64,
+        verified: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::password_hash.eq(verified)),
+        )
+        .set(users::password_hash.eq(new))
+        .execute(conn)?;
+        if updated > 0 {
+            crate::changes::user_changed(id);
+        }
+        Ok(updated > 0)
+    }
+
     /// Emails are stored normalised, so an [`Email`] finds its user whatever
     /// case it was typed in.
     pub fn find_by_email(
@@ -268,6 +300,32 @@ impl User {
 
     pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
         Ok(users::table.count().get_result(conn)?)
+    }
+}
+
+/// `SELECT … FOR UPDATE` where the backend has it.
+trait LockUserRow {
+    fn lock_user_row(&mut self, id: i64) -> QueryResult<Option<User>>;
+}
+
+impl LockUserRow for diesel::PgConnection {
+    fn lock_user_row(&mut self, id: i64) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .for_update()
+            .first(self)
+            .optional()
+    }
+}
+
+impl LockUserRow for diesel::SqliteConnection {
+    fn lock_user_row(&mut self, id: i64) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .first(self)
+            .optional()
     }
 }
 

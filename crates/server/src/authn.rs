@@ -17,7 +17,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use actix_web_httpauth::headers::authorization::{Authorization, Bearer};
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
 use latchkey_auth::csrf::{CSRF_HEADER, check_csrf};
-use latchkey_auth::{Claims, TokenError, TokenType, issued_before_revocation};
+use latchkey_auth::{Claims, Standing, TokenError, TokenType, standing};
 use latchkey_persistence::{SessionState, User};
 
 use crate::error::ApiError;
@@ -172,13 +172,17 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
 /// must not predate the user's `tokens_valid_after`.
 pub fn check_user(found: Option<(User, SessionState)>, claims: &Claims) -> Result<User, ApiError> {
     let (user, session) = found.ok_or_else(ApiError::user_not_found)?;
-    if !user.is_active {
+    let standing = standing(
+        user.is_active,
+        user.tokens_valid_after.and_utc().timestamp(),
+        claims.iat,
+    );
+    if standing == Standing::Inactive {
         return Err(ApiError::user_inactive());
     }
-    if matches!(session, SessionState::Unknown | SessionState::Ended) {
-        return Err(ApiError::AccessToken(TokenError::Invalid));
-    }
-    if issued_before_revocation(claims.iat, user.tokens_valid_after.and_utc().timestamp()) {
+    if standing == Standing::Revoked
+        || matches!(session, SessionState::Unknown | SessionState::Ended)
+    {
         return Err(ApiError::AccessToken(TokenError::Invalid));
     }
     Ok(user)

@@ -3,6 +3,7 @@
 //! beyond the error they return.
 
 pub mod accounts;
+pub mod login;
 pub mod email;
 pub mod sessions;
 pub mod tokens;

@@ -5,7 +5,8 @@ use latchkey_auth::{IssuedToken, TokenType};
 use latchkey_domain::Email;
 use latchkey_persistence::{DbConnection, Session, User, UserChanges, db_now, write_transaction};
 
-use super::accounts::verify_own_password;
+use super::login::password::{verify_own_password, wrong_password};
+use super::login::still_verified;
 use super::tokens::{
     Client, TokenPair, end_session, refused, session_of, start_session, token_user,
 };
@@ -86,6 +87,11 @@ pub async fn end_one_session(
     current: &CurrentUser,
     id: String,
 ) -> Result<(), ApiError> {
+    // Not an id latchkey issues (a NUL, which PostgreSQL refuses, among
+    // them): no such session, without asking the database.
+    if !latchkey_auth::jwt::is_issued_id(&id) {
+        return Err(ApiError::NotFound);
+    }
     let user_id = current.user.id;
     let ended = state
         .with_conn(move |conn, _| end_session(conn, user_id, &id))
@@ -150,21 +156,28 @@ pub async fn change_password(
         .run(move |hasher| hasher.hash(&password))
         .await?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let user_id = current.user.id;
+    let checked = current.user.clone();
     state
         .with_conn(move |conn, app| {
-            let user = revoke_everything(
-                conn,
-                user_id,
-                UserChanges {
-                    password_hash: Some(new_hash),
-                    updated_at: Some(db_now()),
-                    password_changed_at: Some(db_now()),
-                    ..UserChanges::default()
-                },
-            )?;
-            let pair = start_session(conn, app, user_id, unix_now(), &client)?;
-            Ok((user, pair))
+            write_transaction(conn, |conn| {
+                // A reset or another change that committed since the check
+                // wins: this one must not overwrite it.
+                still_verified(conn, &checked, || {
+                    wrong_password("old_password", WRONG_OLD_PASSWORD)
+                })?;
+                let user = revoke_everything(
+                    conn,
+                    checked.id,
+                    UserChanges {
+                        password_hash: Some(new_hash),
+                        updated_at: Some(db_now()),
+                        password_changed_at: Some(db_now()),
+                        ..UserChanges::default()
+                    },
+                )?;
+                let pair = start_session(conn, app, checked.id, unix_now(), &client)?;
+                Ok((user, pair))
+            })
         })
         .await
 }

@@ -11,8 +11,8 @@
 use crate::forms::{Body, TokenForm};
 use chrono::{DateTime, NaiveDateTime};
 use latchkey_auth::{
-    Claims, IssuedToken, RefreshDecision, StoredRefresh, TokenError, TokenType, decide_refresh,
-    issued_before_revocation,
+    Claims, IssuedToken, RefreshDecision, Standing, StoredRefresh, TokenError, TokenType,
+    decide_refresh, standing,
 };
 use latchkey_persistence::django::latest_import_at;
 use latchkey_persistence::sessions::truncate_user_agent;
@@ -131,13 +131,11 @@ pub struct Refreshed {
 /// The user a refresh or sliding token speaks for, if they may still use it.
 pub fn token_user(conn: &mut DbConnection, claims: &Claims) -> Result<User, ApiError> {
     let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
-    if !user.is_active {
-        return Err(ApiError::user_inactive());
+    match standing(user.is_active, to_unix(user.tokens_valid_after), claims.iat) {
+        Standing::Speaks => Ok(user),
+        Standing::Inactive => Err(ApiError::user_inactive()),
+        Standing::Revoked => Err(ApiError::token_blacklisted()),
     }
-    if issued_before_revocation(claims.iat, to_unix(user.tokens_valid_after)) {
-        return Err(ApiError::token_blacklisted());
-    }
-    Ok(user)
 }
 
 fn stored(record: &TokenRecord, session: Option<&Session>) -> StoredRefresh {
@@ -422,8 +420,11 @@ pub async fn verify(state: &State, body: Body<TokenForm>) -> Result<(), ApiError
 /// token's session and, for a refresh token, the blacklist.
 pub fn verify_stored(conn: &mut DbConnection, claims: &Claims) -> Result<(), ApiError> {
     let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
-    if issued_before_revocation(claims.iat, to_unix(user.tokens_valid_after)) {
-        return Err(ApiError::token_blacklisted());
+    // Verify answers in the token's words (the contract's 401 of refresh).
+    match standing(user.is_active, to_unix(user.tokens_valid_after), claims.iat) {
+        Standing::Speaks => {}
+        Standing::Inactive => return Err(ApiError::token_invalid_or_expired()),
+        Standing::Revoked => return Err(ApiError::token_blacklisted()),
     }
     let sid = if claims.token_type == TokenType::Refresh {
         let record = OutstandingToken::find_by_jti(conn, &claims.jti)?

@@ -7,7 +7,9 @@ use latchkey_persistence::{
     ListOrder, ListQuery, User, UserChanges, UserPage, db_now, write_transaction,
 };
 
-use super::accounts::{create_account, new_account_form, password_rules, verify_own_password};
+use super::accounts::{create_account, new_account_form, password_rules};
+use super::login::password::{verify_own_password, wrong_password};
+use super::login::still_verified;
 use super::sessions::{WRONG_OLD_PASSWORD, revoke_everything};
 use crate::authn::CurrentUser;
 use crate::error::{ApiError, FieldErrors};
@@ -189,6 +191,7 @@ pub async fn update(
         form.is_superuser,
     );
     permissions::can_update(&actor, &target(&existing), &change).map_err(denied)?;
+    let checked_password = form.current_password.is_some();
     let upgraded_hash = match form.current_password {
         Some(current_password) => {
             verify_own_password(
@@ -215,17 +218,17 @@ pub async fn update(
     };
     let now = db_now();
     let revokes = password_hash.is_some() || change.is_active == Some(false);
-    // A verified current password in an old format is stored anew (not a
-    // password change: no session ends for it).
     let password_changed = password_hash.is_some();
-    let password_hash = password_hash.or(upgraded_hash);
     let new_email = form
         .email
         .map(Email::into_inner)
         .filter(|e| *e != existing.email);
-    // EMAIL_VERIFICATION optional/mandatory: a new address (by the user or
-    // by staff) is unverified until its owner follows the emailed link.
-    let reverify = new_email.is_some() && super::email::reverifies_new_addresses(state);
+    // Any new address is unverified until its owner follows the emailed
+    // link; only under optional/mandatory is that link sent (under `none`
+    // the flag is not enforced, but must not vouch for an address nobody
+    // confirmed should verification be switched on later).
+    let new_address = new_email.is_some();
+    let reverify = new_address && super::email::reverifies_new_addresses(state);
     let changes = UserChanges {
         email: new_email,
         password_changed_at: password_changed.then_some(now),
@@ -236,12 +239,26 @@ pub async fn update(
         last_login: None,
         updated_at: Some(now),
         tokens_valid_after: None,
-        email_verified: reverify.then_some(false),
+        email_verified: new_address.then_some(false),
     };
     // A new password or a deactivation ends every session of the account.
     let user = state
         .with_conn(move |conn, app| {
             write_transaction(conn, |conn| {
+                if checked_password {
+                    // The current password was checked against the hash
+                    // read before: a reset or password change that
+                    // committed since wins, and this change is refused.
+                    still_verified(conn, &existing, || {
+                        wrong_password("current_password", WRONG_OLD_PASSWORD)
+                    })?;
+                }
+                // A verified current password in an old format is stored
+                // anew (not a password change: no session ends for it),
+                // only while the hash checked is still the stored one.
+                if let (Some(upgrade), false) = (&upgraded_hash, password_changed) {
+                    User::upgrade_hash(conn, id, &existing.password_hash, upgrade)?;
+                }
                 let user = if revokes {
                     revoke_everything(conn, id, changes)?
                 } else {

@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::responses::{CsrfCookie, clearing_cookies, no_store, token_pair, with_tokens};
 use crate::authn::{CredentialSource, CurrentUser};
 use crate::error::ApiError;
-use crate::flows::accounts;
+use crate::flows::login;
 use crate::flows::sessions;
 use crate::flows::tokens::Client;
 use crate::state::State;
@@ -93,7 +93,7 @@ pub async fn obtain_sliding(
     client: Client,
     body: Body<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = accounts::sliding_login(&state, body, client).await?;
+    let token = login::password::sliding_login(&state, body, client).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SlidingView { token: token.token }))

@@ -9,7 +9,7 @@ use super::responses::{CsrfCookie, clearing_cookies, no_store, session_response,
 
 use crate::authn::{AuthOutcome, CredentialSource, check_cookie_request, credentials};
 use crate::error::ApiError;
-use crate::flows::accounts;
+use crate::flows::{accounts, login};
 use crate::flows::tokens::{self as token_flows, Client, Refreshed};
 use crate::forms::{Body, LoginForm, RefreshForm, RegisterForm, TokenForm, required};
 use crate::openapi::shared::{
@@ -64,7 +64,7 @@ pub async fn login(
     client: Client,
     body: Body<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, pair) = accounts::login(&state, body, client).await?;
+    let (user, pair) = login::password::login(&state, body, client).await?;
     Ok(session_response(
         HttpResponse::Ok(),
         &state,
@@ -80,6 +80,7 @@ pub async fn login(
     responses(
         (status = 200, description = "The current user (new cookies when refreshed on the server)", body = UserView),
         Unauthenticated,
+        Throttled,
         Unavailable))]
 /// Who am I?
 ///
@@ -109,6 +110,11 @@ pub async fn current_user(
     let Some(refresh_token) = refresh_cookie(&state, &req) else {
         return Err(error);
     };
+    // A refresh on the server is an auth request like `POST /auth/refresh/`:
+    // it takes its place in the same per-IP bucket.
+    if let Some(ip) = state.throttle.client_ip(&req) {
+        state.throttle.hit_ip(ip).await?;
+    }
     // A refresh cookie that does not refresh leaves the access token's
     // refusal as the answer; only an outage is told as itself.
     let refreshed = token_flows::refresh_token(&state, &refresh_token, client)

@@ -1,0 +1,176 @@
+//! The password as a first factor (`POST /auth/`, `POST /auth/sliding/`),
+//! and the check of a signed-in user's own password.
+
+use latchkey_auth::password::MAX_BYTES_NON_BCRYPT;
+use latchkey_auth::{IssuedToken, PasswordHasher, Verification};
+use latchkey_domain::{Email, Password};
+use latchkey_persistence::User;
+
+use super::{FirstFactor, complete_login};
+use crate::error::{ApiError, FieldErrors};
+use crate::flows::tokens::{Client, TokenPair, start_session, start_sliding_session};
+use crate::forms::{Body, LoginForm};
+use crate::state::{AppState, State, unix_now};
+
+/// `POST /auth/`: checked credentials, then a new session.
+pub async fn login(
+    state: &State,
+    body: Body<LoginForm>,
+    client: Client,
+) -> Result<(User, TokenPair), ApiError> {
+    let first = authenticate_credentials(state, body).await?;
+    complete_login(state, first, move |conn, app, user| {
+        start_session(conn, app, user.id, unix_now(), &client)
+    })
+    .await
+}
+
+/// `POST /auth/sliding/`: checked credentials, then a sliding session.
+pub async fn sliding_login(
+    state: &State,
+    body: Body<LoginForm>,
+    client: Client,
+) -> Result<IssuedToken, ApiError> {
+    let first = authenticate_credentials(state, body).await?;
+    let (_, token) = complete_login(state, first, move |conn, app, user| {
+        start_sliding_session(conn, app, user.id, unix_now(), &client)
+    })
+    .await?;
+    Ok(token)
+}
+
+/// Checks email and password: the same 401 for an unknown email, a wrong
+/// password and an inactive user, after the same one verification. Returns
+/// the user as read before the check; [`complete_login`] re-reads them.
+pub async fn authenticate_credentials(
+    state: &State,
+    body: Body<LoginForm>,
+) -> Result<FirstFactor, ApiError> {
+    let LoginForm {
+        email: raw_email,
+        password,
+    } = body.parse(&())?;
+    // An address that is not an email cannot be an account: refused at
+    // once, without a counter (whose key it would otherwise become).
+    // Nor can a password longer than any hash is made of: no hashing.
+    let (Ok(email), true) = (
+        Email::parse(&raw_email),
+        password.len() <= MAX_BYTES_NON_BCRYPT,
+    ) else {
+        state.metrics.login_failures.inc();
+        return Err(ApiError::no_active_account());
+    };
+    let attempt = state.throttle.reserve_login(&email).await?;
+    let user = state
+        .with_conn(move |conn, _| Ok(User::find_by_email(conn, &email)?))
+        .await?;
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let (verification, upgrade) = state
+        .hashing
+        .run(move |hasher| match stored_hash {
+            Some(hash) => check_and_upgrade(hasher, &password, &hash),
+            None => {
+                hasher.verify_dummy(&password);
+                (Verification::default(), None)
+            }
+        })
+        .await?;
+    if let Some(user) = &user {
+        log_unusable_hash(user.id, &verification);
+    }
+    let succeeded = verification.matches && user.as_ref().is_some_and(|u| u.is_active);
+    if succeeded {
+        state.metrics.logins.inc();
+        attempt.succeeded().await;
+    } else {
+        state.metrics.login_failures.inc();
+        attempt.failed();
+    }
+    match user {
+        Some(user) if succeeded => {
+            // EMAIL_VERIFICATION=mandatory: the right password of an
+            // unverified address is not a login yet.
+            crate::flows::email::require_verified(state, &user)?;
+            Ok(FirstFactor { user, upgrade })
+        }
+        _ => Err(ApiError::no_active_account()),
+    }
+}
+
+/// Checks `raw` against `stored` and, when it matches a hash that is not in
+/// the configured format (or weaker than configured), makes its
+/// replacement: both on the hashing pool, in one job.
+fn check_and_upgrade(
+    hasher: &PasswordHasher,
+    raw: &str,
+    stored: &str,
+) -> (Verification, Option<String>) {
+    let verification = hasher.check(raw, stored);
+    let new_hash = (verification.matches && verification.needs_upgrade)
+        .then(|| Password::parse_unvalidated_with_limit(raw, hasher.max_password_bytes()).ok())
+        .flatten()
+        .and_then(|password| hasher.hash(&password).ok());
+    (verification, new_hash)
+}
+
+/// Logs, once per user and process, a stored hash latchkey will not check:
+/// in no format it reads (never the hash itself).
+fn log_unusable_hash(user_id: i64, verification: &Verification) {
+    static LOGGED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<i64>>> =
+        std::sync::LazyLock::new(Default::default);
+    if !verification.unknown_format {
+        return;
+    }
+    if let Ok(mut logged) = LOGGED.lock()
+        && logged.len() < 100_000
+        && logged.insert(user_id)
+    {
+        log::warn!(
+            "user {user_id} has a password hash in a format latchkey does not read: they cannot log in until it is reset"
+        );
+    }
+}
+
+/// Checks a signed-in user's own password (`old_password`,
+/// `current_password`) against `user` as read: a wrong one is the 400 field
+/// error `message` under `field` and counts as a failed login of the
+/// account, so the lockout holds on every endpoint that checks a password.
+/// Returns the hash to store instead of theirs when it is not in the
+/// configured format (or weaker). The caller's write re-checks, under lock,
+/// that the hash checked is still the stored one
+/// ([`super::still_verified`]).
+pub async fn verify_own_password(
+    state: &AppState,
+    user: &User,
+    raw: String,
+    field: &str,
+    message: &str,
+) -> Result<Option<String>, ApiError> {
+    let attempt = match Email::parse(&user.email) {
+        Ok(email) => Some(state.throttle.reserve_login(&email).await?),
+        Err(_) => None,
+    };
+    let hash = user.password_hash.clone();
+    let (verification, new_hash) = state
+        .hashing
+        .run(move |hasher| check_and_upgrade(hasher, &raw, &hash))
+        .await?;
+    log_unusable_hash(user.id, &verification);
+    if verification.matches {
+        if let Some(attempt) = attempt {
+            attempt.succeeded().await;
+        }
+        Ok(new_hash)
+    } else {
+        state.metrics.login_failures.inc();
+        if let Some(attempt) = attempt {
+            attempt.failed();
+        }
+        Err(wrong_password(field, message))
+    }
+}
+
+/// The 400 of a wrong own password.
+pub fn wrong_password(field: &str, message: &str) -> ApiError {
+    ApiError::Fields(FieldErrors::single(field, message))
+}
