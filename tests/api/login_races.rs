@@ -141,7 +141,10 @@ async fn an_attacker_logging_in_through_a_reset_keeps_no_session(mut ctx: Ctx) {
 
 async fn mail_app(ctx: &mut Ctx, smtp: &SmtpServer) -> TestApp {
     let url = smtp.url();
-    let mut overrides = vec![("SMTP_URL", url.as_str()), ("PUBLIC_URL", "http://latchkey.test")];
+    let mut overrides = vec![
+        ("SMTP_URL", url.as_str()),
+        ("PUBLIC_URL", "http://latchkey.test"),
+    ];
     overrides.extend_from_slice(SLOW);
     ctx.spawn_with(&overrides).await
 }
@@ -176,11 +179,10 @@ async fn burst_trials(
         let port = app.port;
         // The revocation lands in the middle of the burst, between two logins.
         let revoke_at = SPACING * (LOGINS as u32 / 2) + SPACING / 2;
-        let (answers, revoked) = actix_web::rt::task::spawn_blocking(move || {
-            burst(port, &request, &revoke, revoke_at)
-        })
-        .await
-        .unwrap();
+        let (answers, revoked) =
+            actix_web::rt::task::spawn_blocking(move || burst(port, &request, &revoke, revoke_at))
+                .await
+                .unwrap();
         assert_eq!(revoked.status, 200, "the revocation: {}", revoked.text);
         logins += answers.iter().filter(|a| a.status == 200).count();
         for answer in &answers {
@@ -272,7 +274,12 @@ fn burst(port: u16, login: &Raw, revocation: &Raw, revoke_at: Duration) -> (Vec<
 
 /// Every token a 200 login got must be refused now: by `GET /auth/`, and
 /// by refresh (or sliding refresh).
-async fn live_sessions(app: &TestApp, login: Login, answers: &[Answer], trial: usize) -> Vec<String> {
+async fn live_sessions(
+    app: &TestApp,
+    login: Login,
+    answers: &[Answer],
+    trial: usize,
+) -> Vec<String> {
     let mut live = Vec::new();
     for (n, answer) in answers.iter().enumerate().filter(|(_, a)| a.status == 200) {
         let (access, refreshed) = match login {

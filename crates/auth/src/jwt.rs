@@ -267,7 +267,15 @@ mod tests {
     #[test]
     fn issued_ids_are_32_lowercase_hex_digits() {
         assert!(is_issued_id(&new_jti()));
-        for id in ["", "\0", "a\0b", &"A".repeat(32), &"g".repeat(32), &"a".repeat(31), &"a".repeat(33)] {
+        for id in [
+            "",
+            "\0",
+            "a\0b",
+            &"A".repeat(32),
+            &"g".repeat(32),
+            &"a".repeat(31),
+            &"a".repeat(33),
+        ] {
             assert!(!is_issued_id(id), "{id:?}");
         }
     }

@@ -24,6 +24,6 @@ pub use jwt::{IssuedToken, JwtSettings, TokenCodec};
 pub use keys::{KeyConfig, KeySet};
 pub use password::{PasswordHasher, Verification};
 pub use sessions::{
-    RefreshDecision, RefreshPolicy, Standing, StoredRefresh, decide_refresh, issued_before_revocation,
-    standing,
+    RefreshDecision, RefreshPolicy, Standing, StoredRefresh, decide_refresh,
+    issued_before_revocation, standing,
 };

@@ -23,8 +23,7 @@ pub fn run_pending_migrations(db: &Database) -> Result<Vec<String>, StoreError> 
     }
     let result = apply(conn);
     if let DbConnection::Postgresql(pg) = conn {
-        diesel::sql_query(format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))
-            .execute(pg)?;
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})")).execute(pg)?;
     }
     result
 }
@@ -55,9 +54,7 @@ const IDNA_EMAILS: &str = "20261207000008";
 /// turn out to be one address are both left as they are and reported: which
 /// one the mailbox's owner uses is for an operator to decide.
 fn rewrite_email_domains(conn: &mut DbConnection) -> Result<(), StoreError> {
-    let stored: Vec<(i64, String)> = users::table
-        .select((users::id, users::email))
-        .load(conn)?;
+    let stored: Vec<(i64, String)> = users::table.select((users::id, users::email)).load(conn)?;
     let mut rewritten = 0;
     for (id, email) in stored {
         let Ok(one_form) = Email::parse(&email) else {

@@ -111,4 +111,3 @@ pub async fn register_without_session(
     state.mailer.wake();
     Ok(user)
 }
-

@@ -3,8 +3,8 @@
 //! beyond the error they return.
 
 pub mod accounts;
-pub mod login;
 pub mod email;
+pub mod login;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

@@ -9,8 +9,8 @@ use super::responses::{CsrfCookie, clearing_cookies, no_store, session_response,
 
 use crate::authn::{AuthOutcome, CredentialSource, check_cookie_request, credentials};
 use crate::error::ApiError;
-use crate::flows::{accounts, login};
 use crate::flows::tokens::{self as token_flows, Client, Refreshed};
+use crate::flows::{accounts, login};
 use crate::forms::{Body, LoginForm, RefreshForm, RegisterForm, TokenForm, required};
 use crate::openapi::shared::{
     BodyRefused, CsrfFailed, InvalidFields, Throttled, Unauthenticated, Unavailable,

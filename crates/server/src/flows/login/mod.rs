@@ -47,7 +47,10 @@ where
 /// Inside the login's transaction: the user locked and compared with what
 /// the first factor read, then the upgrade and `last_login` written.
 fn recheck(conn: &mut DbConnection, app: &AppState, first: FirstFactor) -> Result<User, ApiError> {
-    let FirstFactor { user: read, upgrade } = first;
+    let FirstFactor {
+        user: read,
+        upgrade,
+    } = first;
     let user = User::lock(conn, read.id)?
         .filter(|now| unchanged_since(&read, now))
         .ok_or_else(ApiError::no_active_account)?;
@@ -56,7 +59,10 @@ fn recheck(conn: &mut DbConnection, app: &AppState, first: FirstFactor) -> Resul
     }
     if !app.settings.update_last_login {
         return Ok(match upgrade {
-            Some(password_hash) => User { password_hash, ..user },
+            Some(password_hash) => User {
+                password_hash,
+                ..user
+            },
             None => user,
         });
     }
@@ -68,24 +74,31 @@ fn recheck(conn: &mut DbConnection, app: &AppState, first: FirstFactor) -> Resul
 }
 
 /// Whether `now` may still log in on what was checked against `read`: the
-/// same hash, no revocation since, still active.
+/// same password, no revocation since, still active.
 fn unchanged_since(read: &User, now: &User) -> bool {
-    now.is_active
-        && now.password_hash == read.password_hash
-        && now.tokens_valid_after == read.tokens_valid_after
-        && now.password_changed_at == read.password_changed_at
+    now.is_active && same_password(read, now) && now.tokens_valid_after == read.tokens_valid_after
+}
+
+/// Whether the password checked against `read`'s hash is still the user's:
+/// the hash is the same, or it was replaced only by an upgrade (a login's
+/// new hash of that same password), which every path that sets a password
+/// would have told by moving `password_changed_at`. So a racing login's
+/// upgrade does not refuse a concurrent login or password change, while a
+/// change or reset does.
+fn same_password(read: &User, now: &User) -> bool {
+    now.password_changed_at == read.password_changed_at || now.password_hash == read.password_hash
 }
 
 /// Inside the write transaction of a password change (`POST /auth/password/`,
 /// `PATCH` with `current_password`): the user locked, refused with the
-/// wrong-password field error when their hash is no longer the one the
-/// old password was checked against (a reset or another change won the race).
+/// wrong-password field error when the password checked against `read` is
+/// no longer theirs (a reset or another change won the race).
 pub fn still_verified(
     conn: &mut DbConnection,
     read: &User,
     refused: impl FnOnce() -> ApiError,
 ) -> Result<User, ApiError> {
     User::lock(conn, read.id)?
-        .filter(|now| now.password_hash == read.password_hash)
+        .filter(|now| same_password(read, now))
         .ok_or_else(refused)
 }
