@@ -182,7 +182,7 @@ impl User {
     }
 
     /// Reads the user and, on PostgreSQL, locks their row until the
-    /// transaction ends (`FOR UPDATE`), so that a login re-checks what it
+    /// transaction ends (`FOR NO KEY UPDATE`), so that a login re-checks what it
     /// verified after any revocation that wrote the row first, and before
     /// any that comes later. (SQLite's write transactions are serialised
     /// already.) Call it inside [`crate::write_transaction`].
@@ -303,7 +303,7 @@ impl User {
     }
 }
 
-/// `SELECT … FOR UPDATE` where the backend has it.
+/// `SELECT … FOR NO KEY UPDATE` where the backend has it.
 trait LockUserRow {
     fn lock_user_row(&mut self, id: i64) -> QueryResult<Option<User>>;
 }
@@ -313,7 +313,11 @@ impl LockUserRow for diesel::PgConnection {
         users::table
             .find(id)
             .select(User::as_select())
-            .for_update()
+            // The lock an UPDATE of the row takes: it waits for (and holds
+            // off) every other writer of the user, but not the key-share
+            // locks of rows inserted under the user's foreign key (a
+            // racing refresh's new token), so it never deadlocks with them.
+            .for_no_key_update()
             .first(self)
             .optional()
     }

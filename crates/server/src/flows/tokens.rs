@@ -12,7 +12,7 @@ use crate::forms::{Body, TokenForm};
 use chrono::{DateTime, NaiveDateTime};
 use latchkey_auth::{
     Claims, IssuedToken, RefreshDecision, Standing, StoredRefresh, TokenError, TokenType,
-    decide_refresh, standing,
+    decide_refresh, issued_before_revocation, standing,
 };
 use latchkey_persistence::django::latest_import_at;
 use latchkey_persistence::sessions::truncate_user_agent;
@@ -421,10 +421,12 @@ pub async fn verify(state: &State, body: Body<TokenForm>) -> Result<(), ApiError
 pub fn verify_stored(conn: &mut DbConnection, claims: &Claims) -> Result<(), ApiError> {
     let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
     // Verify answers in the token's words (the contract's 401 of refresh).
+    // A deactivation through the API also revoked the token: told as that.
+    let revoked = issued_before_revocation(claims.iat, to_unix(user.tokens_valid_after));
     match standing(user.is_active, to_unix(user.tokens_valid_after), claims.iat) {
         Standing::Speaks => {}
-        Standing::Inactive => return Err(ApiError::token_invalid_or_expired()),
-        Standing::Revoked => return Err(ApiError::token_blacklisted()),
+        Standing::Inactive if !revoked => return Err(ApiError::token_invalid_or_expired()),
+        Standing::Inactive | Standing::Revoked => return Err(ApiError::token_blacklisted()),
     }
     let sid = if claims.token_type == TokenType::Refresh {
         let record = OutstandingToken::find_by_jti(conn, &claims.jti)?
