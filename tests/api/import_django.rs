@@ -1,13 +1,14 @@
-//! `latchkey import-django` against databases made by the REAL Django of the
-//! seed project (`../shared/peer/django_seed`: Django 5.2 + simplejwt), built
-//! by `tests/django/make_django_db.py` with that project's own migrations,
-//! users made through the ORM with every stock hasher, and tokens minted and
-//! blacklisted by simplejwt. Each test runs on both latchkey backends; the
-//! Django database is on the same backend, except in the cross test.
+//! `latchkey import-django` against databases made by the REAL Django 5.2 +
+//! simplejwt of the test project `tests/django/` (the seed's `user` app and
+//! migration), built by `tests/django/make_django_db.py`: users made through
+//! the ORM with every stock hasher, tokens minted and blacklisted by
+//! simplejwt. Each test runs on both latchkey backends; the Django database
+//! is on the same backend, except in the cross test.
 //!
-//! Needs the peer's venv at `/tmp/latchkey-peer/venv` (see [`PYTHON`]).
+//! The venv is made on first use by `tests/django/setup.sh` (see
+//! `latchkey_tests::django`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use diesel::connection::SimpleConnection;
@@ -16,7 +17,7 @@ use latchkey_persistence::schema::{django_imports, outstanding_tokens, sessions,
 use latchkey_persistence::{User, latest_import_at};
 use latchkey_tests::binary::{open, run_latchkey};
 use latchkey_tests::database::postgres_admin_url;
-use latchkey_tests::{Backend, Ctx, tests};
+use latchkey_tests::{Backend, Ctx, django, tests};
 use serde_json::{Value, json};
 
 tests![
@@ -30,21 +31,8 @@ tests![
     a_large_import_streams_in_pages_and_reports_progress,
 ];
 
-const PYTHON: &str = "/tmp/latchkey-peer/venv/bin/python";
-
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/django/make_django_db.py")
-}
-
-fn python() -> &'static str {
-    assert!(
-        Path::new(PYTHON).exists(),
-        "the Django import tests need the Django peer's venv at {PYTHON}; create it with \
-         `python3 -m venv /tmp/latchkey-peer/venv && /tmp/latchkey-peer/venv/bin/pip install -q \
-         -r ../shared/peer/django_seed/requirements.txt` (or run ../shared/peer/django_seed/setup.sh \
-         with DATABASE=sqlite)"
-    );
-    PYTHON
+    django::project().join("make_django_db.py")
 }
 
 /// The SECRET_KEY of the seed's settings: simplejwt signs with it.
@@ -104,7 +92,7 @@ impl DjangoDb {
     /// `--spec`); returns what it printed.
     fn django(&self, args: &[&str], spec: Option<&Value>) -> Value {
         use std::io::Write;
-        let mut command = Command::new(python());
+        let mut command = Command::new(django::python());
         command
             .arg(script())
             .args(self.target_args())
