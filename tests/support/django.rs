@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 
 /// `tests/django/`.
 pub fn project() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("django")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("django")
 }
 
 fn venv() -> PathBuf {
