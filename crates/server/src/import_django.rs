@@ -98,3 +98,33 @@ pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(),
     println!("{summary}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unusable_hash;
+
+    #[test]
+    fn only_hashes_no_hasher_reads_are_unusable() {
+        for readable in [
+            "pbkdf2_sha256$1000$tNh2jouFfs70SJy1g4ZMj8$AoCskOUOygI5G+jaGT/Oh3n6JD35v124G67+REPdMH4=",
+            "$2b$04$abcdefghijklmnopqrstuuAbcdefghijklmnopqrstuvwxyz01234",
+            "md5$salt$0123456789abcdef0123456789abcdef",
+            // Django's unusable password: refused by Django too, by design.
+            "!Xp4Gkq1ZRWsvBfVg8AEsPEb3JYFCOh4R9ffkiNqE",
+        ] {
+            assert_eq!(unusable_hash(readable), None, "{readable}");
+        }
+        for unknown in [
+            "",
+            "sha1$$0123456789abcdef0123456789abcdef01234567",
+            "crypt$$ab1234567890",
+            "md5$$0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(
+                unusable_hash(unknown).as_deref(),
+                Some("unknown format"),
+                "{unknown}"
+            );
+        }
+    }
+}
