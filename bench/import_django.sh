@@ -2,19 +2,20 @@
 # Measures `latchkey import-django` of USERS generated users (default
 # 100,000) and TOKENS outstanding tokens (default 10,000) into latchkey on
 # SQLite and on PostgreSQL: wall time and peak RSS (/usr/bin/time -v), with
-# the release binary. The Django database is made by the seed project's own
-# migrations (tests/django/make_django_db.py) and filled by bench/import_fill.py.
+# the release binary. The Django database is made by the test project's
+# migrations (tests/django: the seed's user app) and filled by bench/import_fill.py.
 #
 #   bench/import_django.sh [OUTDIR]     (default target/bench/import-<date>)
 #
-# Needs the Django peer's venv (/tmp/latchkey-peer/venv) and a PostgreSQL on
-# 127.0.0.1:5432 (a database latchkey_import_bench is created and dropped).
+# Needs a PostgreSQL on 127.0.0.1:5432 (a database latchkey_import_bench is
+# created and dropped); the Django venv is made by tests/django/setup.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 USERS=${USERS:-100000}
 TOKENS=${TOKENS:-10000}
-PYTHON=${PYTHON:-/tmp/latchkey-peer/venv/bin/python}
+bash tests/django/setup.sh
+PYTHON=${LATCHKEY_DJANGO_VENV:-/tmp/latchkey-django-venv}/bin/python
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 OUT=${1:-target/bench/import-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)

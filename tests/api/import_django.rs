@@ -1,13 +1,14 @@
-//! `latchkey import-django` against databases made by the REAL Django of the
-//! seed project (`../shared/peer/django_seed`: Django 5.2 + simplejwt), built
-//! by `tests/django/make_django_db.py` with that project's own migrations,
-//! users made through the ORM with every stock hasher, and tokens minted and
-//! blacklisted by simplejwt. Each test runs on both latchkey backends; the
-//! Django database is on the same backend, except in the cross test.
+//! `latchkey import-django` against databases made by the REAL Django 5.2 +
+//! simplejwt of the test project `tests/django/` (the seed's `user` app and
+//! migration), built by `tests/django/make_django_db.py`: users made through
+//! the ORM with every stock hasher, tokens minted and blacklisted by
+//! simplejwt. Each test runs on both latchkey backends; the Django database
+//! is on the same backend, except in the cross test.
 //!
-//! Needs the peer's venv at `/tmp/latchkey-peer/venv` (see [`PYTHON`]).
+//! The venv is made on first use by `tests/django/setup.sh` (see
+//! `latchkey_tests::django`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use diesel::connection::SimpleConnection;
@@ -16,7 +17,8 @@ use latchkey_persistence::schema::{django_imports, outstanding_tokens, sessions,
 use latchkey_persistence::{User, latest_import_at};
 use latchkey_tests::binary::{open, run_latchkey};
 use latchkey_tests::database::postgres_admin_url;
-use latchkey_tests::{Backend, Ctx, tests};
+use latchkey_tests::smtp::{SmtpServer, link, param};
+use latchkey_tests::{Backend, Ctx, TestUser, django, tests};
 use serde_json::{Value, json};
 
 tests![
@@ -25,26 +27,16 @@ tests![
     imports_across_backends_without_the_blacklist_app,
     a_dry_run_writes_nothing,
     a_second_run_updates_users_and_adds_new_ones_and_tokens,
+    a_rerun_keeps_the_users_latchkey_changed_and_lists_them,
+    a_rerun_with_overwrite_replaces_them_and_a_replaced_hash_revokes,
+    rows_whose_hash_can_never_verify_are_imported_and_listed,
     refuses_a_latchkey_database_with_native_users,
     table_errors_name_the_table_and_write_nothing,
     a_large_import_streams_in_pages_and_reports_progress,
 ];
 
-const PYTHON: &str = "/tmp/latchkey-peer/venv/bin/python";
-
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/django/make_django_db.py")
-}
-
-fn python() -> &'static str {
-    assert!(
-        Path::new(PYTHON).exists(),
-        "the Django import tests need the Django peer's venv at {PYTHON}; create it with \
-         `python3 -m venv /tmp/latchkey-peer/venv && /tmp/latchkey-peer/venv/bin/pip install -q \
-         -r ../shared/peer/django_seed/requirements.txt` (or run ../shared/peer/django_seed/setup.sh \
-         with DATABASE=sqlite)"
-    );
-    PYTHON
+    django::project().join("make_django_db.py")
 }
 
 /// The SECRET_KEY of the seed's settings: simplejwt signs with it.
@@ -104,7 +96,7 @@ impl DjangoDb {
     /// `--spec`); returns what it printed.
     fn django(&self, args: &[&str], spec: Option<&Value>) -> Value {
         use std::io::Write;
-        let mut command = Command::new(python());
+        let mut command = Command::new(django::python());
         command
             .arg(script())
             .args(self.target_args())
@@ -245,6 +237,14 @@ fn token<'a>(made: &'a Value, email: &str, blacklisted: bool) -> &'a Value {
         .iter()
         .find(|t| t["email"] == email && t["blacklisted"] == blacklisted && t["expired"] == false)
         .unwrap_or_else(|| panic!("a token of {email} in {made}"))
+}
+
+fn blacklisted() -> Value {
+    json!({"detail": "Token is blacklisted", "code": "token_not_valid"})
+}
+
+fn no_active_account() -> Value {
+    json!({"detail": "No active account found with the given credentials", "code": "no_active_account"})
 }
 
 const STANDARD_SUMMARY: &str = "imported 8 users (3 skipped), 3 tokens, 1 blacklisted";
@@ -421,8 +421,10 @@ async fn a_second_run_updates_users_and_adds_new_ones_and_tokens(mut ctx: Ctx) {
     assert_imported(&import(&url, &["--from", &django.url]), STANDARD_SUMMARY);
     let alice_token = token(&made, "alice@example.com", false);
 
+    let carol_token = token(&made, "carol@example.com", false);
+
     // Meanwhile in Django: alice changes her password, erin loses staff,
-    // henry joins and logs in, alice's token is blacklisted.
+    // henry joins and logs in, carol's token is blacklisted.
     let changed = django.django(
         &[],
         Some(&json!({
@@ -430,7 +432,7 @@ async fn a_second_run_updates_users_and_adds_new_ones_and_tokens(mut ctx: Ctx) {
             "set_password": [{"email": "alice@example.com", "password": "a-new-password-8",
                               "hasher": "pbkdf2_sha256"}],
             "tokens": [{"email": "henry@example.com"}],
-            "blacklist": [alice_token["jti"]],
+            "blacklist": [carol_token["jti"]],
         })),
     );
     django.execute("UPDATE user_user SET is_staff = FALSE WHERE email = 'erin@example.com'");
@@ -471,9 +473,12 @@ async fn a_second_run_updates_users_and_adds_new_ones_and_tokens(mut ctx: Ctx) {
     )
     .await
     .assert_status(200);
-    app.refresh_token(alice_token["refresh"].as_str().unwrap())
-        .await
-        .assert_status(401);
+    // Django blacklisted carol's token; alice's ended with her new hash.
+    for refresh in [carol_token, alice_token] {
+        app.refresh_token(refresh["refresh"].as_str().unwrap())
+            .await
+            .assert(401, blacklisted());
+    }
     // A third run with nothing new adds nothing.
     assert_imported(
         &import(&url, &["--from", &django.url]),
@@ -558,7 +563,10 @@ async fn table_errors_name_the_table_and_write_nothing(mut ctx: Ctx) {
 async fn a_large_import_streams_in_pages_and_reports_progress(mut ctx: Ctx) {
     let django = DjangoDb::create(ctx.backend);
     django.django(&["--migrate-only"], None);
-    let hash = "pbkdf2_sha256$1000$salt$hash";
+    // A well-formed hash (made by Django, password "correct horse battery
+    // staple"), so that no row is listed as unusable.
+    let hash =
+        "pbkdf2_sha256$1000$tNh2jouFfs70SJy1g4ZMj8$AoCskOUOygI5G+jaGT/Oh3n6JD35v124G67+REPdMH4=";
     django.execute(&match ctx.backend {
         Backend::Sqlite => format!(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000) \
@@ -590,4 +598,284 @@ async fn a_large_import_streams_in_pages_and_reports_progress(mut ctx: Ctx) {
         "instants read back exactly"
     );
     assert_eq!(last.updated_at.to_string(), "2026-01-02 00:00:00");
+}
+
+/// The Django users of the re-run tests: a staff member and four others.
+fn rerun_spec() -> Value {
+    json!({"users": [
+        {"email": "staff@example.com", "password": "staff-django-pass-1", "staff": true},
+        {"email": "alice@example.com", "password": "alice-django-pass-2"},
+        {"email": "mallory@example.com", "password": "mallory-django-pass-3"},
+        {"email": "carol@example.com", "password": "carol-django-pass-4", "hasher": "pbkdf2_sha1"},
+        {"email": "dan@example.com", "password": "dan-django-pass-5"},
+    ]})
+}
+
+const ALICE_NEW: &str = "alice-latchkey-pass-81";
+
+/// Logs `email` in (asserting the 200) as a user of the app.
+async fn logged_in(app: &latchkey_tests::TestApp, email: &str, password: &str) -> TestUser {
+    TestUser::of(app, &app.login(email, password).await)
+}
+
+async fn a_rerun_keeps_the_users_latchkey_changed_and_lists_them(mut ctx: Ctx) {
+    let django = DjangoDb::create(ctx.backend);
+    let made = django.django(&[], Some(&rerun_spec()));
+    let id = |email: &str| find(&made, email)["id"].as_i64().unwrap();
+    let url = ctx.new_database();
+    assert_imported(
+        &import(&url, &["--from", &django.url]),
+        "imported 5 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    let app = ctx
+        .spawn_on(&url, &[("SECRET_KEY", DJANGO_SECRET_KEY)])
+        .await;
+
+    // In latchkey: alice changes her password, staff deactivates mallory.
+    let alice = logged_in(&app, "alice@example.com", "alice-django-pass-2").await;
+    app.change_password(&alice.access, "alice-django-pass-2", ALICE_NEW)
+        .await
+        .assert_status(200);
+    let staff = logged_in(&app, "staff@example.com", "staff-django-pass-1").await;
+    app.deactivate(&staff, id("mallory@example.com")).await;
+    app.login("mallory@example.com", "mallory-django-pass-3")
+        .await
+        .assert(401, no_active_account());
+    // What does not count: carol's hash upgraded at her login (and her
+    // last_login), dan logging out everywhere.
+    let carol_before = user(&url, id("carol@example.com")).unwrap();
+    logged_in(&app, "carol@example.com", "carol-django-pass-4").await;
+    let carol_after = user(&url, id("carol@example.com")).unwrap();
+    assert_ne!(
+        carol_before.password_hash, carol_after.password_hash,
+        "carol's pbkdf2_sha1 hash is upgraded at her login"
+    );
+    assert_eq!(carol_after.changed_in_latchkey_at, None);
+    let dan = logged_in(&app, "dan@example.com", "dan-django-pass-5").await;
+    dan.logout_everywhere()
+        .await
+        .assert(202, json!({"message": "Logout success"}));
+    for email in ["staff@example.com", "carol@example.com", "dan@example.com"] {
+        assert_eq!(
+            user(&url, id(email)).unwrap().changed_in_latchkey_at,
+            None,
+            "{email}"
+        );
+    }
+    for email in ["alice@example.com", "mallory@example.com"] {
+        assert!(
+            user(&url, id(email))
+                .unwrap()
+                .changed_in_latchkey_at
+                .is_some(),
+            "{email}"
+        );
+    }
+
+    // Meanwhile in Django: dan changes his password.
+    django.django(
+        &[],
+        Some(&json!({"set_password": [{"email": "dan@example.com", "password": "dan-django-pass-6"}]})),
+    );
+    let expected_stderr = format!(
+        "kept id {}: changed in latchkey since the previous import\n\
+         kept id {}: changed in latchkey since the previous import\n\
+         kept latchkey's changes for 2 users (--overwrite replaces them with Django's)\n\
+         not imported: 0 group memberships, 0 user permissions\n",
+        id("alice@example.com"),
+        id("mallory@example.com"),
+    );
+    let dry = import(&url, &["--from", &django.url, "--dry-run"]);
+    assert_imported(
+        &dry,
+        "would import 3 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    assert_eq!(stderr(&dry), expected_stderr);
+    let output = import(&url, &["--from", &django.url]);
+    assert_imported(
+        &output,
+        "imported 3 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    assert_eq!(stderr(&output), expected_stderr);
+
+    // alice keeps her latchkey password, mallory stays deactivated; the
+    // others follow Django.
+    let me = app
+        .me(&logged_in(&app, "alice@example.com", ALICE_NEW).await.access)
+        .await;
+    me.assert_status(200);
+    assert_eq!(me.body["email"], "alice@example.com");
+    app.login("alice@example.com", "alice-django-pass-2")
+        .await
+        .assert(401, no_active_account());
+    app.login("mallory@example.com", "mallory-django-pass-3")
+        .await
+        .assert(401, no_active_account());
+    assert!(!user(&url, id("mallory@example.com")).unwrap().is_active);
+    app.login("dan@example.com", "dan-django-pass-6")
+        .await
+        .assert_status(200);
+    app.login("dan@example.com", "dan-django-pass-5")
+        .await
+        .assert(401, no_active_account());
+    app.login("carol@example.com", "carol-django-pass-4")
+        .await
+        .assert_status(200);
+    // They stay kept on every later run.
+    let again = import(&url, &["--from", &django.url]);
+    assert_imported(
+        &again,
+        "imported 3 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    assert!(stderr(&again).contains("kept latchkey's changes for 2 users"));
+}
+
+async fn a_rerun_with_overwrite_replaces_them_and_a_replaced_hash_revokes(mut ctx: Ctx) {
+    let django = DjangoDb::create(ctx.backend);
+    let made = django.django(&[], Some(&rerun_spec()));
+    let id = |email: &str| find(&made, email)["id"].as_i64().unwrap();
+    let url = ctx.new_database();
+    assert_imported(
+        &import(&url, &["--from", &django.url]),
+        "imported 5 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    let smtp = SmtpServer::start();
+    let smtp_url = smtp.url();
+    let app = ctx
+        .spawn_on(
+            &url,
+            &[
+                ("SECRET_KEY", DJANGO_SECRET_KEY),
+                ("SMTP_URL", &smtp_url),
+                ("PUBLIC_URL", "http://latchkey.test"),
+            ],
+        )
+        .await;
+
+    // alice changes her password in latchkey (a new session), then asks
+    // for a reset; staff deactivates mallory.
+    let alice = logged_in(&app, "alice@example.com", "alice-django-pass-2").await;
+    let changed = app
+        .change_password(&alice.access, "alice-django-pass-2", ALICE_NEW)
+        .await;
+    let alice = alice.with_tokens_of(&changed);
+    app.me(&alice.access).await.assert_status(200);
+    app.post_json(
+        "/auth/password/reset/",
+        json!({"email": "alice@example.com"}),
+    )
+    .await
+    .assert_status(200);
+    let messages = smtp.wait_for(1, std::time::Duration::from_secs(20)).await;
+    let reset_link = link(&messages[0]);
+    let staff = logged_in(&app, "staff@example.com", "staff-django-pass-1").await;
+    app.deactivate(&staff, id("mallory@example.com")).await;
+
+    let output = import(&url, &["--from", &django.url, "--overwrite"]);
+    assert_imported(
+        &output,
+        "imported 5 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    assert_eq!(
+        stderr(&output),
+        "not imported: 0 group memberships, 0 user permissions\n"
+    );
+
+    // alice's hash is Django's again: her latchkey session is over, the
+    // reset token issued before the import is dead, the Django password
+    // logs in and the latchkey one no longer does.
+    let stored = user(&url, id("alice@example.com")).unwrap();
+    assert_eq!(
+        stored.password_hash,
+        find(&made, "alice@example.com")["hash"].as_str().unwrap()
+    );
+    assert_eq!(stored.changed_in_latchkey_at, None);
+    let me = app.me(&alice.access).await;
+    me.assert_status(401);
+    assert_eq!(me.body["code"], "token_not_valid", "{}", me.text);
+    app.refresh_token(&alice.refresh)
+        .await
+        .assert(401, blacklisted());
+    app.post_json(
+        "/auth/password/reset/confirm/",
+        json!({
+            "uid": param(&reset_link, "uid"),
+            "token": param(&reset_link, "token"),
+            "new_password1": "alice-reset-pass-93",
+            "new_password2": "alice-reset-pass-93",
+        }),
+    )
+    .await
+    .assert(400, json!({"token": ["Invalid value"]}));
+    app.login("alice@example.com", ALICE_NEW)
+        .await
+        .assert(401, no_active_account());
+    let me = app
+        .me(&logged_in(&app, "alice@example.com", "alice-django-pass-2")
+            .await
+            .access)
+        .await;
+    me.assert_status(200);
+    assert_eq!(me.body["email"], "alice@example.com");
+    // mallory is active again, as in Django.
+    app.login("mallory@example.com", "mallory-django-pass-3")
+        .await
+        .assert_status(200);
+    // staff's hash was Django's already (no change, only an upgrade at
+    // login may differ): nothing of theirs was kept.
+    assert_eq!(
+        user(&url, id("staff@example.com"))
+            .unwrap()
+            .changed_in_latchkey_at,
+        None
+    );
+}
+
+async fn rows_whose_hash_can_never_verify_are_imported_and_listed(mut ctx: Ctx) {
+    let django = DjangoDb::create(ctx.backend);
+    let made = django.django(
+        &[],
+        Some(&json!({"users": [
+            {"email": "fine@example.com", "password": "fine-django-pass-1"},
+            // Django's removed unsalted SHA-1 and crypt hashers: formats no
+            // hasher reads any more.
+            {"email": "sha1@example.com", "hash": "sha1$$0123456789abcdef0123456789abcdef01234567"},
+            {"email": "crypt@example.com", "hash": "crypt$$ab1234567890"},
+            // Django's own unusable password is no surprise: not listed.
+            {"email": "grace@example.com", "unusable": true},
+        ]})),
+    );
+    let id = |email: &str| find(&made, email)["id"].as_i64().unwrap();
+    let url = ctx.new_database();
+    let expected_stderr = format!(
+        "unusable password hash for id {} (unknown format): imported, but it cannot log in until a password reset\n\
+         unusable password hash for id {} (unknown format): imported, but it cannot log in until a password reset\n\
+         not imported: 0 group memberships, 0 user permissions\n",
+        id("sha1@example.com"),
+        id("crypt@example.com"),
+    );
+    let dry = import(&url, &["--from", &django.url, "--dry-run"]);
+    assert_imported(
+        &dry,
+        "would import 4 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    assert_eq!(stderr(&dry), expected_stderr);
+    let output = import(&url, &["--from", &django.url]);
+    assert_imported(
+        &output,
+        "imported 4 users (0 skipped), 0 tokens, 0 blacklisted",
+    );
+    assert_eq!(stderr(&output), expected_stderr);
+    // Imported as stored; nothing logs in with them.
+    assert_eq!(
+        user(&url, id("crypt@example.com")).unwrap().password_hash,
+        "crypt$$ab1234567890"
+    );
+    let app = ctx.spawn_on(&url, &[]).await;
+    app.login("sha1@example.com", "some-password-0")
+        .await
+        .assert(401, no_active_account());
+    app.login("fine@example.com", "fine-django-pass-1")
+        .await
+        .assert_status(200);
 }

@@ -1,31 +1,32 @@
 #!/usr/bin/env python3
-"""Builds a Django database with the REAL Django of the seed project
-(`../shared/peer/django_seed`: Django 5.2 + simplejwt), for the tests of
-`latchkey import-django`.
+"""Builds a Django database with the REAL Django (5.2 + simplejwt) of the
+test project beside this script (the seed's `user` app, see
+latchkey_django/settings.py), for the tests of `latchkey import-django`.
 
     make_django_db.py (--sqlite PATH | --postgres URL) [--no-blacklist]
                       [--scenario standard | --spec | --migrate-only]
 
-It runs the seed project's migrations against the database (plus simplejwt's
+It runs the project's migrations against the database (plus simplejwt's
 blacklist app unless --no-blacklist), then either creates the fixed
 `standard` scenario (the default) or applies the JSON spec read from stdin
 (--spec), through Django's ORM: users by `create_user`/`create_superuser` or a
 plain `save()` (for rows the manager refuses, like an empty email), hashes
 by `make_password(..., hasher=...)` with every stock hasher (low work
-factors, see latchkey_import_settings.py), refresh/access tokens by
+factors, see latchkey_django/hashers.py), refresh/access tokens by
 simplejwt's `RefreshToken.for_user`, blacklisting by `token.blacklist()`.
 It prints what it made as JSON on stdout.
 
 Spec (every key optional, applied in this order):
   {"users": [{"email", "password", "hasher", "staff", "superuser", "active",
-              "raw": true (save() without the manager), "unusable": true}],
+              "raw": true (save() without the manager), "unusable": true,
+              "hash": "<stored as the password column, as is>"}],
    "set_password": [{"email", "password", "hasher"}],
    "tokens": [{"email", "blacklist": bool, "expired": bool}],
    "blacklist": ["<jti>", ...],
    "groups": [{"email", "group"}],
    "permissions": [{"email", "codename"}],
    "delete_tokens": true (empties the blacklist tables)}
-Run with the peer's venv: /tmp/latchkey-peer/venv/bin/python.
+Run with the venv setup.sh makes: /tmp/latchkey-django-venv/bin/python.
 """
 
 import argparse
@@ -38,8 +39,6 @@ from datetime import timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SEED = Path(os.environ.get(
-    'LATCHKEY_DJANGO_SEED', HERE.parent.parent.parent / 'shared' / 'peer' / 'django_seed'))
 
 PASSWORDS = {
     'pbkdf2_sha256': 'pbkdf2-sha256-pass-1',
@@ -98,8 +97,8 @@ def main():
     else:
         os.environ['LATCHKEY_DJANGO_POSTGRES'] = args.postgres
     os.environ['LATCHKEY_DJANGO_BLACKLIST'] = '0' if args.no_blacklist else '1'
-    os.environ['DJANGO_SETTINGS_MODULE'] = 'latchkey_import_settings'
-    sys.path[:0] = [str(SEED), str(HERE)]
+    os.environ['DJANGO_SETTINGS_MODULE'] = 'latchkey_django.settings'
+    sys.path.insert(0, str(HERE))
 
     import django
     django.setup()
@@ -146,6 +145,8 @@ def apply(spec, blacklist_app):
             obj.password = make_password(password, hasher=hasher)
         if u.get('unusable'):
             obj.set_unusable_password()
+        if u.get('hash') is not None:
+            obj.password = u['hash']
         obj.is_staff = bool(u.get('staff', u.get('superuser', False)))
         obj.is_superuser = bool(u.get('superuser', False))
         obj.is_active = bool(u.get('active', True))

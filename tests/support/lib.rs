@@ -12,6 +12,7 @@
 pub mod app;
 pub mod binary;
 pub mod database;
+pub mod django;
 pub mod private_pg;
 pub mod roles;
 pub mod runner;

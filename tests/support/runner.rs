@@ -22,7 +22,7 @@ pub struct Test {
     pub redis: bool,
     /// Only meaningful on PostgreSQL (a server the test stops and starts).
     pub postgres_only: bool,
-    /// Needs the Django peer (`../shared/peer`) and its venv.
+    /// Needs the Django test project's venv (`tests/django/setup.sh`).
     pub django: bool,
 }
 
@@ -64,7 +64,7 @@ impl Ctx {
 /// - `tests![a, b]`: on both backends;
 /// - `tests![redis: a, b]`: needs Redis, as `redis_tests()`;
 /// - `tests![postgres_only: a, b]`: PostgreSQL only, as `postgres_tests()`;
-/// - `tests![django: a, b]`: needs the Django peer, as `django_tests()`.
+/// - `tests![django: a, b]`: needs the Django venv, as `django_tests()`.
 #[macro_export]
 macro_rules! tests {
     (@list $function:ident, redis: $redis:expr, postgres_only: $postgres_only:expr, django: $django:expr; $($name:ident),*) => {
@@ -92,27 +92,22 @@ macro_rules! tests {
     };
 }
 
-/// `Err(reason)` when the Django peer (`../shared/peer/django_seed`, beside
-/// the repository in the project's workspace) or its venv is missing.
-pub fn django_available() -> Result<(), String> {
-    let peer = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/peer/django_seed/manage.py");
-    if !peer.exists() {
-        return Err(format!("the Django peer is not at {}", peer.display()));
-    }
-    let python = std::env::var("LATCHKEY_PEER_VENV")
-        .map_or_else(
-            |_| "/tmp/latchkey-peer/venv".into(),
-            std::path::PathBuf::from,
-        )
-        .join("bin/python");
-    if !python.exists() {
-        return Err(format!(
-            "its venv is missing ({}): python3 -m venv /tmp/latchkey-peer/venv && /tmp/latchkey-peer/venv/bin/pip install -r ../shared/peer/django_seed/requirements.txt (.ci/run does this)",
-            python.display()
-        ));
-    }
-    Ok(())
+/// Whether the arguments select a Django test (so its venv is needed).
+fn django_selected(args: &Arguments, tests: &[Test]) -> bool {
+    !args.list
+        && tests.iter().filter(|t| t.django).any(|test| {
+            ["sqlite", "postgres"].iter().any(|backend| {
+                let name = format!("{backend}::{}", short_name(test));
+                !args.is_filtered_out(&Trial::test(name, || Ok(())))
+            })
+        })
+}
+
+/// The test's name without its crate (`module::body`).
+fn short_name(test: &Test) -> &'static str {
+    test.name
+        .split_once("::")
+        .map_or(test.name, |(_, rest)| rest)
 }
 
 fn run_body(backend: Backend, test: Test) -> Result<(), Failed> {
@@ -151,7 +146,13 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
             }
         );
     }
-    let django = django_available();
+    // The venv is made (tests/django/setup.sh) only when a Django test is
+    // about to run, so other filtered runs never wait for pip.
+    let django = if django_selected(&args, &tests) {
+        crate::django::setup().map(|_| ())
+    } else {
+        Ok(())
+    };
     if let Err(reason) = &django {
         eprintln!(
             "\n*** The Django tests cannot run: {reason}.\n*** {}\n",
@@ -164,10 +165,7 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
     }
     let mut trials = Vec::new();
     for test in tests {
-        let short = test
-            .name
-            .split_once("::")
-            .map_or(test.name, |(_, rest)| rest);
+        let short = short_name(&test);
         let missing = match (test.redis, test.django) {
             (true, _) => redis
                 .as_ref()
@@ -176,7 +174,7 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
             (_, true) => django
                 .as_ref()
                 .err()
-                .map(|r| format!("Django peer missing: {r}")),
+                .map(|r| format!("Django venv missing: {r}")),
             _ => None,
         };
         if let Some(reason) = missing {

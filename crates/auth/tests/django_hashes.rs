@@ -138,14 +138,30 @@ fn a_django_vector_altered_by_one_character_never_matches() {
     }
 }
 
-const PYTHON: &str = "/tmp/latchkey-peer/venv/bin/python";
+/// The Django tests' venv, made from PyPI on first use by
+/// `tests/django/setup.sh` (idempotent, locked against parallel runs). A
+/// venv that cannot be made fails the test: it never passes without Django.
+fn django_python() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/django/setup.sh");
+    let venv = std::env::var_os("LATCHKEY_DJANGO_VENV")
+        .map_or_else(|| "/tmp/latchkey-django-venv".into(), PathBuf::from);
+    let status = Command::new("bash")
+        .arg(&script)
+        .env("LATCHKEY_DJANGO_VENV", &venv)
+        .status()
+        .expect("bash runs");
+    assert!(
+        status.success(),
+        "bash {} failed ({status}): this test needs Django from PyPI in {}",
+        script.display(),
+        venv.display()
+    );
+    venv.join("bin").join("python")
+}
 
 #[test]
 fn django_accepts_the_hashes_latchkey_writes_for_a_rollback() {
-    if !Path::new(PYTHON).exists() {
-        println!("SKIPPED: {PYTHON} is absent (create the Django peer's venv to run this test)");
-        return;
-    }
+    let python = django_python();
     let mut items = Vec::new();
     let cheap = hasher(HasherKind::DjangoPbkdf2Sha256);
     let default = PasswordHasher::with_config(HasherConfig {
@@ -176,7 +192,7 @@ fn django_accepts_the_hashes_latchkey_writes_for_a_rollback() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("latchkey_hashes.json");
     std::fs::write(&file, serde_json::to_vec(&items).unwrap()).unwrap();
-    let output = Command::new(PYTHON)
+    let output = Command::new(python)
         .arg(fixtures().join("make_vectors.py"))
         .arg("--check")
         .arg(&file)

@@ -21,7 +21,7 @@ use diesel::upsert::excluded;
 use latchkey_domain::{Email, EmailError};
 
 use crate::schema::{blacklisted_tokens, django_imports, outstanding_tokens, sessions, users};
-use crate::{DatabaseUrl, DbConnection, StoreError, db_now, write_transaction};
+use crate::{DatabaseUrl, DbConnection, Session, StoreError, db_now, write_transaction};
 
 /// Rows read from Django per query.
 const PAGE: i64 = 1000;
@@ -123,6 +123,19 @@ impl fmt::Display for SkipReason {
 #[derive(Debug)]
 pub enum ImportEvent<'a> {
     Skipped(&'a SkippedRow),
+    /// An earlier run imported this user and latchkey changed them since
+    /// (a password set, the email or a flag): left as latchkey has them,
+    /// since the run was not told to overwrite.
+    Kept {
+        id: i64,
+    },
+    /// Imported, but its stored hash can never verify (`problem` says why,
+    /// as [`ImportOptions::hash_problem`] found it): no password logs in
+    /// until a reset.
+    UnusableHash {
+        id: i64,
+        problem: &'a str,
+    },
     /// This many Django user rows were read so far (every [`PROGRESS_EVERY`]).
     Progress {
         users: u64,
@@ -136,6 +149,11 @@ pub struct ImportSummary {
     /// Users created or updated.
     pub users: u64,
     pub skipped: u64,
+    /// Users an earlier run imported and latchkey changed since, left as
+    /// latchkey has them (not in `users`).
+    pub kept: u64,
+    /// Users imported with a hash that can never verify (in `users`).
+    pub unusable_hashes: u64,
     /// Unexpired outstanding tokens added (blacklisted ones included).
     pub tokens: u64,
     /// Blacklist entries added.
@@ -169,6 +187,12 @@ impl fmt::Display for ImportSummary {
 /// How to run an import.
 pub struct ImportOptions<'a> {
     pub dry_run: bool,
+    /// Also replace the users latchkey changed since the previous import.
+    pub overwrite: bool,
+    /// Why a stored hash can never verify (parameters out of bounds, an
+    /// unknown format), or `None`. The caller brings the hasher's rule:
+    /// this crate knows no hashing.
+    pub hash_problem: &'a dyn Fn(&str) -> Option<String>,
     /// Makes the id of each session an adopted token starts.
     pub new_session_id: &'a mut dyn FnMut() -> String,
     pub on_event: &'a mut dyn FnMut(ImportEvent<'_>),
@@ -631,6 +655,8 @@ fn import_in_transaction(
         table: table.name.clone(),
         users: 0,
         skipped: 0,
+        kept: 0,
+        unusable_hashes: 0,
         tokens: 0,
         blacklisted: 0,
         group_memberships: source.count(&format!("{}_groups", table.name))?,
@@ -638,6 +664,8 @@ fn import_in_transaction(
         dry_run: options.dry_run,
     };
     let ImportOptions {
+        overwrite,
+        hash_problem,
         new_session_id,
         on_event,
         ..
@@ -656,8 +684,21 @@ fn import_in_transaction(
                 on_event(ImportEvent::Skipped(row));
             }
             summary.skipped += skipped.len() as u64;
-            summary.users += rows.len() as u64;
-            upsert_users(conn, &rows)?;
+            let upserted = upsert_users(conn, rows, overwrite)?;
+            for &id in &upserted.kept {
+                on_event(ImportEvent::Kept { id });
+            }
+            summary.kept += upserted.kept.len() as u64;
+            summary.users += upserted.written.len() as u64;
+            for row in &upserted.written {
+                if let Some(problem) = hash_problem(&row.password_hash) {
+                    on_event(ImportEvent::UnusableHash {
+                        id: row.id,
+                        problem: &problem,
+                    });
+                    summary.unusable_hashes += 1;
+                }
+            }
         }
         let before = read;
         read += page_len as u64;
@@ -811,14 +852,49 @@ fn prepare_users(
     Ok((rows, skipped))
 }
 
+/// What [`upsert_users`] did with a chunk.
+struct Upserted {
+    /// Inserted, or updated to the Django row.
+    written: Vec<ImportedUser>,
+    /// Ids left as latchkey has them.
+    kept: Vec<i64>,
+}
+
 /// Inserts new users and updates those an earlier run imported (matched by
-/// id) to the Django row's current values.
-fn upsert_users(conn: &mut DbConnection, rows: &[ImportedUser]) -> Result<(), Abort> {
+/// id) to the Django row's current values, except those latchkey changed
+/// since (`changed_in_latchkey_at`), unless `overwrite`. A user whose hash
+/// this replaces is revoked as a password reset revokes: their sessions
+/// end, and `password_changed_at` kills the reset tokens issued before.
+fn upsert_users(
+    conn: &mut DbConnection,
+    rows: Vec<ImportedUser>,
+    overwrite: bool,
+) -> Result<Upserted, Abort> {
+    let mut upserted = Upserted {
+        written: Vec::with_capacity(rows.len()),
+        kept: Vec::new(),
+    };
     if rows.is_empty() {
-        return Ok(());
+        return Ok(upserted);
     }
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let existing = lock_imported(conn, &ids)?;
+    let mut replaced = Vec::new();
+    for row in rows {
+        match existing.get(&row.id) {
+            Some((_, true)) if !overwrite => upserted.kept.push(row.id),
+            Some((hash, _)) => {
+                if *hash != row.password_hash {
+                    replaced.push(row.id);
+                }
+                upserted.written.push(row);
+            }
+            None => upserted.written.push(row),
+        }
+    }
+    let no_instant: Option<NaiveDateTime> = None;
     crate::per_backend!(conn, c => diesel::insert_into(users::table)
-        .values(rows)
+        .values(&upserted.written)
         .on_conflict(users::id)
         .do_update()
         .set((
@@ -830,10 +906,49 @@ fn upsert_users(conn: &mut DbConnection, rows: &[ImportedUser]) -> Result<(), Ab
             users::last_login.eq(excluded(users::last_login)),
             users::updated_at.eq(excluded(users::updated_at)),
             users::email_verified.eq(true),
+            users::changed_in_latchkey_at.eq(no_instant),
         ))
         .execute(c))
     .map_err(|e| Abort::Failed(ImportError::Store(StoreError::from_user_write(e))))?;
-    Ok(())
+    if !replaced.is_empty() {
+        let now = db_now();
+        diesel::update(users::table.filter(users::id.eq_any(&replaced)))
+            .set((
+                users::password_changed_at.eq(now),
+                users::tokens_valid_after.eq(whole_second(now)),
+            ))
+            .execute(conn)?;
+        for &id in &replaced {
+            Session::end_all_for_user(conn, id, now)?;
+        }
+    }
+    Ok(upserted)
+}
+
+/// The users among `ids` that an earlier run imported: their stored hash
+/// and whether latchkey changed them since. On PostgreSQL the rows stay
+/// locked until the import commits, so a change racing the import waits
+/// for it and lands on top of it (SQLite's write lock holds them already).
+fn lock_imported(
+    conn: &mut DbConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, (String, bool)>, Abort> {
+    let query = users::table
+        .filter(users::id.eq_any(ids))
+        .order(users::id)
+        .select((
+            users::id,
+            users::password_hash,
+            users::changed_in_latchkey_at.is_not_null(),
+        ));
+    let rows: Vec<(i64, String, bool)> = match conn {
+        DbConnection::Postgresql(c) => query.for_update().load(c)?,
+        DbConnection::Sqlite(c) => query.load(c)?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(id, hash, changed)| (id, (hash, changed)))
+        .collect())
 }
 
 /// Each unexpired outstanding token of an imported user that latchkey does
@@ -1029,6 +1144,8 @@ mod tests {
             table: "user_user".into(),
             users: 8,
             skipped: 3,
+            kept: 2,
+            unusable_hashes: 1,
             tokens: 3,
             blacklisted: 1,
             group_memberships: Some(2),

@@ -16,6 +16,7 @@ diesel::table! {
         email_verified -> Bool,
         imported_from_django -> Bool,
         password_changed_at -> Nullable<Timestamp>,
+        changed_in_latchkey_at -> Nullable<Timestamp>,
     }
 }
 

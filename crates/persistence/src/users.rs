@@ -26,6 +26,10 @@ pub struct User {
     pub email_verified: bool,
     pub imported_from_django: bool,
     pub password_changed_at: Option<NaiveDateTime>,
+    /// When latchkey last changed what an `import-django` re-run would
+    /// overwrite (set by [`User::update`]; cleared when the import writes
+    /// the user from Django).
+    pub changed_in_latchkey_at: Option<NaiveDateTime>,
 }
 
 impl fmt::Debug for User {
@@ -228,12 +232,46 @@ impl User {
 
     /// Applies the changes and returns the updated row; `NotFound` when the
     /// user is gone, `EmailTaken` when the new email belongs to someone else.
+    ///
+    /// A password set (`password_changed_at` given: by the user, staff or a
+    /// reset, never a hash upgrade) or an email or flag that really changes
+    /// also stamps `changed_in_latchkey_at`, so that an `import-django`
+    /// re-run keeps the user as latchkey has them. Each stamp is one
+    /// conditional `UPDATE` in the same transaction, compared against the
+    /// row as it is when locked, never against an earlier read.
     pub fn update(
         conn: &mut DbConnection,
         id: i64,
         changes: &UserChanges,
     ) -> Result<User, StoreError> {
         write_transaction(conn, |conn| {
+            let now = crate::db_now();
+            let row = users::table.find(id);
+            let stamp = users::changed_in_latchkey_at.eq(Some(now));
+            if changes.password_changed_at.is_some() {
+                diesel::update(row).set(stamp).execute(conn)?;
+            } else {
+                if let Some(email) = &changes.email {
+                    diesel::update(row.filter(users::email.ne(email)))
+                        .set(stamp)
+                        .execute(conn)?;
+                }
+                if let Some(is_active) = changes.is_active {
+                    diesel::update(row.filter(users::is_active.ne(is_active)))
+                        .set(stamp)
+                        .execute(conn)?;
+                }
+                if let Some(is_staff) = changes.is_staff {
+                    diesel::update(row.filter(users::is_staff.ne(is_staff)))
+                        .set(stamp)
+                        .execute(conn)?;
+                }
+                if let Some(is_superuser) = changes.is_superuser {
+                    diesel::update(row.filter(users::is_superuser.ne(is_superuser)))
+                        .set(stamp)
+                        .execute(conn)?;
+                }
+            }
             let updated = diesel::update(users::table.find(id))
                 .set(changes)
                 .execute(conn)

@@ -1,16 +1,18 @@
-//! `latchkey import-django --from URL [--table NAME] [--dry-run]`: moves a
+//! `latchkey import-django --from URL [--table NAME] [--dry-run] [--overwrite]`: moves a
 //! Django (DRF + simplejwt) database's users and refresh tokens into latchkey
 //! (see "Moving from Django" in the contract and docs/migrating-from-django.md).
 //!
 //! The Django database is opened read only and its user table found before
 //! latchkey's database is touched, so a wrong `--from` or `--table` writes
 //! nothing; then latchkey's pending migrations are applied and the import
-//! runs in one transaction. Skipped rows, progress and the groups and
+//! runs in one transaction. Skipped rows, users kept as latchkey changed
+//! them, rows whose hash can never verify, progress and the groups and
 //! permissions left behind go to stderr; the summary is the last line of
 //! stdout.
 
 use std::io::Write;
 
+use latchkey_auth::hashers::Format;
 use latchkey_persistence::django::{self, DjangoSource, ImportEvent, ImportOptions};
 use latchkey_persistence::run_pending_migrations;
 
@@ -29,6 +31,21 @@ pub struct ImportDjangoArgs {
     /// Report what would be imported; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also replace the users changed in latchkey since the previous import
+    /// (by default they are kept as latchkey has them).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Why a stored hash can never verify, or `None`. Django's unusable
+/// password (`!…`) is not listed: Django refused it too, by design.
+// merge: use PasswordHasher::stored_hash_problem
+fn unusable_hash(stored: &str) -> Option<String> {
+    if stored.starts_with('!') || Format::identify(stored).is_some() {
+        None
+    } else {
+        Some("unknown format".to_owned())
+    }
 }
 
 pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(), CommandError> {
@@ -43,6 +60,14 @@ pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(),
         // A closed stderr must not stop the import.
         let _ = match event {
             ImportEvent::Skipped(row) => writeln!(err, "skipped id {}: {}", row.id, row.reason),
+            ImportEvent::Kept { id } => writeln!(
+                err,
+                "kept id {id}: changed in latchkey since the previous import"
+            ),
+            ImportEvent::UnusableHash { id, problem } => writeln!(
+                err,
+                "unusable password hash for id {id} ({problem}): imported, but it cannot log in until a password reset"
+            ),
             ImportEvent::Progress { users } => writeln!(err, "read {users} users"),
         };
     };
@@ -53,10 +78,18 @@ pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(),
         &table,
         ImportOptions {
             dry_run: args.dry_run,
+            overwrite: args.overwrite,
+            hash_problem: &unusable_hash,
             new_session_id: &mut new_session_id,
             on_event: &mut on_event,
         },
     )?;
+    if summary.kept > 0 {
+        eprintln!(
+            "kept latchkey's changes for {} users (--overwrite replaces them with Django's)",
+            summary.kept
+        );
+    }
     eprintln!(
         "not imported: {} group memberships, {} user permissions",
         summary.group_memberships.unwrap_or(0),
@@ -64,4 +97,34 @@ pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(),
     );
     println!("{summary}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unusable_hash;
+
+    #[test]
+    fn only_hashes_no_hasher_reads_are_unusable() {
+        for readable in [
+            "pbkdf2_sha256$1000$tNh2jouFfs70SJy1g4ZMj8$AoCskOUOygI5G+jaGT/Oh3n6JD35v124G67+REPdMH4=",
+            "$2b$04$abcdefghijklmnopqrstuuAbcdefghijklmnopqrstuvwxyz01234",
+            "md5$salt$0123456789abcdef0123456789abcdef",
+            // Django's unusable password: refused by Django too, by design.
+            "!Xp4Gkq1ZRWsvBfVg8AEsPEb3JYFCOh4R9ffkiNqE",
+        ] {
+            assert_eq!(unusable_hash(readable), None, "{readable}");
+        }
+        for unknown in [
+            "",
+            "sha1$$0123456789abcdef0123456789abcdef01234567",
+            "crypt$$ab1234567890",
+            "md5$$0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(
+                unusable_hash(unknown).as_deref(),
+                Some("unknown format"),
+                "{unknown}"
+            );
+        }
+    }
 }

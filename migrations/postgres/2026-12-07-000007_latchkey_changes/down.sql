@@ -1,0 +1,1 @@
+ALTER TABLE users DROP COLUMN changed_in_latchkey_at;

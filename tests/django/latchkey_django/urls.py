@@ -1,0 +1,4 @@
+"""No views: the tests only use the project's models, migrations and
+simplejwt's token classes."""
+
+urlpatterns = []
