@@ -644,7 +644,7 @@ async fn a_rerun_keeps_the_users_latchkey_changed_and_lists_them(mut ctx: Ctx) {
     // What does not count: carol's hash upgraded at her login (and her
     // last_login), dan logging out everywhere.
     let carol_before = user(&url, id("carol@example.com")).unwrap();
-    logged_in(&app, "carol@example.com", "carol-django-pass-4").await;
+    let carol = logged_in(&app, "carol@example.com", "carol-django-pass-4").await;
     let carol_after = user(&url, id("carol@example.com")).unwrap();
     assert_ne!(
         carol_before.password_hash, carol_after.password_hash,
@@ -655,6 +655,7 @@ async fn a_rerun_keeps_the_users_latchkey_changed_and_lists_them(mut ctx: Ctx) {
     dan.logout_everywhere()
         .await
         .assert(202, json!({"message": "Logout success"}));
+    let dan = logged_in(&app, "dan@example.com", "dan-django-pass-5").await;
     for email in ["staff@example.com", "carol@example.com", "dan@example.com"] {
         assert_eq!(
             user(&url, id(email)).unwrap().changed_in_latchkey_at,
@@ -721,6 +722,14 @@ async fn a_rerun_keeps_the_users_latchkey_changed_and_lists_them(mut ctx: Ctx) {
     app.login("carol@example.com", "carol-django-pass-4")
         .await
         .assert_status(200);
+    // Django's password of carol did not change: her upgraded hash stays,
+    // and so does her session; dan's did, and his session ended with it.
+    assert_eq!(
+        user(&url, id("carol@example.com")).unwrap().password_hash,
+        carol_after.password_hash
+    );
+    carol.me().await.assert_status(200);
+    dan.me().await.assert_status(401);
     // They stay kept on every later run.
     let again = import(&url, &["--from", &django.url]);
     assert_imported(

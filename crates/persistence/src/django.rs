@@ -540,6 +540,17 @@ struct ImportedUser {
     tokens_valid_after: NaiveDateTime,
     email_verified: bool,
     imported_from_django: bool,
+    /// Of the Django hash (`password_hash` may become the stored one).
+    django_hash_digest: Option<String>,
+}
+
+/// The SHA-256, in hex, of a hash as Django stored it.
+fn hash_digest(hash: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(hash.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[derive(Insertable)]
@@ -831,10 +842,12 @@ fn prepare_users(
         let created_at = instant("user", row.id, "created_at", row.created_at.as_deref())?;
         let updated_at = instant("user", row.id, "updated_at", row.updated_at.as_deref())?;
         let last_login = instant("user", row.id, "last_login", row.last_login.as_deref())?;
+        let password_hash = row.password.clone().unwrap_or_else(|| "!".to_owned());
         rows.push(ImportedUser {
             id: row.id,
             email: email.clone(),
-            password_hash: row.password.clone().unwrap_or_else(|| "!".to_owned()),
+            django_hash_digest: Some(hash_digest(&password_hash)),
+            password_hash,
             is_superuser: row.is_superuser != 0,
             is_active: row.is_active != 0,
             is_staff: row.is_staff != 0,
@@ -880,11 +893,18 @@ fn upsert_users(
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     let existing = lock_imported(conn, &ids)?;
     let mut replaced = Vec::new();
-    for row in rows {
+    for mut row in rows {
         match existing.get(&row.id) {
-            Some((_, true)) if !overwrite => upserted.kept.push(row.id),
-            Some((hash, _)) => {
-                if *hash != row.password_hash {
+            Some(stored) if stored.changed_in_latchkey && !overwrite => upserted.kept.push(row.id),
+            Some(stored) => {
+                if !stored.changed_in_latchkey
+                    && stored.django_hash_digest == row.django_hash_digest
+                {
+                    // Django's password is the one imported last time: the
+                    // stored hash is that password (or its upgrade at a
+                    // latchkey login), kept as it is.
+                    row.password_hash.clone_from(&stored.password_hash);
+                } else if stored.password_hash != row.password_hash {
                     replaced.push(row.id);
                 }
                 upserted.written.push(row);
@@ -907,6 +927,7 @@ fn upsert_users(
             users::updated_at.eq(excluded(users::updated_at)),
             users::email_verified.eq(true),
             users::changed_in_latchkey_at.eq(no_instant),
+            users::django_hash_digest.eq(excluded(users::django_hash_digest)),
         ))
         .execute(c))
     .map_err(|e| Abort::Failed(ImportError::Store(StoreError::from_user_write(e))))?;
@@ -929,10 +950,7 @@ fn upsert_users(
 /// and whether latchkey changed them since. On PostgreSQL the rows stay
 /// locked until the import commits, so a change racing the import waits
 /// for it and lands on top of it (SQLite's write lock holds them already).
-fn lock_imported(
-    conn: &mut DbConnection,
-    ids: &[i64],
-) -> Result<HashMap<i64, (String, bool)>, Abort> {
+fn lock_imported(conn: &mut DbConnection, ids: &[i64]) -> Result<HashMap<i64, Imported>, Abort> {
     let query = users::table
         .filter(users::id.eq_any(ids))
         .order(users::id)
@@ -940,15 +958,35 @@ fn lock_imported(
             users::id,
             users::password_hash,
             users::changed_in_latchkey_at.is_not_null(),
+            users::django_hash_digest,
         ));
-    let rows: Vec<(i64, String, bool)> = match conn {
+    let rows: Vec<(i64, String, bool, Option<String>)> = match conn {
         DbConnection::Postgresql(c) => query.for_update().load(c)?,
         DbConnection::Sqlite(c) => query.load(c)?,
     };
     Ok(rows
         .into_iter()
-        .map(|(id, hash, changed)| (id, (hash, changed)))
+        .map(
+            |(id, password_hash, changed_in_latchkey, django_hash_digest)| {
+                (
+                    id,
+                    Imported {
+                        password_hash,
+                        changed_in_latchkey,
+                        django_hash_digest,
+                    },
+                )
+            },
+        )
         .collect())
+}
+
+/// A user an earlier run imported, as [`upsert_users`] weighs it.
+struct Imported {
+    password_hash: String,
+    changed_in_latchkey: bool,
+    /// Of the Django hash the last run wrote (`None` before this was kept).
+    django_hash_digest: Option<String>,
 }
 
 /// Each unexpired outstanding token of an imported user that latchkey does

@@ -17,6 +17,7 @@ diesel::table! {
         imported_from_django -> Bool,
         password_changed_at -> Nullable<Timestamp>,
         changed_in_latchkey_at -> Nullable<Timestamp>,
+        django_hash_digest -> Nullable<Text>,
     }
 }
 
