@@ -136,8 +136,8 @@ fn run_body(backend: Backend, test: Test) -> Result<(), Failed> {
 pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
     // Before libpq's first TLS connection: OpenSSL initialised without its
     // exit-time cleanup, which freed what threads still running at exit
-    // held (a `double free` abort after the last test; see
-    // docs/deployment.md).
+    // were using (the abort after the last test: `double free or
+    // corruption`; `cargo run --example exit_with_live_tls -- --old`).
     openssl_sys::init();
     let args = Arguments::from_args();
     let postgres = postgres_available();
