@@ -3,16 +3,17 @@
 //! aiosmtpd) whose files the tests read back. Every test runs on SQLite and
 //! PostgreSQL; the two-instance exactly-once test on PostgreSQL only.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use latchkey_persistence::outbox::OutboxEmail;
-use latchkey_persistence::{User, UserChanges};
+use latchkey_persistence::outbox::{NewOutboxEmail, OutboxEmail};
+use latchkey_persistence::{StoreError, User, UserChanges, db_now, write_transaction};
 use latchkey_tests::app::Req;
 use latchkey_tests::binary::{latchkey_binary, open, run_latchkey};
 use latchkey_tests::smtp::{SmtpServer, free_port, link, param};
-use latchkey_tests::{Ctx, PASSWORD, TEST_SECRET, TestApp, tests};
+use latchkey_tests::{Backend, Ctx, PASSWORD, TEST_SECRET, TestApp, tests};
 use serde_json::{Value, json};
 
 tests![
@@ -42,6 +43,8 @@ tests![
     flush_expired_tokens_clears_reset_and_verification_state,
     the_email_routes_take_both_slash_forms_and_the_per_ip_bucket,
     the_openapi_description_lists_the_email_routes,
+    a_reset_request_writes_the_same_rows_whether_or_not_the_address_has_an_account,
+    a_slow_smtp_server_outliving_the_lease_still_sends_each_email_once,
 ];
 
 tests![postgres_only: two_instances_send_fifty_resets_exactly_once];
@@ -223,6 +226,13 @@ async fn reset_answers_the_same_whatever_the_address(mut ctx: Ctx) {
     let messages = smtp.wait_for(1, WAIT).await;
     smtp.assert_count_stays(1, QUIET).await;
     assert_eq!(messages[0]["to"], "real@example.com");
+    // The requests for the other addresses were resolved to nothing.
+    let rows = outbox(&app);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].recipient.as_str(), rows[0].status.as_str()),
+        ("real@example.com", "sent")
+    );
 }
 
 async fn reset_refuses_what_is_not_an_email_address(mut ctx: Ctx) {
@@ -529,15 +539,17 @@ async fn production_refuses_verification_without_smtp_and_insecure_smtp_off_loop
         "the SMTP password is never printed"
     );
     // loopback is allowed; so is anything over TLS
+    let public_url = ("PUBLIC_URL", "https://auth.example.com");
     assert!(
-        run(&[("SMTP_URL", "smtp+insecure://127.0.0.1:25")])
+        run(&[("SMTP_URL", "smtp+insecure://127.0.0.1:25"), public_url])
             .status
             .success()
     );
     assert!(
         run(&[
             ("SMTP_URL", "smtps://u:p@192.0.2.1"),
-            ("EMAIL_VERIFICATION", "mandatory")
+            ("EMAIL_VERIFICATION", "mandatory"),
+            public_url,
         ])
         .status
         .success()
@@ -1149,6 +1161,155 @@ async fn the_openapi_description_lists_the_email_routes(mut ctx: Ctx) {
 }
 
 // ------------------------------------------------------- exactly once
+
+/// Every table's row count, by table name.
+fn row_counts(app: &TestApp) -> BTreeMap<String, i64> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let db = open(&app.database_url);
+    let mut conn = db.get().unwrap();
+    let tables = match app.backend {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        }
+        Backend::Postgres => "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'",
+    };
+    let tables: Vec<Table> = diesel::sql_query(tables).load(&mut **conn).unwrap();
+    assert!(tables.len() > 5, "{} tables", tables.len());
+    tables
+        .into_iter()
+        .map(|table| {
+            let count: Count =
+                diesel::sql_query(format!("SELECT COUNT(*) AS n FROM \"{}\"", table.name))
+                    .get_result(&mut **conn)
+                    .unwrap();
+            (table.name, count.n)
+        })
+        .collect()
+}
+
+/// Makes the capture server answer each DATA only after `seconds`.
+fn stall(smtp: &SmtpServer, seconds: f64) {
+    std::fs::write(smtp.dir().join("stall"), seconds.to_string()).unwrap();
+}
+
+async fn a_reset_request_writes_the_same_rows_whether_or_not_the_address_has_an_account(
+    mut ctx: Ctx,
+) {
+    let mut written = Vec::new();
+    for address in ["alice@example.com", "nobody@example.com"] {
+        let smtp = SmtpServer::start();
+        let app = mail_app(&mut ctx, &smtp, &[]).await;
+        app.registered("alice@example.com").await;
+        // A first email keeps the sender in SMTP for 3 s, so the request
+        // under test is seen exactly as it left the database.
+        stall(&smtp, 3.0);
+        reset(&app, "alice@example.com")
+            .await
+            .assert(200, sent_detail());
+        wait_until("the sender to take the first request", || {
+            outbox(&app)
+                .first()
+                .is_some_and(|row| row.kind == "message")
+        })
+        .await;
+        let before = row_counts(&app);
+        reset(&app, address).await.assert(200, sent_detail());
+        let after = row_counts(&app);
+        let rows = outbox(&app);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            (rows[1].kind.as_str(), rows[1].recipient.as_str()),
+            ("password_reset", address)
+        );
+        let grown: BTreeMap<&String, i64> = after
+            .iter()
+            .filter(|(table, n)| before[*table] != **n)
+            .map(|(table, n)| (table, n - before[table]))
+            .collect();
+        assert_eq!(
+            format!("{grown:?}"),
+            r#"{"email_outbox": 1}"#,
+            "{address}: {before:?} -> {after:?}"
+        );
+        written.push(after);
+        // Resolved by the sender: a second email for the account, nothing
+        // for the unknown address (its row is gone).
+        std::fs::remove_file(smtp.dir().join("stall")).unwrap();
+        let expected = if address == "alice@example.com" { 2 } else { 1 };
+        let messages = smtp.wait_for(expected, WAIT).await;
+        smtp.assert_count_stays(expected, QUIET).await;
+        assert!(messages.iter().all(|m| m["to"] == "alice@example.com"));
+        let rows = outbox(&app);
+        assert_eq!(rows.len(), expected, "{rows:?}");
+        assert!(rows.iter().all(|row| row.status == "sent"), "{rows:?}");
+    }
+    assert_eq!(written[0], written[1], "known vs unknown address");
+}
+
+async fn a_slow_smtp_server_outliving_the_lease_still_sends_each_email_once(mut ctx: Ctx) {
+    let smtp = SmtpServer::start();
+    // 8 emails at 0.6 s each: a batch takes 4.8 s, the lease is 1 s.
+    stall(&smtp, 0.6);
+    let url = ctx.new_database();
+    let smtp_url = smtp.url();
+    let settings = [
+        ("SMTP_URL", smtp_url.as_str()),
+        ("PUBLIC_URL", "http://latchkey.test"),
+        ("LATCHKEY_EMAIL_LEASE", "1s"),
+    ];
+    let a = ctx.spawn_on(&url, &settings).await;
+    let b = ctx.spawn_on(&url, &settings).await;
+    let recipients: Vec<String> = (0..8).map(|n| format!("user{n}@example.com")).collect();
+    // Queued in one transaction, so the first sender to look claims them
+    // all in one batch; the other claims each lease that runs out.
+    {
+        let db = open(&url);
+        let mut conn = db.get().unwrap();
+        write_transaction(&mut conn, |conn| {
+            for recipient in &recipients {
+                OutboxEmail::enqueue(
+                    conn,
+                    &NewOutboxEmail::new(recipient, "Lease test", "text", "<p>html</p>", db_now()),
+                )?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    }
+    let messages = smtp.wait_for(recipients.len(), WAIT).await;
+    // Long enough for any second delivery of a row whose lease ran out.
+    smtp.assert_count_stays(recipients.len(), Duration::from_secs(3))
+        .await;
+    let mut delivered: Vec<String> = messages
+        .iter()
+        .map(|m| m["to"].as_str().unwrap().to_owned())
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, recipients);
+    assert_eq!(
+        smtp.attempts().len(),
+        recipients.len(),
+        "{:?}",
+        smtp.attempts()
+    );
+    let rows = outbox(&a);
+    assert!(
+        rows.iter()
+            .all(|row| row.status == "sent" && row.attempts == 1),
+        "{rows:?}"
+    );
+    drop((a, b));
+}
 
 async fn two_instances_send_fifty_resets_exactly_once(mut ctx: Ctx) {
     let smtp = SmtpServer::start();

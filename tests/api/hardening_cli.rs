@@ -1,8 +1,9 @@
 //! The contract's v2 hardening rules that live in the real binary and on
 //! the file system: bounded settings, private SQLite files and development
 //! key, `.env` from the working directory only, `create-superuser` refusing
-//! a blank password, a short `SECRET_KEY` warned about, and the bounded
-//! password-hashing queue of a separately started server process.
+//! a blank password, a short `SECRET_KEY` warned about, the bounded
+//! password-hashing queue of a separately started server process; and v3's
+//! production guards: `PUBLIC_URL` with email, `/metrics` never public.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ tests![
     create_superuser_refuses_a_blank_password_even_bypassing_validation,
     a_full_hashing_queue_answers_503_at_once,
     a_login_whose_client_has_gone_is_not_checked,
+    production_email_needs_an_https_or_loopback_public_url,
+    production_metrics_answer_only_with_the_token_or_on_their_own_address,
+    metrics_false_answers_404,
 ];
 
 const KEY: &str = "a-secret-key-for-the-cli-tests-0123456789";
@@ -595,5 +599,152 @@ async fn a_login_whose_client_has_gone_is_not_checked(mut ctx: Ctx) {
     assert!(
         skipped >= 16.0,
         "of twenty abandoned checks only {skipped} were skipped (the waiting login took {waited:?}, one check {one:?})"
+    );
+}
+
+// ------------------------------------------------------ production guards
+
+/// The production environment of these tests, on `url`.
+fn production<'a>(url: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("LATCHKEY_ENV", "production"),
+        ("SECRET_KEY", KEY),
+        ("DATABASE_URL", url),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+/// A GET with an optional bearer token: status and body.
+async fn get(url: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[track_caller]
+fn assert_json(answer: &(u16, String), status: u16, body: Value) {
+    let parsed: Value = serde_json::from_str(&answer.1).unwrap_or(Value::Null);
+    assert_eq!((answer.0, parsed), (status, body), "{}", answer.1);
+}
+
+async fn production_email_needs_an_https_or_loopback_public_url(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = ("SMTP_URL", "smtps://mail.example.com");
+    for public_url in [
+        None,
+        Some("http://auth.example.com"),
+        Some("http://10.0.0.7:8000"),
+    ] {
+        let mut extra = vec![smtp];
+        extra.extend(public_url.map(|value| ("PUBLIC_URL", value)));
+        let output = run_latchkey(dir.path(), &["serve"], &production(&url, &extra), None);
+        assert_refused(&output, "PUBLIC_URL");
+        if let Some(value) = public_url {
+            assert!(stderr(&output).contains(value), "{}", stderr(&output));
+        }
+    }
+    for public_url in ["https://auth.example.com", "http://127.0.0.1:8000"] {
+        let server = Server::start(
+            dir.path(),
+            &production(&url, &[smtp, ("PUBLIC_URL", public_url)]),
+        )
+        .await;
+        let (status, body) = get(&format!("{}/healthz", server.base), None).await;
+        assert_eq!(status, 200, "{public_url}: {body}");
+    }
+    // Without email nothing is sent, so nothing asks for PUBLIC_URL.
+    let server = Server::start(dir.path(), &production(&url, &[])).await;
+    assert_eq!(get(&format!("{}/healthz", server.base), None).await.0, 200);
+}
+
+async fn production_metrics_answer_only_with_the_token_or_on_their_own_address(mut ctx: Ctx) {
+    let url = ctx.new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let not_found = json!({ "detail": "Not found." });
+    // Neither METRICS_TOKEN nor METRICS_BIND: not served.
+    let server = Server::start(dir.path(), &production(&url, &[])).await;
+    let metrics = format!("{}/metrics", server.base);
+    assert_json(&get(&metrics, None).await, 404, not_found.clone());
+    assert_json(
+        &get(&metrics, Some("anything")).await,
+        404,
+        not_found.clone(),
+    );
+    drop(server);
+
+    // METRICS_TOKEN: only with `Authorization: Bearer <token>`.
+    let token = "metrics-token-0123456789";
+    let server = Server::start(dir.path(), &production(&url, &[("METRICS_TOKEN", token)])).await;
+    let metrics = format!("{}/metrics", server.base);
+    assert_json(
+        &get(&metrics, None).await,
+        401,
+        json!({ "detail": "Authentication credentials were not provided." }),
+    );
+    assert_json(
+        &get(&metrics, Some("metrics-token-012345678")).await,
+        401,
+        json!({ "detail": "Invalid token.", "code": "authentication_failed" }),
+    );
+    let (status, body) = get(&metrics, Some(token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("latchkey_emails_sent_total"), "{body}");
+    drop(server);
+
+    // METRICS_BIND: served there only; the API's address answers 404.
+    let bind = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(dir.path(), &production(&url, &[("METRICS_BIND", &bind)])).await;
+    assert_json(
+        &get(&format!("{}/metrics", server.base), None).await,
+        404,
+        not_found.clone(),
+    );
+    let (status, body) = get(&format!("http://{bind}/metrics"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("latchkey_emails_sent_total"), "{body}");
+    // nothing else is served on the metrics address
+    assert_json(
+        &get(&format!("http://{bind}/healthz"), None).await,
+        404,
+        not_found.clone(),
+    );
+    drop(server);
+
+    // Both: the token is asked for on METRICS_BIND too.
+    let bind = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(
+        dir.path(),
+        &production(&url, &[("METRICS_BIND", &bind), ("METRICS_TOKEN", token)]),
+    )
+    .await;
+    let metrics = format!("http://{bind}/metrics");
+    assert_eq!(get(&metrics, None).await.0, 401);
+    assert_eq!(get(&metrics, Some(token)).await.0, 200);
+    assert_json(
+        &get(&format!("{}/metrics", server.base), Some(token)).await,
+        404,
+        not_found,
+    );
+}
+
+async fn metrics_false_answers_404(mut ctx: Ctx) {
+    let app = ctx.spawn_with(&[("METRICS", "false")]).await;
+    app.get("/metrics", latchkey_tests::app::Req::default())
+        .await
+        .assert(404, json!({ "detail": "Not found." }));
+    let app = ctx.spawn().await;
+    let metrics = app
+        .get("/metrics", latchkey_tests::app::Req::default())
+        .await;
+    metrics.assert_status(200);
+    assert!(
+        metrics.text.contains("latchkey_emails_sent_total"),
+        "{}",
+        metrics.text
     );
 }

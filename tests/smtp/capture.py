@@ -9,6 +9,10 @@ is answered `451 4.3.0` (a temporary refusal); while FOLDER/permfail exists,
 then removes itself. Every DATA attempt, accepted or not, appends a line to
 FOLDER/attempts.log.
 
+A slow server on demand, for the lease tests: while FOLDER/stall exists,
+each DATA is answered only after the number of seconds it holds (a
+fraction allowed). Other connections are served meanwhile.
+
     capture.py PORT FOLDER
 """
 
@@ -45,6 +49,14 @@ def refusal(folder, name, answer):
     return answer
 
 
+def stall_seconds(folder):
+    try:
+        with open(os.path.join(folder, "stall")) as f:
+            return max(0.0, float(f.read().strip() or 0))
+    except (OSError, ValueError):
+        return 0.0
+
+
 class Capture:
     def __init__(self, folder):
         self.folder = folder
@@ -52,6 +64,9 @@ class Capture:
         self.count = len([n for n in os.listdir(folder) if n.endswith(".json")])
 
     async def handle_DATA(self, server, session, envelope):
+        stall = stall_seconds(self.folder)
+        if stall:
+            await asyncio.sleep(stall)
         with lock:
             answer = refusal(self.folder, "permfail", "550 5.7.1 Refused for good (permfail marker)") or refusal(
                 self.folder, "tempfail", "451 4.3.0 Try again later (tempfail marker)"

@@ -189,6 +189,25 @@ impl Http {
     }
 }
 
+thread_local! {
+    /// The servers this test thread started, with the tasks that run them.
+    static RUNNING: std::cell::RefCell<Vec<(ServerHandle, actix_web::rt::task::JoinHandle<std::io::Result<()>>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Stops every server this thread started and waits until each has: its
+/// workers gone, its email sender told to stop. Run at the end of each
+/// test, inside its actix system, so no server of a finished test keeps
+/// threads and database connections alive up to the exit of the process
+/// (where they raced the libraries' exit-time cleanup).
+pub async fn stop_all_servers() {
+    let running = RUNNING.with_borrow_mut(std::mem::take);
+    for (handle, served) in running {
+        handle.stop(false).await;
+        let _ = served.await;
+    }
+}
+
 pub struct TestApp {
     pub backend: Backend,
     pub address: String,
@@ -251,6 +270,17 @@ impl Req {
     }
 }
 
+/// A dropped server is told to stop at once (its workers then end without
+/// waiting for idle keep-alive connections); [`stop_all_servers`] waits
+/// for it at the end of the test.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Sending the command is synchronous; the returned future only
+        // waits for the outcome.
+        drop(self.handle.stop(false));
+    }
+}
+
 impl TestApp {
     pub fn test_settings(
         database_url: &str,
@@ -288,7 +318,8 @@ impl TestApp {
         let app = Application::build(settings.clone()).expect("server builds");
         let port = app.port();
         let handle = app.handle();
-        actix_web::rt::spawn(app.run_until_stopped());
+        let served = actix_web::rt::spawn(app.run_until_stopped());
+        RUNNING.with_borrow_mut(|running| running.push((handle.clone(), served)));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             // The server closes a keep-alive connection after 5 idle

@@ -115,12 +115,25 @@ fn run_body(backend: Backend, test: Test) -> Result<(), Failed> {
         backend,
         databases: Vec::new(),
     };
-    actix_web::rt::System::new().block_on((test.body)(ctx));
+    let system = actix_web::rt::System::new();
+    let outcome = system.block_on(futures_util::FutureExt::catch_unwind(
+        std::panic::AssertUnwindSafe((test.body)(ctx)),
+    ));
+    // Passed or failed, the test's servers stop before its thread moves on.
+    system.block_on(crate::app::stop_all_servers());
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
     Ok(())
 }
 
 /// The test binary's `main`.
 pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
+    // Before libpq's first TLS connection: OpenSSL initialised without its
+    // exit-time cleanup, which freed what threads still running at exit
+    // were using (the abort after the last test: `double free or
+    // corruption`; `cargo run --example exit_with_live_tls -- --old`).
+    openssl_sys::init();
     let args = Arguments::from_args();
     let postgres = postgres_available();
     let required = postgres_required();

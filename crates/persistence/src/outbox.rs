@@ -8,7 +8,10 @@
 //! instances claiming at once never take the same row (the second skips the
 //! rows the first holds, and once the first commits their lease excludes
 //! them); on SQLite the `BEGIN IMMEDIATE` of [`write_transaction`] serialises
-//! claims. Only the holder of the lease may mark a row done. A lease that
+//! claims. The sender renews a row's lease just before sending it
+//! ([`OutboxEmail::renew_claim`]), so a slow SMTP server that makes a batch
+//! outlast the first lease cannot let another instance send the rest of it
+//! too. Only the holder of the lease may mark a row done. A lease that
 //! expires (its instance died between claiming and marking) lets another
 //! instance claim the row again: the one case an email may go out twice,
 //! when the death came after the SMTP server had accepted it.
@@ -18,6 +21,12 @@ use diesel::prelude::*;
 
 use crate::schema::email_outbox;
 use crate::{DbConnection, StoreError, write_transaction};
+
+/// `kind`: a rendered email.
+pub const MESSAGE: &str = "message";
+/// `kind`: a password reset request for `recipient`, resolved by the
+/// sender (see the migration `outbox_requests`).
+pub const PASSWORD_RESET_REQUEST: &str = "password_reset";
 
 pub const QUEUED: &str = "queued";
 pub const SENT: &str = "sent";
@@ -40,6 +49,7 @@ pub struct OutboxEmail {
     pub last_error: Option<String>,
     pub created_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
+    pub kind: String,
 }
 
 /// The bodies hold single-use links: never printed.
@@ -49,6 +59,7 @@ impl std::fmt::Debug for OutboxEmail {
             .field("id", &self.id)
             .field("recipient", &self.recipient)
             .field("subject", &self.subject)
+            .field("kind", &self.kind)
             .field("status", &self.status)
             .field("attempts", &self.attempts)
             .field("next_attempt_at", &self.next_attempt_at)
@@ -68,9 +79,19 @@ pub struct NewOutboxEmail<'a> {
     pub attempts: i32,
     pub next_attempt_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
+    pub kind: &'a str,
 }
 
 impl<'a> NewOutboxEmail<'a> {
+    /// A password reset request for `address`, whoever it belongs to:
+    /// the sender resolves it (due at once).
+    pub fn password_reset_request(address: &'a str, now: NaiveDateTime) -> Self {
+        NewOutboxEmail {
+            kind: PASSWORD_RESET_REQUEST,
+            ..NewOutboxEmail::new(address, "", "", "", now)
+        }
+    }
+
     /// Due at once.
     pub fn new(
         recipient: &'a str,
@@ -88,6 +109,7 @@ impl<'a> NewOutboxEmail<'a> {
             attempts: 0,
             next_attempt_at: now,
             created_at: now,
+            kind: MESSAGE,
         }
     }
 }
@@ -164,6 +186,68 @@ impl OutboxEmail {
                 .select(OutboxEmail::as_select())
                 .load(conn)?)
         })
+    }
+
+    /// Extends the lease of one claimed row to `lease_until`, just before
+    /// it is sent: false when the claim was lost (it expired and another
+    /// instance claimed the row, which it then sends, not this one). One
+    /// statement, so the check and the renewal cannot be split by another
+    /// claim.
+    pub fn renew_claim(
+        conn: &mut DbConnection,
+        id: i64,
+        claim_id: &str,
+        lease_until: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            email_outbox::table
+                .filter(email_outbox::id.eq(id))
+                .filter(email_outbox::claim_id.eq(claim_id))
+                .filter(email_outbox::status.eq(QUEUED)),
+        )
+        .set(email_outbox::claimed_until.eq(lease_until))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// A resolved request becomes the email it asked for (still claimed).
+    pub fn fill_request(
+        conn: &mut DbConnection,
+        id: i64,
+        claim_id: &str,
+        message: &NewOutboxEmail<'_>,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            email_outbox::table
+                .filter(email_outbox::id.eq(id))
+                .filter(email_outbox::claim_id.eq(claim_id))
+                .filter(email_outbox::kind.ne(MESSAGE)),
+        )
+        .set((
+            email_outbox::kind.eq(MESSAGE),
+            email_outbox::recipient.eq(message.recipient),
+            email_outbox::subject.eq(message.subject),
+            email_outbox::text_body.eq(message.text_body),
+            email_outbox::html_body.eq(message.html_body),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// A request with nothing to send (no such account): forgotten.
+    pub fn drop_request(
+        conn: &mut DbConnection,
+        id: i64,
+        claim_id: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted = diesel::delete(
+            email_outbox::table
+                .filter(email_outbox::id.eq(id))
+                .filter(email_outbox::claim_id.eq(claim_id))
+                .filter(email_outbox::kind.ne(MESSAGE)),
+        )
+        .execute(conn)?;
+        Ok(deleted == 1)
     }
 
     /// Delivered: the row keeps its metadata for `EMAIL_RETENTION`, not its

@@ -82,6 +82,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
+        kind -> Text,
     }
 }
 

@@ -5,6 +5,10 @@ use latchkey_server::cli::{Cli, run};
 use latchkey_server::telemetry;
 
 fn main() -> ExitCode {
+    // Before anything opens a TLS connection (libpq, SMTP): OpenSSL is
+    // initialised without its atexit cleanup, which would free what
+    // threads still running at exit hold.
+    openssl_sys::init();
     let dotenv = match latchkey_server::settings::load_dotenv() {
         Ok(found) => found,
         Err(error) => {

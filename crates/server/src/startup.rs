@@ -14,7 +14,7 @@ use latchkey_persistence::{Database, StoreError, run_pending_migrations};
 
 use crate::cache::AuthCache;
 use crate::routes;
-use crate::settings::Settings;
+use crate::settings::{MetricsListen, Settings};
 use crate::state::{AppState, HashingPool};
 use crate::telemetry::{self, Metrics};
 use crate::throttle::Throttle;
@@ -110,10 +110,28 @@ fn migrate_when_available(state: web::Data<AppState>) {
     });
 }
 
+/// `/metrics` alone on `METRICS_BIND`: one worker, the same state.
+fn metrics_server(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> Result<Server, StartupError> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::configure_metrics_listener)
+    })
+    .workers(1)
+    .listen(listener)
+    .map_err(|e| StartupError::Bind("METRICS_BIND".into(), e))?
+    .run())
+}
+
 /// The server, bound and ready to run.
 pub struct Application {
     port: u16,
     server: Server,
+    /// `METRICS_BIND`'s listener, when set.
+    metrics_server: Option<Server>,
     state: web::Data<AppState>,
 }
 
@@ -144,13 +162,21 @@ impl Application {
         };
         let listener = TcpListener::bind(&settings.http.bind)
             .map_err(|e| StartupError::Bind(settings.http.bind.clone(), e))?;
-        Self::build_with(settings, db, listener, schema_ready)
+        let metrics_listener = match &settings.metrics.listen {
+            MetricsListen::Own(bind) => Some(
+                TcpListener::bind(bind)
+                    .map_err(|e| StartupError::Bind(format!("METRICS_BIND={bind}"), e))?,
+            ),
+            MetricsListen::Nowhere | MetricsListen::ApiAddress => None,
+        };
+        Self::build_with(settings, db, listener, metrics_listener, schema_ready)
     }
 
     fn build_with(
         settings: Settings,
         db: Database,
         listener: TcpListener,
+        metrics_listener: Option<TcpListener>,
         schema_ready: bool,
     ) -> Result<Self, StartupError> {
         let port = listener
@@ -222,9 +248,13 @@ impl Application {
         .listen(listener)
         .map_err(|e| StartupError::Bind("listener".into(), e))?
         .run();
+        let metrics_server = metrics_listener
+            .map(|listener| metrics_server(state.clone(), listener))
+            .transpose()?;
         Ok(Application {
             port,
             server,
+            metrics_server,
             state,
         })
     }
@@ -243,7 +273,15 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|server| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
         let served = self.server.await;
+        if let Some(metrics) = metrics {
+            metrics.stop(true).await;
+        }
         // The email sender ends with the server (after its current cycle).
         self.state.mailer.stop();
         served

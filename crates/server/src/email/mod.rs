@@ -219,7 +219,19 @@ pub struct EmailSettings {
     pub throttle_password_reset: Option<Rate>,
     /// `EMAIL_SMTP_TIMEOUT` (default 10s): each SMTP command's timeout.
     pub smtp_timeout: Duration,
+    /// How long a claim on an outbox row holds, renewed before each
+    /// message: [`DEFAULT_LEASE`], or longer when one message may take
+    /// longer ([`SMTP_STEPS`] × `EMAIL_SMTP_TIMEOUT`). The tests shorten
+    /// it with the internal `LATCHKEY_EMAIL_LEASE`.
+    pub lease: Duration,
 }
+
+/// The outbox lease unless one message can take longer.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+/// The timed steps of one delivery, each bounded by `EMAIL_SMTP_TIMEOUT`:
+/// connect, greeting, EHLO, STARTTLS and EHLO again, AUTH, MAIL, RCPT,
+/// DATA, the message, QUIT.
+pub const SMTP_STEPS: u32 = 11;
 
 pub const DEFAULT_FROM: &str = "latchkey <no-reply@localhost>";
 pub const DEFAULT_PASSWORD_RESET_URL: &str = "{PUBLIC_URL}/demo/#reset?uid={uid}&token={token}";
@@ -230,6 +242,47 @@ fn invalid(name: &str, value: &str, expected: &str) -> SettingsError {
     SettingsError(format!(
         "{name}={value:?} is not valid: expected {expected}"
     ))
+}
+
+/// The host of an origin (`scheme://host[:port][/path]`), brackets of an
+/// IPv6 literal removed.
+fn origin_host(origin: &str) -> &str {
+    let rest = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return bracketed.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
+}
+
+/// Whether links to this host can only be followed on this machine (so
+/// plain http leaks nothing on the way).
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// In production, mail carries single-use links: they must point at the
+/// public origin, over https unless it is this machine. Without the check
+/// they fell back to `http://` + `BIND`, an address the recipient cannot
+/// reach, over plain http.
+fn require_public_url(public_url: Option<&str>) -> Result<(), SettingsError> {
+    let Some(url) = public_url else {
+        return Err(SettingsError(
+            "PUBLIC_URL is required in production when SMTP_URL is set: the links in emails start with it (e.g. PUBLIC_URL=https://auth.example.com)".into(),
+        ));
+    };
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    if !https && !is_loopback_host(origin_host(url)) {
+        return Err(SettingsError(format!(
+            "PUBLIC_URL={url} is refused in production: it must start with https:// (plain http only for a loopback host), since emailed links carry single-use secrets"
+        )));
+    }
+    Ok(())
 }
 
 impl EmailSettings {
@@ -320,6 +373,20 @@ impl EmailSettings {
                 "COUNT/DURATION such as 3/1h, or 0 for off",
             )
         })?;
+        if production && smtp.is_some() {
+            require_public_url(public_url)?;
+        }
+        let smtp_timeout = duration("EMAIL_SMTP_TIMEOUT", Duration::from_secs(10))?;
+        // A lease shorter than one delivery would let a second instance
+        // send the message the first is still sending.
+        let lease = match raw("LATCHKEY_EMAIL_LEASE") {
+            Some(value) => parse_duration(&value)
+                .filter(|d| *d >= Duration::from_millis(100) && *d <= MAX_TIMEOUT)
+                .ok_or_else(|| {
+                    invalid("LATCHKEY_EMAIL_LEASE", &value, "a duration such as 300s")
+                })?,
+            None => DEFAULT_LEASE.max(smtp_timeout.saturating_mul(SMTP_STEPS)),
+        };
         let public_url = public_url
             .map(str::to_owned)
             .unwrap_or_else(|| format!("http://{bind}"));
@@ -341,7 +408,8 @@ impl EmailSettings {
             max_attempts,
             retention: duration("EMAIL_RETENTION", Duration::from_secs(7 * 86_400))?,
             throttle_password_reset,
-            smtp_timeout: duration("EMAIL_SMTP_TIMEOUT", Duration::from_secs(10))?,
+            smtp_timeout,
+            lease,
         })
     }
 
@@ -401,12 +469,47 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let public_url = map.get("PUBLIC_URL").cloned();
         EmailSettings::from_lookup(
             &move |name| map.get(name).cloned(),
             production,
             "127.0.0.1:8000",
-            None,
+            public_url.as_deref(),
         )
+    }
+
+    #[test]
+    fn production_with_smtp_needs_an_https_or_loopback_public_url() {
+        let smtp = ("SMTP_URL", "smtps://mail.example.com");
+        let err = settings(&[smtp], true).unwrap_err();
+        assert!(err.0.starts_with("PUBLIC_URL is required"), "{err}");
+        for refused in [
+            "http://auth.example.com",
+            "http://192.0.2.1:8000",
+            "ftp://x",
+        ] {
+            let err = settings(&[smtp, ("PUBLIC_URL", refused)], true).unwrap_err();
+            assert!(
+                err.0.starts_with(&format!("PUBLIC_URL={refused} ")),
+                "{err}"
+            );
+        }
+        for accepted in [
+            "https://auth.example.com",
+            "HTTPS://auth.example.com/base",
+            "http://127.0.0.1:8000",
+            "http://localhost:8000",
+            "http://[::1]:8000",
+        ] {
+            let s = settings(&[smtp, ("PUBLIC_URL", accepted)], true).unwrap();
+            assert_eq!(s.public_url, accepted);
+        }
+        // Development, or production without email, keeps the fallback.
+        assert_eq!(
+            settings(&[smtp], false).unwrap().public_url,
+            "http://127.0.0.1:8000"
+        );
+        assert!(settings(&[], true).is_ok());
     }
 
     #[test]
@@ -444,7 +547,16 @@ mod tests {
     fn production_refuses_insecure_smtp_off_loopback() {
         let err = settings(&[("SMTP_URL", "smtp+insecure://192.0.2.1:25")], true).unwrap_err();
         assert!(err.0.contains("SMTP_URL"), "{err}");
-        assert!(settings(&[("SMTP_URL", "smtp+insecure://127.0.0.1:25")], true).is_ok());
+        assert!(
+            settings(
+                &[
+                    ("SMTP_URL", "smtp+insecure://127.0.0.1:25"),
+                    ("PUBLIC_URL", "https://auth.example.com")
+                ],
+                true
+            )
+            .is_ok()
+        );
         assert!(settings(&[("SMTP_URL", "smtp+insecure://192.0.2.1:25")], false).is_ok());
     }
 

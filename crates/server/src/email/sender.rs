@@ -2,7 +2,8 @@
 //! [`crate::startup`], stopped when the server stops.
 //!
 //! Each cycle runs on the blocking pool and does, with one connection:
-//! claim up to [`BATCH`] due emails under a lease of [`LEASE`], deliver each
+//! claim up to [`BATCH`] due emails under a lease (renewed before each
+//! email), resolve a password reset request into its email, deliver each
 //! (SMTP, or the log without `SMTP_URL` in development), and mark it sent,
 //! to retry (1 s doubling to `EMAIL_RETRY_MAX`) or failed (a permanent 5xx
 //! refusal, or `EMAIL_MAX_ATTEMPTS` tries). A whole cycle runs to its end
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use chrono::NaiveDateTime;
-use latchkey_persistence::outbox::OutboxEmail;
+use latchkey_persistence::outbox::{OutboxEmail, PASSWORD_RESET_REQUEST};
 use latchkey_persistence::{StoreError, db_now};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -29,11 +30,11 @@ use tokio::sync::Notify;
 use super::{EmailSettings, SmtpSecurity};
 use crate::state::AppState;
 
-/// Emails claimed per cycle.
+/// Emails claimed per cycle. Each one's lease (`EmailSettings::lease`,
+/// longer than one delivery can take) is renewed just before it is sent,
+/// so a batch may take longer than a lease without another instance
+/// sending its later emails too.
 pub const BATCH: i64 = 10;
-/// How long a claim holds: longer than a batch can take (each SMTP command
-/// is bounded by `EMAIL_SMTP_TIMEOUT`).
-pub const LEASE: Duration = Duration::from_secs(300);
 /// The longest wait between two looks at the outbox.
 pub const POLL: Duration = Duration::from_secs(1);
 /// How often sent and failed rows past `EMAIL_RETENTION` are deleted (or
@@ -199,9 +200,21 @@ fn cycle(state: &AppState, delivery: &Delivery, prune: bool) -> Result<Cycle, St
         }
     }
     let claim = latchkey_auth::jwt::new_jti();
-    let batch = OutboxEmail::claim_due(&mut conn, &claim, now, later(now, LEASE), BATCH)?;
+    let batch = OutboxEmail::claim_due(&mut conn, &claim, now, later(now, email.lease), BATCH)?;
     let claimed = batch.len();
     for row in batch {
+        if !OutboxEmail::renew_claim(&mut conn, row.id, &claim, later(db_now(), email.lease))? {
+            log::warn!(target: "latchkey::email", "email {}: its claim expired before it was sent and another instance took it; not sent from here", row.id);
+            continue;
+        }
+        let row = if row.kind == PASSWORD_RESET_REQUEST {
+            match crate::flows::email::resolve_password_reset(&mut conn, state, &row, &claim)? {
+                Some(message) => message,
+                None => continue,
+            }
+        } else {
+            row
+        };
         let attempts = row.attempts.saturating_add(1);
         let outcome = deliver(delivery, &email.from, &row);
         let done = db_now();

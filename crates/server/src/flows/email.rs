@@ -11,16 +11,19 @@
 //! - A verification key is good for `EMAIL_VERIFICATION_TIMEOUT`, while it
 //!   is the newest key of its user and the user's address is still the one
 //!   it was sent to; it may be used again (allauth's behaviour).
-//! - Nothing tells whether an address has an account: the answer is the
-//!   same 200 and takes the same path (one lookup) for every address.
+//! - Nothing tells whether an address has an account: a reset request
+//!   answers the same 200 after the same work and the same writes (one
+//!   outbox row) for every address; the sender resolves the row later.
 
 use chrono::NaiveDateTime;
 use latchkey_domain::Email;
 use latchkey_persistence::email_state::{
     EmailVerificationKey, NewEmailVerificationKey, NewPasswordResetToken, PasswordResetToken,
 };
-use latchkey_persistence::outbox::{NewOutboxEmail, OutboxEmail};
-use latchkey_persistence::{DbConnection, User, UserChanges, db_now, write_transaction};
+use latchkey_persistence::outbox::{MESSAGE, NewOutboxEmail, OutboxEmail};
+use latchkey_persistence::{
+    DbConnection, StoreError, User, UserChanges, db_now, write_transaction,
+};
 
 use super::sessions::revoke_everything;
 use crate::email::templates::{self, Kind, human_duration, site_name};
@@ -68,13 +71,13 @@ fn queue(
     Ok(())
 }
 
-/// Makes a reset token for `user` and queues the email with its link.
+/// Makes a reset token for `user` and renders the email with its link.
 /// Call inside the caller's write transaction.
-fn queue_password_reset(
+fn password_reset_message(
     conn: &mut DbConnection,
     state: &AppState,
     user: &User,
-) -> Result<(), ApiError> {
+) -> Result<templates::Rendered, StoreError> {
     let settings = &state.settings.email;
     let now = db_now();
     let token = new_link_secret();
@@ -93,29 +96,73 @@ fn queue_password_reset(
         &settings.password_reset_url,
         &[("uid", &uid), ("token", &token)],
     );
-    queue_link(
-        conn,
+    Ok(render_link(
         state,
         Kind::PasswordReset,
         user,
         &link,
         settings.password_reset_timeout,
-        now,
-    )
+    ))
+}
+
+/// The sender's half of `POST /auth/password/reset/`, for a request row it
+/// has claimed (`claim`): an active user with a usable password gets a
+/// token, and the row becomes their email (returned, to send now); for any
+/// other address the row is deleted and nothing is sent. One write
+/// transaction, so a token exists only with its email.
+pub fn resolve_password_reset(
+    conn: &mut DbConnection,
+    state: &AppState,
+    row: &OutboxEmail,
+    claim: &str,
+) -> Result<Option<OutboxEmail>, StoreError> {
+    let resolved = write_transaction(conn, |conn| {
+        let user = match Email::parse(&row.recipient) {
+            Ok(email) => User::find_by_email(conn, &email)?,
+            Err(_) => None,
+        };
+        let Some(user) = user.filter(|u| u.is_active && has_usable_password(u)) else {
+            OutboxEmail::drop_request(conn, row.id, claim)?;
+            return Ok(None);
+        };
+        let rendered = password_reset_message(conn, state, &user)?;
+        let message = NewOutboxEmail::new(
+            &user.email,
+            &rendered.subject,
+            &rendered.text,
+            &rendered.html,
+            row.created_at,
+        );
+        if !OutboxEmail::fill_request(conn, row.id, claim, &message)? {
+            // The claim was lost meanwhile: the token is rolled back, and
+            // whoever holds the claim resolves the row.
+            return Err(StoreError::NotFound);
+        }
+        Ok(Some(OutboxEmail {
+            recipient: user.email.clone(),
+            subject: rendered.subject,
+            text_body: rendered.text,
+            html_body: rendered.html,
+            kind: MESSAGE.into(),
+            ..row.clone()
+        }))
+    });
+    match resolved {
+        Err(StoreError::NotFound) => Ok(None),
+        other => other,
+    }
 }
 
 /// Renders a link email (the link, the address, the site, how long the link
-/// is good for) and queues it to the user.
-fn queue_link(
-    conn: &mut DbConnection,
+/// is good for) to the user.
+fn render_link(
     state: &AppState,
     kind: Kind,
     user: &User,
     link: &str,
     valid_for: std::time::Duration,
-    now: NaiveDateTime,
-) -> Result<(), ApiError> {
-    let rendered = templates::render(
+) -> templates::Rendered {
+    templates::render(
         kind,
         &[
             ("link", link),
@@ -123,8 +170,7 @@ fn queue_link(
             ("site", &site_name(&state.settings.email.public_url)),
             ("valid_for", &human_duration(valid_for)),
         ],
-    );
-    queue(conn, &user.email, &rendered, now)
+    )
 }
 
 /// Makes a verification key for the user's current address and queues the
@@ -149,15 +195,14 @@ pub fn queue_verification(
         },
     )?;
     let link = settings.link(&settings.email_verification_url, &[("key", &key)]);
-    queue_link(
-        conn,
+    let rendered = render_link(
         state,
         Kind::VerifyEmail,
         user,
         &link,
         settings.email_verification_timeout,
-        now,
-    )
+    );
+    queue(conn, &user.email, &rendered, now)
 }
 
 /// Register, in the transaction that inserts the user: under `optional`
@@ -200,29 +245,28 @@ async fn address_allows(state: &AppState, email: &Email) -> bool {
     }
 }
 
-/// `POST /auth/password/reset/`: the same answer for every address; only
-/// an active user with a usable password gets an email, at most
-/// `THROTTLE_PASSWORD_RESET` per address.
+/// `POST /auth/password/reset/`: the same answer, the same work and the
+/// same writes for every address: one request row in the outbox (at most
+/// `THROTTLE_PASSWORD_RESET` per address), which the sender resolves
+/// ([`resolve_password_reset`]). Nothing here looks the address up, so
+/// neither the time taken nor the rows written tell whether it has an
+/// account.
 pub async fn request_password_reset(state: &State, body: Body<EmailForm>) -> Result<(), ApiError> {
     let EmailForm { email } = body.parse(&())?;
     if !address_allows(state, &email).await {
         log::info!(target: "latchkey::email", "password reset past THROTTLE_PASSWORD_RESET for an address: no email");
         return Ok(());
     }
-    let queued = state
-        .with_conn(move |conn, app| {
-            write_transaction(conn, |conn| match User::find_by_email(conn, &email)? {
-                Some(user) if user.is_active && has_usable_password(&user) => {
-                    queue_password_reset(conn, app, &user)?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            })
+    state
+        .with_conn(move |conn, _| {
+            OutboxEmail::enqueue(
+                conn,
+                &NewOutboxEmail::password_reset_request(email.as_str(), db_now()),
+            )?;
+            Ok::<_, ApiError>(())
         })
         .await?;
-    if queued {
-        state.mailer.wake();
-    }
+    state.mailer.wake();
     Ok(())
 }
 

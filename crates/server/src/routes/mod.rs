@@ -6,6 +6,7 @@
 
 pub mod email;
 mod fallback;
+mod metrics_access;
 pub mod operations;
 pub mod responses;
 pub mod sessions;
@@ -117,7 +118,7 @@ pub fn resources() -> Vec<Resource> {
         api("/readyz", vec![(M::GET, get().to(operations::readyz))]),
         api(
             "/metrics",
-            vec![(M::GET, get().to(crate::telemetry::metrics))],
+            vec![(M::GET, get().to(metrics_access::on_api_address))],
         ),
         api(
             "/register/",
@@ -254,6 +255,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         list = list.service(resource);
     }
     cfg.service(list.default_service(web::to(not_found)));
+}
+
+/// The app of `METRICS_BIND`'s own listener: `/metrics` and nothing else.
+pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").route(get().to(metrics_access::serve)))
+        .default_service(web::to(not_found));
 }
 
 #[cfg(test)]

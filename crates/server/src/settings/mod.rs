@@ -23,8 +23,10 @@ use latchkey_persistence::{DatabaseUrl, PoolOptions};
 
 mod dev_secret;
 mod env;
+mod metrics;
 
 pub use env::{parse_bool, parse_duration, parse_rate};
+pub use metrics::{MetricsListen, MetricsSettings};
 
 use dev_secret::development_secret;
 use env::{Reader, bad, parse_algorithm, parse_ip_net, parse_same_site};
@@ -111,6 +113,9 @@ pub struct Settings {
     pub auth_cache: bool,
     /// Outgoing mail: SMTP, the links, the outbox (see `crate::email`).
     pub email: crate::email::EmailSettings,
+    /// Where and to whom `/metrics` answers (`METRICS`, `METRICS_TOKEN`,
+    /// `METRICS_BIND`).
+    pub metrics: MetricsSettings,
     /// Warnings about the configuration, logged when the server starts.
     pub notices: Vec<String>,
 }
@@ -422,6 +427,7 @@ impl Settings {
                 MAX_LIFETIME,
             )?),
         };
+        let metrics = MetricsSettings::read(&env, production, &mut notices)?;
         let pool_defaults = PoolOptions::default();
         let database = DatabaseSettings {
             url: database_url,
@@ -477,6 +483,7 @@ impl Settings {
             },
             auth_cache: env.boolean("AUTH_CACHE", true)?,
             email,
+            metrics,
             notices,
         })
     }
@@ -631,5 +638,34 @@ mod tests {
     #[test]
     fn cors_wildcard_is_refused() {
         assert!(with_key(&[("CORS_ALLOWED_ORIGINS", "*")]).is_err());
+    }
+
+    #[test]
+    fn metrics_are_never_public_in_production() {
+        let listen = |extra: &[(&str, &str)]| {
+            let mut vars = vec![("SECRET_KEY", "0123456789abcdefghijklmnopqrstuvwxyz")];
+            vars.extend_from_slice(extra);
+            settings(&vars).unwrap().metrics.listen
+        };
+        let prod = ("LATCHKEY_ENV", "production");
+        assert_eq!(listen(&[]), MetricsListen::ApiAddress);
+        assert_eq!(listen(&[prod]), MetricsListen::Nowhere);
+        assert_eq!(
+            listen(&[prod, ("METRICS_TOKEN", "a-token")]),
+            MetricsListen::ApiAddress
+        );
+        assert_eq!(
+            listen(&[prod, ("METRICS_BIND", "127.0.0.1:9100")]),
+            MetricsListen::Own("127.0.0.1:9100".into())
+        );
+        assert_eq!(listen(&[("METRICS", "false")]), MetricsListen::Nowhere);
+        assert_eq!(
+            listen(&[prod, ("METRICS", "false"), ("METRICS_TOKEN", "t")]),
+            MetricsListen::Nowhere
+        );
+        let err = with_key(&[("METRICS_BIND", "9100")]).unwrap_err();
+        assert!(err.0.starts_with("METRICS_BIND="), "{err}");
+        let err = with_key(&[("METRICS", "maybe")]).unwrap_err();
+        assert!(err.0.starts_with("METRICS="), "{err}");
     }
 }
