@@ -354,7 +354,11 @@ fn stored_hash_problem_only_parses() {
             limit: 14
         }
         .to_string(),
-        "bcrypt cost 31 above the bound 14"
+        "with bcrypt cost 31 above the bound 14"
+    );
+    assert_eq!(
+        HashProblem::UnknownFormat.to_string(),
+        "in no format latchkey reads"
     );
 }
 

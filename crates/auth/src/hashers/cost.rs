@@ -86,6 +86,7 @@ impl Cost {
 }
 
 /// Why a stored hash can never be used to log in, found from its text alone.
+/// `Display` completes "a password hash …" and never shows the hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashProblem {
     /// A parameter past latchkey's bound (see [`Bounds`]): the hash is never
@@ -103,7 +104,7 @@ impl fmt::Display for HashProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HashProblem::OutOfBounds { what, value, limit } => {
-                write!(f, "{what} {value} above the bound {limit}")
+                write!(f, "with {what} {value} above the bound {limit}")
             }
             HashProblem::UnknownFormat => f.write_str("in no format latchkey reads"),
         }
