@@ -31,17 +31,19 @@ pub(crate) enum Cost {
     Md5,
 }
 
-/// Nanoseconds per unit of work on the machine of `docs/password-hashing.md`
-/// (release build): a bcrypt round (cost 12 ≈ 330 ms), a PBKDF2 iteration
-/// (1,000,000 ≈ 115 ms), an argon2 block pass (19456 KiB × 2 ≈ 18 ms) and a
-/// scrypt N·r·p unit (2^14·8·5 ≈ 210 ms). Only their ratios matter. Between
-/// two hashes of one family the comparison is exact; across families an
-/// estimate off by a little only decides whether a wrong password against a
-/// hash of about the configured cost takes one or two verifications.
+/// Nanoseconds per unit of work, release build, on the machine of
+/// `docs/password-hashing.md` (`cargo run --release -p latchkey-auth
+/// --example hash_work` measures them): a bcrypt round (cost 12 ≈ 330 ms),
+/// a PBKDF2 iteration (1,000,000 ≈ 140 ms), an argon2 block pass (measured
+/// 460–950 ns: 19456 KiB × 2 ≈ 27 ms) and a scrypt N·r·p unit
+/// (2^14·8·5 ≈ 200 ms). Only their ratios matter. Between two hashes of one
+/// family the comparison is exact; across families an estimate off by a
+/// little only decides whether a wrong password against a hash of about the
+/// configured cost takes one or two verifications.
 const NS_PER_BCRYPT_ROUND: u64 = 80_000;
-const NS_PER_PBKDF2_ITERATION: u64 = 115;
-const NS_PER_ARGON2_BLOCK: u64 = 460;
-const NS_PER_SCRYPT_UNIT: u64 = 320;
+const NS_PER_PBKDF2_ITERATION: u64 = 140;
+const NS_PER_ARGON2_BLOCK: u64 = 700;
+const NS_PER_SCRYPT_UNIT: u64 = 300;
 const NS_PER_MD5: u64 = 1_000;
 
 impl Cost {
