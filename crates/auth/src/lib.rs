@@ -19,10 +19,10 @@ pub mod sessions;
 pub use claims::{Claims, TokenType};
 pub use cookies::CookiePolicy;
 pub use error::{HashError, KeyError, TokenError};
-pub use hashers::{HasherConfig, HasherConfigError, HasherKind};
+pub use hashers::{HashProblem, HasherConfig, HasherConfigError, HasherKind};
 pub use jwt::{IssuedToken, JwtSettings, TokenCodec};
 pub use keys::{KeyConfig, KeySet};
-pub use password::{PasswordHasher, Verification};
+pub use password::{PasswordHasher, Verification, VerificationCounts};
 pub use sessions::{
     RefreshDecision, RefreshPolicy, Standing, StoredRefresh, decide_refresh,
     issued_before_revocation, standing,

@@ -1,26 +1,53 @@
 //! Password hashing in the configured format (`PASSWORD_HASHER`), checks of
 //! a password against a hash in any format latchkey or Django writes (see
 //! [`crate::hashers`]), the upgrade decision after a successful check, and a
-//! check that costs the same whether or not the account exists.
+//! check that costs at least one configured verification whether or not the
+//! account exists and whatever its stored hash is (see
+//! `docs/password-hashing.md`, "Bounds and the wrong-password floor").
 
 use latchkey_domain::Password;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use crate::HashError;
-use crate::hashers::{self, Checked, Format, HasherConfig, HasherConfigError, HasherKind};
+use crate::hashers::{
+    self, Bounds, Checked, Cost, Format, HashProblem, HasherConfig, HasherConfigError, HasherKind,
+};
 
 pub use crate::hashers::MAX_BYTES_NON_BCRYPT;
 
 pub struct PasswordHasher {
     config: HasherConfig,
+    /// The largest parameters a stored hash may have to be verified.
+    bounds: Bounds,
+    /// The estimated work of one verification with `config`: a wrong
+    /// password against a stored hash of less work also burns the dummy.
+    configured_work: u64,
     /// A hash of a random password in the configured format, verified
     /// against when the email is unknown (or the stored hash unusable) so
     /// that the answer takes as long as a real check. Made on first use (or
     /// by [`PasswordHasher::warm_up`]) so that start-up does not wait for it.
     dummy_hash: OnceLock<String>,
+    stored_checks: AtomicU64,
+    dummy_checks: AtomicU64,
+}
+
+/// The verifications a [`PasswordHasher`] has run since it was made, for
+/// tests and metrics: every refusal costs exactly one verification at the
+/// configured cost or more, which these counts show without timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VerificationCounts {
+    /// Stored hashes recomputed at their own parameters (never one past the
+    /// bounds, unusable or unreadable).
+    pub stored: u64,
+    /// Verifications of the dummy hash, at the configured parameters: for
+    /// an unknown email, an unusable, unknown, malformed or out-of-bounds
+    /// stored hash, and after a wrong password against a stored hash that
+    /// costs less than the configured one.
+    pub dummy: u64,
 }
 
 /// What [`PasswordHasher::check`] found.
@@ -39,6 +66,11 @@ pub struct Verification {
     /// The stored string is Django's unusable password (`!…`): never
     /// matches, and is not worth a log line.
     pub unusable: bool,
+    /// A parameter of the stored hash is past latchkey's bounds (see
+    /// [`PasswordHasher::stored_hash_problem`] for which): never matches,
+    /// even with the right password, and was not computed. Log once per
+    /// user, without the hash.
+    pub out_of_bounds: bool,
 }
 
 impl PasswordHasher {
@@ -58,7 +90,11 @@ impl PasswordHasher {
         config.check()?;
         Ok(PasswordHasher {
             config,
+            bounds: Bounds::for_config(&config),
+            configured_work: Cost::configured(&config).work(),
             dummy_hash: OnceLock::new(),
+            stored_checks: AtomicU64::new(0),
+            dummy_checks: AtomicU64::new(0),
         })
     }
 
@@ -112,8 +148,13 @@ impl PasswordHasher {
     /// A password over 4096 bytes is refused without any hashing (the
     /// server should answer it before looking the user up). A password over
     /// 72 bytes never matches a bcrypt hash but costs one computation at its
-    /// cost. An unusable (`!`), unknown or malformed hash never matches and
-    /// costs one verification of the dummy hash, as an unknown email does.
+    /// cost. An unusable (`!`), unknown, malformed or out-of-bounds hash
+    /// never matches and costs one verification of the dummy hash, as an
+    /// unknown email does. A wrong password against a hash that costs less
+    /// than the configured one (an imported `md5$`, Django's PBKDF2 under
+    /// bcrypt 12) also costs one verification of the dummy hash, so that no
+    /// refusal is faster than an unknown email's; the right one costs only
+    /// its own check.
     pub fn check(&self, raw: &str, stored: &str) -> Verification {
         if raw.len() > MAX_BYTES_NON_BCRYPT {
             return Verification::default();
@@ -125,11 +166,19 @@ impl PasswordHasher {
                 ..Verification::default()
             };
         }
-        let checked = match Format::identify(stored) {
-            Some(format) => hashers::check_format(format, raw, stored, &self.config),
-            None => Checked::Unreadable,
+        let (format, cost) = match hashers::inspect(stored, &self.bounds) {
+            Ok(found) => found,
+            Err(problem) => {
+                self.burn(raw);
+                return Verification {
+                    unknown_format: problem == HashProblem::UnknownFormat,
+                    out_of_bounds: problem != HashProblem::UnknownFormat,
+                    ..Verification::default()
+                };
+            }
         };
-        match checked {
+        self.stored_checks.fetch_add(1, Ordering::Relaxed);
+        match hashers::check_format(format, raw, stored) {
             Checked::Matches(strength) => Verification {
                 matches: true,
                 // Under bcrypt a password over 72 bytes cannot be rehashed:
@@ -138,7 +187,12 @@ impl PasswordHasher {
                     && hashers::needs_upgrade(strength, &self.config),
                 ..Verification::default()
             },
-            Checked::Mismatch => Verification::default(),
+            Checked::Mismatch => {
+                if cost.work() < self.configured_work {
+                    self.burn(raw);
+                }
+                Verification::default()
+            }
             Checked::Unreadable => {
                 self.burn(raw);
                 Verification {
@@ -146,6 +200,26 @@ impl PasswordHasher {
                     ..Verification::default()
                 }
             }
+        }
+    }
+
+    /// Why `stored` can never be used to log in (a parameter past the
+    /// bounds, or no format latchkey reads), from its text alone: nothing
+    /// is hashed, so `import-django` can list such rows. `None` for a hash
+    /// that [`PasswordHasher::check`] would verify, and for Django's
+    /// unusable password (`!…`), which is a normal state, not a problem.
+    pub fn stored_hash_problem(&self, stored: &str) -> Option<HashProblem> {
+        if stored.starts_with('!') {
+            return None;
+        }
+        hashers::inspect(stored, &self.bounds).err()
+    }
+
+    /// The verifications run so far (see [`VerificationCounts`]).
+    pub fn verification_counts(&self) -> VerificationCounts {
+        VerificationCounts {
+            stored: self.stored_checks.load(Ordering::Relaxed),
+            dummy: self.dummy_checks.load(Ordering::Relaxed),
         }
     }
 
@@ -167,7 +241,8 @@ impl PasswordHasher {
     fn burn(&self, raw: &str) {
         let dummy = self.dummy_hash();
         if let Some(format) = Format::identify(dummy) {
-            let _ = hashers::check_format(format, raw, dummy, &self.config);
+            self.dummy_checks.fetch_add(1, Ordering::Relaxed);
+            let _ = hashers::check_format(format, raw, dummy);
         }
     }
 }

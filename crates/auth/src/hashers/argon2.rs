@@ -12,15 +12,10 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
-use super::{Checked, Strength};
+use super::{Checked, Cost, Strength};
 
 pub(crate) const VERSION_13: u32 = 0x13;
 const VERSION_10: u32 = 0x10;
-
-/// The largest memory a stored hash may ask for (unless the configured
-/// `ARGON2_MEMORY_KIB` is larger): a hash read from the database must not be
-/// able to make the server allocate without bound.
-pub(crate) const MAX_VERIFY_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Variant {
@@ -75,41 +70,64 @@ fn parse(phc: &str, variant: Variant) -> Option<Parsed> {
 }
 
 /// `stored` is `prefix` (`""` or `"argon2"`) followed by a PHC string.
-pub(super) fn check(
-    raw: &str,
-    stored: &str,
-    prefix: &str,
-    variant: Variant,
-    max_memory_kib: u32,
-) -> Checked {
-    let Some(parsed) = stored
+fn parse_stored(stored: &str, prefix: &str, variant: Variant) -> Option<Parsed> {
+    stored
         .strip_prefix(prefix)
         .and_then(|phc| parse(phc, variant))
-    else {
-        return Checked::Unreadable;
-    };
+}
+
+/// m, t and p, read before the crate's own limits are checked.
+pub(super) fn cost(stored: &str, prefix: &str, variant: Variant) -> Option<Cost> {
+    let parsed = parse_stored(stored, prefix, variant)?;
+    Some(Cost::Argon2 {
+        memory_kib: parsed.memory_kib,
+        iterations: parsed.iterations,
+        parallelism: parsed.parallelism,
+    })
+}
+
+/// The crate's version and parameters for `parsed`, refusing what the
+/// reference `validate_inputs` refuses: output under 4 bytes, salt under 8,
+/// t = 0, m < 8·p, p outside 1..2^24 (`Params::new` checks all but the salt).
+fn prepare(parsed: &Parsed) -> Option<(Version, Params)> {
     let version = match parsed.version {
         VERSION_13 => Version::V0x13,
         VERSION_10 => Version::V0x10,
-        _ => return Checked::Unreadable,
+        _ => return None,
     };
-    if parsed.memory_kib > max_memory_kib.max(MAX_VERIFY_MEMORY_KIB) {
-        return Checked::Unreadable;
+    if parsed.salt.len() < ::argon2::MIN_SALT_LEN {
+        return None;
     }
-    let algorithm = match variant {
-        Variant::Id => Algorithm::Argon2id,
-        Variant::I => Algorithm::Argon2i,
-    };
-    // `Params::new` and `hash_password_into` refuse what the reference
-    // `validate_inputs` refuses: output under 4 bytes, salt under 8, t = 0,
-    // m < 8·p, p outside 1..2^24.
-    let Ok(params) = Params::new(
+    let params = Params::new(
         parsed.memory_kib,
         parsed.iterations,
         parsed.parallelism,
         Some(parsed.hash.len()),
-    ) else {
+    )
+    .ok()?;
+    Some((version, params))
+}
+
+/// Whether [`check`] would compute anything for `stored`.
+pub(super) fn readable(stored: &str, prefix: &str, variant: Variant) -> bool {
+    parse_stored(stored, prefix, variant)
+        .as_ref()
+        .and_then(prepare)
+        .is_some()
+}
+
+/// Checks `raw` against `stored`; the caller has checked the bounds (m, t,
+/// p) already, so the memory asked for is at most the bound's.
+pub(super) fn check(raw: &str, stored: &str, prefix: &str, variant: Variant) -> Checked {
+    let Some(parsed) = parse_stored(stored, prefix, variant) else {
         return Checked::Unreadable;
+    };
+    let Some((version, params)) = prepare(&parsed) else {
+        return Checked::Unreadable;
+    };
+    let algorithm = match variant {
+        Variant::Id => Algorithm::Argon2id,
+        Variant::I => Algorithm::Argon2i,
     };
     let mut out = vec![0u8; parsed.hash.len()];
     if Argon2::new(algorithm, version, params)

@@ -16,7 +16,7 @@ use base64::engine::GeneralPurpose;
 use base64::engine::general_purpose::NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::{BCRYPT_MAX_BYTES, Checked, Strength, same};
+use super::{BCRYPT_MAX_BYTES, Checked, Cost, Strength, same};
 
 /// bcrypt's own base64 (the `bcrypt` crate's `BASE_64`).
 const BASE_64: GeneralPurpose = GeneralPurpose::new(&BCRYPT, NO_PAD);
@@ -49,6 +49,38 @@ fn parse(modular: &str, versions: &[&str]) -> Option<Parsed> {
         cost,
         salt: salt.try_into().ok()?,
     })
+}
+
+/// The cost field of `$2?$<cost>$…`, whatever the rest holds (the bounds are
+/// checked before the rest is validated).
+fn cost_of(modular: &str) -> Option<Cost> {
+    let cost = modular.strip_prefix('$')?.split('$').nth(1)?;
+    Some(Cost::Bcrypt {
+        cost: super::decimal(cost)?,
+    })
+}
+
+/// latchkey's own `$2?$<cost>$…`.
+pub(super) fn cost_native(stored: &str) -> Option<Cost> {
+    cost_of(stored)
+}
+
+/// Django's `bcrypt$$2?$<cost>$…` and `bcrypt_sha256$$2?$<cost>$…`.
+pub(super) fn cost_django(stored: &str) -> Option<Cost> {
+    cost_of(stored.split_once('$')?.1)
+}
+
+/// Whether `stored` is well formed (as [`check_native`] or [`check_django`]
+/// would read it), without computing anything.
+pub(super) fn readable(stored: &str, django: bool) -> bool {
+    if django {
+        stored
+            .split_once('$')
+            .and_then(|(_, modular)| parse(modular, &["2a", "2b", "2x", "2y"]))
+            .is_some()
+    } else {
+        parse(stored, &["2a", "2b", "2y"]).is_some()
+    }
 }
 
 fn recompute(password: &[u8], parsed: &Parsed) -> Option<String> {

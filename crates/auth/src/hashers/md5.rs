@@ -6,14 +6,24 @@ use md5::{Digest, Md5};
 
 use super::{Checked, Strength, same};
 
-pub(super) fn check(raw: &str, stored: &str) -> Checked {
+/// The salt, or `None` when Django would refuse the string.
+fn parse(stored: &str) -> Option<&str> {
     let mut parts = stored.splitn(3, '$');
     let (Some("md5"), Some(salt), Some(_hash)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    (!salt.is_empty()).then_some(salt)
+}
+
+/// Whether [`check`] would compute anything for `stored`.
+pub(super) fn readable(stored: &str) -> bool {
+    parse(stored).is_some()
+}
+
+pub(super) fn check(raw: &str, stored: &str) -> Checked {
+    let Some(salt) = parse(stored) else {
         return Checked::Unreadable;
     };
-    if salt.is_empty() {
-        return Checked::Unreadable;
-    }
     let mut md5 = Md5::new();
     md5.update(salt.as_bytes());
     md5.update(raw.as_bytes());

@@ -10,6 +10,7 @@
 
 mod argon2;
 mod bcrypt;
+mod cost;
 mod md5;
 pub(crate) mod pbkdf2;
 mod scrypt;
@@ -21,6 +22,8 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use subtle::ConstantTimeEq;
 
+pub use cost::HashProblem;
+pub(crate) use cost::{Bounds, Cost};
 pub use latchkey_domain::password::{MAX_BYTES as BCRYPT_MAX_BYTES, MAX_BYTES_NON_BCRYPT};
 
 /// Which format new hashes are written in (`PASSWORD_HASHER`).
@@ -255,21 +258,53 @@ pub(crate) enum Checked {
     Unreadable,
 }
 
-/// Checks `raw` against `stored` in the format `format` claims.
-pub(crate) fn check_format(
-    format: Format,
-    raw: &str,
-    stored: &str,
-    config: &HasherConfig,
-) -> Checked {
-    let memory = config.argon2_memory_kib;
+/// The format `stored` is in and what verifying it costs, or why it can
+/// never match: no format latchkey reads, a parameter past `bounds`, or
+/// malformed. Parses only; the bounds come before the rest of the
+/// validation, so a huge parameter is reported as such.
+pub(crate) fn inspect(stored: &str, bounds: &Bounds) -> Result<(Format, Cost), HashProblem> {
+    let format = Format::identify(stored).ok_or(HashProblem::UnknownFormat)?;
+    let cost = match format {
+        Format::Bcrypt => bcrypt::cost_native(stored),
+        Format::DjangoBcrypt | Format::DjangoBcryptSha256 => bcrypt::cost_django(stored),
+        Format::Argon2id => argon2::cost(stored, "", argon2::Variant::Id),
+        Format::DjangoArgon2id => argon2::cost(stored, "argon2", argon2::Variant::Id),
+        Format::DjangoArgon2i => argon2::cost(stored, "argon2", argon2::Variant::I),
+        Format::DjangoPbkdf2Sha256 | Format::DjangoPbkdf2Sha1 => pbkdf2::cost(stored),
+        Format::DjangoScrypt => scrypt::cost(stored),
+        Format::DjangoMd5 => Some(Cost::Md5),
+    }
+    .ok_or(HashProblem::UnknownFormat)?;
+    bounds.check(cost)?;
+    let readable = match format {
+        Format::Bcrypt => bcrypt::readable(stored, false),
+        Format::DjangoBcrypt | Format::DjangoBcryptSha256 => bcrypt::readable(stored, true),
+        Format::Argon2id => argon2::readable(stored, "", argon2::Variant::Id),
+        Format::DjangoArgon2id => argon2::readable(stored, "argon2", argon2::Variant::Id),
+        Format::DjangoArgon2i => argon2::readable(stored, "argon2", argon2::Variant::I),
+        Format::DjangoPbkdf2Sha256 => pbkdf2::readable(stored, pbkdf2::Digest::Sha256),
+        Format::DjangoPbkdf2Sha1 => pbkdf2::readable(stored, pbkdf2::Digest::Sha1),
+        Format::DjangoScrypt => scrypt::readable(stored),
+        Format::DjangoMd5 => md5::readable(stored),
+    };
+    if readable {
+        Ok((format, cost))
+    } else {
+        Err(HashProblem::UnknownFormat)
+    }
+}
+
+/// Checks `raw` against `stored` in the format `format` claims. Callers
+/// outside the dummy hash go through [`inspect`] first: the parameters are
+/// taken from `stored` as they are.
+pub(crate) fn check_format(format: Format, raw: &str, stored: &str) -> Checked {
     match format {
         Format::Bcrypt => bcrypt::check_native(raw, stored),
         Format::DjangoBcrypt => bcrypt::check_django(raw, stored, false),
         Format::DjangoBcryptSha256 => bcrypt::check_django(raw, stored, true),
-        Format::Argon2id => argon2::check(raw, stored, "", argon2::Variant::Id, memory),
-        Format::DjangoArgon2id => argon2::check(raw, stored, "argon2", argon2::Variant::Id, memory),
-        Format::DjangoArgon2i => argon2::check(raw, stored, "argon2", argon2::Variant::I, memory),
+        Format::Argon2id => argon2::check(raw, stored, "", argon2::Variant::Id),
+        Format::DjangoArgon2id => argon2::check(raw, stored, "argon2", argon2::Variant::Id),
+        Format::DjangoArgon2i => argon2::check(raw, stored, "argon2", argon2::Variant::I),
         Format::DjangoPbkdf2Sha256 => pbkdf2::check(raw, stored, pbkdf2::Digest::Sha256),
         Format::DjangoPbkdf2Sha1 => pbkdf2::check(raw, stored, pbkdf2::Digest::Sha1),
         Format::DjangoScrypt => scrypt::check(raw, stored),

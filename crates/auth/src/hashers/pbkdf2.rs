@@ -6,7 +6,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{Checked, Strength, decimal, same};
+use super::{Checked, Cost, Strength, decimal, same};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Digest {
@@ -50,21 +50,41 @@ pub(crate) fn make(raw: &str, salt: &str, iterations: u32, digest: Digest) -> St
     format!("{}${iterations}${salt}${key}", digest.algorithm())
 }
 
-/// Django's `decode` (`split("$", 3)`) then `encode` with the stored salt
-/// and iterations, compared with the whole stored string. Django refuses an
-/// empty salt (`_check_encode_args`) and replaces 0 iterations by its
-/// default, which cannot re-encode to the stored string.
-pub(super) fn check(raw: &str, stored: &str, digest: Digest) -> Checked {
+/// Django's `decode` (`split("$", 3)`): the iterations and the salt, or
+/// `None` for what Django refuses: an empty salt (`_check_encode_args`), and
+/// 0 iterations, which Django replaces by its default and so cannot
+/// re-encode to the stored string.
+fn parse(stored: &str, digest: Digest) -> Option<(u32, &str)> {
     let mut parts = stored.splitn(4, '$');
     let (Some(algorithm), Some(iterations), Some(salt), Some(_hash)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Checked::Unreadable;
+        return None;
     };
     if algorithm != digest.algorithm() || salt.is_empty() {
-        return Checked::Unreadable;
+        return None;
     }
-    let Some(iterations) = decimal(iterations).filter(|&n| n > 0) else {
+    let iterations = decimal(iterations).filter(|&n| n > 0)?;
+    Some((iterations, salt))
+}
+
+/// The iterations field, read before the rest is validated.
+pub(super) fn cost(stored: &str) -> Option<Cost> {
+    let iterations = stored.split('$').nth(1)?;
+    Some(Cost::Pbkdf2 {
+        iterations: decimal(iterations).filter(|&n| n > 0)?,
+    })
+}
+
+/// Whether [`check`] would compute anything for `stored`.
+pub(super) fn readable(stored: &str, digest: Digest) -> bool {
+    parse(stored, digest).is_some()
+}
+
+/// [`parse`], then Django's `encode` with the stored salt and iterations,
+/// compared with the whole stored string.
+pub(super) fn check(raw: &str, stored: &str, digest: Digest) -> Checked {
+    let Some((iterations, salt)) = parse(stored, digest) else {
         return Checked::Unreadable;
     };
     if same(stored, &make(raw, salt, iterations, digest)) {

@@ -2,13 +2,13 @@
 //! `scrypt$<n>$<salt>$<r>$<p>$<base64(scrypt(password, salt, n, r, p, 64))>`,
 //! computed by Django with `hashlib.scrypt(..., maxmem=0)`, i.e. OpenSSL's
 //! `EVP_PBE_scrypt` with its default 32 MiB memory limit: parameters past
-//! OpenSSL's checks make Django raise, so they never match here either
-//! (which also bounds what a stored string can make the server allocate).
+//! OpenSSL's checks make Django raise, so they never match here either.
+//! latchkey's own bound (N·r·p ≤ 2^24, see [`super::cost`]) comes first.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{Checked, Strength, decimal, same};
+use super::{Checked, Cost, Strength, decimal, same};
 
 /// OpenSSL's `SCRYPT_MAX_MEM`, used when `maxmem` is 0.
 const OPENSSL_MAX_MEM: u64 = 32 * 1024 * 1024;
@@ -41,25 +41,48 @@ fn openssl_accepts(n: u64, r: u64, p: u64) -> bool {
     }
 }
 
-pub(super) fn check(raw: &str, stored: &str) -> Checked {
+/// What Django's `decode` and OpenSSL accept: (n, salt, r, p) and the
+/// crate's parameters, or `None`.
+fn parse(stored: &str) -> Option<(u32, &str, u32, u32, ::scrypt::Params)> {
     let fields: Vec<&str> = stored.split('$').collect();
     // Django's `split("$", 6)` unpacked into six names.
     let [algorithm, n, salt, r, p, _hash] = fields[..] else {
-        return Checked::Unreadable;
+        return None;
     };
     if algorithm != "scrypt" || salt.is_empty() {
-        return Checked::Unreadable;
+        return None;
     }
     // 0 means Django's default in `encode`, which cannot re-encode to the
     // stored string; `openssl_accepts` refuses it.
-    let (Some(n), Some(r), Some(p)) = (decimal(n), decimal(r), decimal(p)) else {
-        return Checked::Unreadable;
-    };
+    let (n, r, p) = (decimal(n)?, decimal(r)?, decimal(p)?);
     if !openssl_accepts(n.into(), r.into(), p.into()) {
-        return Checked::Unreadable;
+        return None;
     }
     let log_n = n.trailing_zeros() as u8;
-    let Ok(params) = ::scrypt::Params::new(log_n, r, p, 64) else {
+    let params = ::scrypt::Params::new(log_n, r, p, 64).ok()?;
+    Some((n, salt, r, p, params))
+}
+
+/// N, r and p, read before the rest is validated.
+pub(super) fn cost(stored: &str) -> Option<Cost> {
+    let fields: Vec<&str> = stored.split('$').collect();
+    let [_, n, _, r, p, _] = fields[..] else {
+        return None;
+    };
+    Some(Cost::Scrypt {
+        n: decimal(n)?.into(),
+        r: decimal(r)?.into(),
+        p: decimal(p)?.into(),
+    })
+}
+
+/// Whether [`check`] would compute anything for `stored`.
+pub(super) fn readable(stored: &str) -> bool {
+    parse(stored).is_some()
+}
+
+pub(super) fn check(raw: &str, stored: &str) -> Checked {
+    let Some((n, salt, r, p, params)) = parse(stored) else {
         return Checked::Unreadable;
     };
     let mut key = [0u8; 64];
