@@ -850,6 +850,8 @@ async fn rows_whose_hash_can_never_verify_are_imported_and_listed(mut ctx: Ctx) 
             // hasher reads any more.
             {"email": "sha1@example.com", "hash": "sha1$$0123456789abcdef0123456789abcdef01234567"},
             {"email": "crypt@example.com", "hash": "crypt$$ab1234567890"},
+            // Past the bounds: a bcrypt cost of 31 would take days.
+            {"email": "costly@example.com", "hash": "bcrypt$$2b$31$abcdefghijklmnopqrstuuAbcdefghijklmnopqrstuvwxyz01234"},
             // Django's own unusable password is no surprise: not listed.
             {"email": "grace@example.com", "unusable": true},
         ]})),
@@ -857,22 +859,24 @@ async fn rows_whose_hash_can_never_verify_are_imported_and_listed(mut ctx: Ctx) 
     let id = |email: &str| find(&made, email)["id"].as_i64().unwrap();
     let url = ctx.new_database();
     let expected_stderr = format!(
-        "unusable password hash for id {} (unknown format): imported, but it cannot log in until a password reset\n\
-         unusable password hash for id {} (unknown format): imported, but it cannot log in until a password reset\n\
+        "unusable password hash for id {} (in no format latchkey reads): imported, but it cannot log in until a password reset\n\
+         unusable password hash for id {} (in no format latchkey reads): imported, but it cannot log in until a password reset\n\
+         unusable password hash for id {} (with bcrypt cost 31 above the bound 14): imported, but it cannot log in until a password reset\n\
          not imported: 0 group memberships, 0 user permissions\n",
         id("sha1@example.com"),
         id("crypt@example.com"),
+        id("costly@example.com"),
     );
     let dry = import(&url, &["--from", &django.url, "--dry-run"]);
     assert_imported(
         &dry,
-        "would import 4 users (0 skipped), 0 tokens, 0 blacklisted",
+        "would import 5 users (0 skipped), 0 tokens, 0 blacklisted",
     );
     assert_eq!(stderr(&dry), expected_stderr);
     let output = import(&url, &["--from", &django.url]);
     assert_imported(
         &output,
-        "imported 4 users (0 skipped), 0 tokens, 0 blacklisted",
+        "imported 5 users (0 skipped), 0 tokens, 0 blacklisted",
     );
     assert_eq!(stderr(&output), expected_stderr);
     // Imported as stored; nothing logs in with them.

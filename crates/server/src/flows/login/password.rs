@@ -2,7 +2,7 @@
 //! and the check of a signed-in user's own password.
 
 use latchkey_auth::password::MAX_BYTES_NON_BCRYPT;
-use latchkey_auth::{IssuedToken, PasswordHasher, Verification};
+use latchkey_auth::{HashProblem, IssuedToken, PasswordHasher, Verification};
 use latchkey_domain::{Email, Password};
 use latchkey_persistence::User;
 
@@ -65,18 +65,22 @@ pub async fn authenticate_credentials(
         .with_conn(move |conn, _| Ok(User::find_by_email(conn, &email)?))
         .await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let (verification, upgrade) = state
+    let Checked {
+        verification,
+        upgrade,
+        problem,
+    } = state
         .hashing
         .run(move |hasher| match stored_hash {
             Some(hash) => check_and_upgrade(hasher, &password, &hash),
             None => {
                 hasher.verify_dummy(&password);
-                (Verification::default(), None)
+                Checked::default()
             }
         })
         .await?;
-    if let Some(user) = &user {
-        log_unusable_hash(user.id, &verification);
+    if let (Some(user), Some(problem)) = (&user, problem) {
+        log_unusable_hash(user.id, problem);
     }
     let succeeded = verification.matches && user.as_ref().is_some_and(|u| u.is_active);
     if succeeded {
@@ -97,36 +101,47 @@ pub async fn authenticate_credentials(
     }
 }
 
+/// What one check on the hashing pool found.
+#[derive(Default)]
+struct Checked {
+    verification: Verification,
+    /// The hash to store instead, when the stored one is due for an upgrade.
+    upgrade: Option<String>,
+    /// Why the stored hash can never match, when it cannot.
+    problem: Option<HashProblem>,
+}
+
 /// Checks `raw` against `stored` and, when it matches a hash that is not in
 /// the configured format (or weaker than configured), makes its
 /// replacement: both on the hashing pool, in one job.
-fn check_and_upgrade(
-    hasher: &PasswordHasher,
-    raw: &str,
-    stored: &str,
-) -> (Verification, Option<String>) {
+fn check_and_upgrade(hasher: &PasswordHasher, raw: &str, stored: &str) -> Checked {
     let verification = hasher.check(raw, stored);
-    let new_hash = (verification.matches && verification.needs_upgrade)
+    let upgrade = (verification.matches && verification.needs_upgrade)
         .then(|| Password::parse_unvalidated_with_limit(raw, hasher.max_password_bytes()).ok())
         .flatten()
         .and_then(|password| hasher.hash(&password).ok());
-    (verification, new_hash)
+    let problem = (verification.unknown_format || verification.out_of_bounds)
+        .then(|| hasher.stored_hash_problem(stored))
+        .flatten();
+    Checked {
+        verification,
+        upgrade,
+        problem,
+    }
 }
 
-/// Logs, once per user and process, a stored hash latchkey will not check:
-/// in no format it reads (never the hash itself).
-fn log_unusable_hash(user_id: i64, verification: &Verification) {
+/// Logs, once per user and process, a stored hash latchkey will never
+/// check: in no format it reads, or past the bounds on its parameters
+/// (never the hash itself).
+fn log_unusable_hash(user_id: i64, problem: HashProblem) {
     static LOGGED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<i64>>> =
         std::sync::LazyLock::new(Default::default);
-    if !verification.unknown_format {
-        return;
-    }
     if let Ok(mut logged) = LOGGED.lock()
         && logged.len() < 100_000
         && logged.insert(user_id)
     {
         log::warn!(
-            "user {user_id} has a password hash in a format latchkey does not read: they cannot log in until it is reset"
+            "user {user_id} has a password hash {problem}: they cannot log in until it is reset"
         );
     }
 }
@@ -151,16 +166,22 @@ pub async fn verify_own_password(
         Err(_) => None,
     };
     let hash = user.password_hash.clone();
-    let (verification, new_hash) = state
+    let Checked {
+        verification,
+        upgrade,
+        problem,
+    } = state
         .hashing
         .run(move |hasher| check_and_upgrade(hasher, &raw, &hash))
         .await?;
-    log_unusable_hash(user.id, &verification);
+    if let Some(problem) = problem {
+        log_unusable_hash(user.id, problem);
+    }
     if verification.matches {
         if let Some(attempt) = attempt {
             attempt.succeeded().await;
         }
-        Ok(new_hash)
+        Ok(upgrade)
     } else {
         state.metrics.login_failures.inc();
         if let Some(attempt) = attempt {
