@@ -259,7 +259,12 @@ fn upstream(url: &str) -> String {
 /// `limit` of `since`; returns when it was seen.
 async fn feed_up_becomes(app: &TestApp, value: f64, since: Instant, limit: Duration) -> Duration {
     loop {
-        let up = within(POOL_TIMEOUT, "GET /metrics", metric(app, "auth_cache_feed_up")).await;
+        let up = within(
+            POOL_TIMEOUT,
+            "GET /metrics",
+            metric(app, "auth_cache_feed_up"),
+        )
+        .await;
         if up == value {
             return since.elapsed();
         }
@@ -273,13 +278,14 @@ async fn feed_up_becomes(app: &TestApp, value: f64, since: Instant, limit: Durat
 }
 
 /// A server whose database connections all go through `proxy`.
-async fn behind(ctx: &mut Ctx, proxy_for: impl FnOnce(&str) -> TcpProxy) -> (TestApp, TcpProxy, String) {
+async fn behind(
+    ctx: &mut Ctx,
+    proxy_for: impl FnOnce(&str) -> TcpProxy,
+) -> (TestApp, TcpProxy, String) {
     let direct = ctx.new_database();
     let proxy = proxy_for(&direct);
     let url = proxy.url(&direct);
-    let app = ctx
-        .spawn_on(&url, &[("DATABASE_POOL_TIMEOUT", "2s")])
-        .await;
+    let app = ctx.spawn_on(&url, &[("DATABASE_POOL_TIMEOUT", "2s")]).await;
     wait_for_feed(&app).await;
     assert_eq!(proxy.flows_named(FEED), 1, "one change feed connection");
     (app, proxy, direct)
@@ -288,9 +294,11 @@ async fn behind(ctx: &mut Ctx, proxy_for: impl FnOnce(&str) -> TcpProxy) -> (Tes
 fn set_active(database_url: &str, id: i64, active: bool) {
     let db = latchkey_tests::binary::open(database_url);
     let mut conn = db.get().unwrap();
-    diesel::sql_query(format!("UPDATE users SET is_active = {active} WHERE id = {id}"))
-        .execute(&mut **conn)
-        .unwrap();
+    diesel::sql_query(format!(
+        "UPDATE users SET is_active = {active} WHERE id = {id}"
+    ))
+    .execute(&mut **conn)
+    .unwrap();
 }
 
 /// The review's D2: the feed's TCP flow goes silent (no RST, no FIN) while
@@ -332,29 +340,43 @@ async fn a_frozen_change_feed_stalls_no_request_and_comes_back_when_thawed(mut c
 
     // Nothing waits on the feed: liveness, a token check (from the
     // database), a login.
-    within(POOL_TIMEOUT, "GET /healthz", app.get("/healthz", Req::default()))
-        .await
-        .assert_status(200);
+    within(
+        POOL_TIMEOUT,
+        "GET /healthz",
+        app.get("/healthz", Req::default()),
+    )
+    .await
+    .assert_status(200);
     let me = within(POOL_TIMEOUT, "GET /auth/", app.me(&access)).await;
     me.assert_status(200);
     assert_eq!(me.body["email"], "jae@example.com");
-    within(POOL_TIMEOUT, "POST /auth/", app.login("jae@example.com", PASSWORD))
-        .await
-        .assert_status(200);
+    within(
+        POOL_TIMEOUT,
+        "POST /auth/",
+        app.login("jae@example.com", PASSWORD),
+    )
+    .await
+    .assert_status(200);
     // Blind, it is never stale: a deactivation the frozen feed cannot
     // deliver is refused on the next request.
     set_active(&direct, id, false);
-    within(POOL_TIMEOUT, "GET /auth/", app.me(&access)).await.assert(
-        401,
-        json!({"detail": "User is inactive", "code": "user_inactive"}),
-    );
+    within(POOL_TIMEOUT, "GET /auth/", app.me(&access))
+        .await
+        .assert(
+            401,
+            json!({"detail": "User is inactive", "code": "user_inactive"}),
+        );
     set_active(&direct, id, true);
     feed_up_becomes(&app, 0.0, frozen_at, Duration::from_secs(5)).await;
 
     let thawed_at = Instant::now();
     proxy.thaw();
     let back_after = feed_up_becomes(&app, 1.0, thawed_at, Duration::from_secs(10)).await;
-    assert_eq!(proxy.flows_named(FEED), 1, "thawed, the same connection serves");
+    assert_eq!(
+        proxy.flows_named(FEED),
+        1,
+        "thawed, the same connection serves"
+    );
     let hits_before = metric(&app, "auth_cache_hits_total").await;
     for _ in 0..3 {
         let me = app.me(&access).await;
@@ -400,8 +422,13 @@ async fn a_change_feed_frozen_for_good_is_replaced(mut ctx: Ctx) {
 async fn behind_a_transaction_pooler_the_cache_stays_off_and_requests_still_answer(mut ctx: Ctx) {
     let direct = ctx.new_database();
     let bouncer = PgBouncer::start(&direct, "transaction");
+    // One pooled connection, to match the pooler's one server connection
+    // (see `latchkey_tests::pgbouncer`).
     let app = ctx
-        .spawn_on(&bouncer.url(&direct), &[("DATABASE_POOL_TIMEOUT", "2s")])
+        .spawn_on(
+            &bouncer.url(&direct),
+            &[("DATABASE_POOL_TIMEOUT", "2s"), ("DATABASE_POOL_SIZE", "1")],
+        )
         .await;
     let registered = app.registered("jae@example.com").await;
     let access = registered.access();

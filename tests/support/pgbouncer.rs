@@ -1,5 +1,9 @@
 //! Debian's PgBouncer in front of the test PostgreSQL, on a free loopback
 //! port, in the pool mode a test asks for (`.ci/run` installs it).
+//!
+//! One server connection per database: latchkey's pool uses named prepared
+//! statements (diesel's statement cache), which PgBouncer 1.18 in
+//! transaction mode cannot carry from one server connection to another.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -32,7 +36,9 @@ impl PgBouncer {
         );
         let rest = upstream_url.split_once("://").unwrap().1;
         let authority = rest.split('/').next().unwrap();
-        let (user, host_port) = authority.rsplit_once('@').unwrap_or(("postgres", authority));
+        let (user, host_port) = authority
+            .rsplit_once('@')
+            .unwrap_or(("postgres", authority));
         let user = user.split(':').next().unwrap();
         let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
         let dir = tempfile::Builder::new()
@@ -58,7 +64,7 @@ impl PgBouncer {
                  auth_type = trust\n\
                  auth_file = {users}\n\
                  pool_mode = {pool_mode}\n\
-                 default_pool_size = 4\n\
+                 default_pool_size = 1\n\
                  max_client_conn = 200\n\
                  ignore_startup_parameters = extra_float_digits\n\
                  logfile = {log}\n\

@@ -48,7 +48,10 @@ impl TcpProxy {
             .unwrap()
             .next()
             .unwrap();
-        assert!(upstream.ip().is_loopback(), "the proxy only reaches loopback");
+        assert!(
+            upstream.ip().is_loopback(),
+            "the proxy only reaches loopback"
+        );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
@@ -166,7 +169,8 @@ fn forward_startup(flow: &Flow, mut from: &TcpStream, mut to: &TcpStream) -> std
             .get(..4)
             .map(|code| u32::from_be_bytes(code.try_into().unwrap()));
         if code == Some(196_608) {
-            *flow.application_name.lock().unwrap() = startup_parameter(&body[4..], "application_name");
+            *flow.application_name.lock().unwrap() =
+                startup_parameter(&body[4..], "application_name");
         }
         to.write_all(&(length as u32).to_be_bytes())?;
         to.write_all(&body)?;

@@ -151,7 +151,10 @@ pub fn feed_url(url: &str, application_name: &str) -> String {
 }
 
 fn param_key(pair: &str) -> String {
-    pair.split('=').next().unwrap_or_default().to_ascii_lowercase()
+    pair.split('=')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 fn connect_bounded(url: &str, application_name: &str) -> Result<PgConnection, StoreError> {
@@ -249,7 +252,10 @@ impl ChangeFeed {
                 if let Some(last) = rows.last() {
                     *last_seq = last.seq;
                 }
-                Ok(rows.into_iter().map(|row| Heard::User(row.user_id)).collect())
+                Ok(rows
+                    .into_iter()
+                    .map(|row| Heard::User(row.user_id))
+                    .collect())
             }
         }
     }
@@ -258,8 +264,8 @@ impl ChangeFeed {
     /// at a later call); nothing to do on PostgreSQL.
     pub fn prune(&mut self) {
         if let ChangeFeed::Sqlite { conn, .. } = self {
-            let cutoff = crate::db_now()
-                - chrono::Duration::from_std(SQLITE_RETENTION).unwrap_or_default();
+            let cutoff =
+                crate::db_now() - chrono::Duration::from_std(SQLITE_RETENTION).unwrap_or_default();
             let _ = diesel::sql_query("DELETE FROM user_changes WHERE changed_at < ?")
                 .bind::<diesel::sql_types::Timestamp, _>(cutoff)
                 .execute(conn.as_mut());

@@ -3,9 +3,9 @@
 //! sends the heartbeats that prove the feed, from a connection of its own,
 //! so that a send that hangs can delay a heartbeat but never a read.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use latchkey_persistence::DatabaseUrl;
