@@ -49,10 +49,9 @@ const BEAT: Duration = Duration::from_millis(500);
 const WINDOW: Duration = Duration::from_secs(2);
 /// How long a revoking response waits for its marker.
 const ORDER_WAIT: Duration = Duration::from_secs(1);
-/// How many times a lookup retries a busy feed (a few microseconds of
-/// spinning: its holder only reads a socket or an index) before asking the
-/// database instead.
-const FEED_SPINS: usize = 200;
+/// How long a lookup retries a busy feed (its holder only reads a socket or
+/// an index, in microseconds) before asking the database instead.
+const FEED_PATIENCE: Duration = Duration::from_micros(50);
 /// The safety net: nothing cached lives longer.
 const TTL: Duration = Duration::from_secs(60);
 const CAPACITY: u64 = 100_000;
@@ -139,7 +138,7 @@ impl AuthCache {
             )?,
             stalls: prometheus::IntCounter::new(
                 "auth_cache_feed_stalls_total",
-                "Revoking responses sent without their change having come back on the change feed within 1 s (the cache is then off until the feed proves itself again)",
+                "Responses that changed a user sent without a marker sent after their commit having come back on the change feed within 1 s (the cache is then off until the feed proves itself again)",
             )?,
         })
     }
@@ -301,18 +300,25 @@ impl AuthCache {
         }
     }
 
-    /// The feed, unless another thread holds it past a few spins (it only
-    /// ever reads, so that is short; a lookup asks the database rather than
-    /// wait longer). A poisoned lock counts as no feed.
+    /// The feed, unless another thread holds it past [`FEED_PATIENCE`] (it
+    /// only ever reads, so that is rare; a lookup asks the database rather
+    /// than wait longer). A poisoned lock counts as no feed.
     fn try_feed(&self) -> Option<MutexGuard<'_, Option<ChangeFeed>>> {
-        for _ in 0..FEED_SPINS {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.wrapping_add(1);
             match self.feed.try_lock() {
                 Ok(guard) => return Some(guard),
-                Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
                 Err(TryLockError::Poisoned(_)) => return None,
+                Err(TryLockError::WouldBlock) if started.elapsed() >= FEED_PATIENCE => {
+                    return None;
+                }
+                // Now and then the holder may need this core to finish.
+                Err(TryLockError::WouldBlock) if attempt % 16 == 0 => std::thread::yield_now(),
+                Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
             }
         }
-        None
     }
 
     /// Reads what the feed has received so far (a non-blocking read of its
@@ -329,8 +335,9 @@ impl AuthCache {
         match self.read(feed) {
             Ok(()) => true,
             Err(error) => {
-                *slot = None;
+                let broken = slot.take();
                 drop(slot);
+                drop(broken);
                 log::warn!("auth cache: change feed lost ({error})");
                 self.lose();
                 false
@@ -412,4 +419,85 @@ impl AuthCache {
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> AuthCache {
+        AuthCache::new().unwrap()
+    }
+
+    #[test]
+    fn a_cache_whose_feed_never_proved_itself_is_not_trusted() {
+        let cache = cache();
+        assert!(!cache.is_trusted());
+        assert!(cache.get(1, None).is_err());
+        assert_eq!(cache.hits.get(), 0);
+    }
+
+    #[test]
+    fn a_proof_lasts_the_window_and_no_longer() {
+        let cache = cache();
+        cache.prove(cache.now());
+        assert!(cache.is_trusted());
+        std::thread::sleep(WINDOW + Duration::from_millis(50));
+        assert!(!cache.is_trusted(), "a feed silent past the window");
+    }
+
+    #[test]
+    fn after_a_stall_or_a_lost_feed_only_a_newer_proof_counts() {
+        let cache = cache();
+        let before = cache.now();
+        cache.prove(before);
+        assert!(cache.is_trusted());
+        cache.stall();
+        assert!(!cache.is_trusted());
+        assert_eq!(cache.stalls.get(), 1);
+        // A marker sent before the stall, heard late, proves nothing.
+        cache.prove(before);
+        assert!(!cache.is_trusted());
+        cache.prove(cache.now());
+        assert!(cache.is_trusted());
+        cache.lose();
+        assert!(!cache.is_trusted());
+    }
+
+    #[test]
+    fn a_response_waits_for_its_marker_at_most_the_bound_then_marks_the_feed_stalled() {
+        actix_web::rt::System::new().block_on(async {
+            let cache = cache();
+            cache.prove(cache.now());
+            let announced = Announced {
+                sent_at: cache.now(),
+            };
+            let started = Instant::now();
+            cache.settled(announced).await;
+            let waited = started.elapsed();
+            assert!(
+                waited >= ORDER_WAIT && waited < ORDER_WAIT + Duration::from_millis(500),
+                "waited {waited:?}"
+            );
+            assert_eq!(cache.stalls.get(), 1);
+            assert!(!cache.is_trusted());
+        });
+    }
+
+    #[test]
+    fn a_response_whose_marker_came_back_does_not_wait() {
+        actix_web::rt::System::new().block_on(async {
+            let cache = cache();
+            let announced = Announced {
+                sent_at: cache.now(),
+            };
+            // A later marker (a heartbeat) proves it too.
+            cache.prove(cache.now());
+            let started = Instant::now();
+            cache.settled(announced).await;
+            assert!(started.elapsed() < Duration::from_millis(100));
+            assert_eq!(cache.stalls.get(), 0);
+            assert!(cache.is_trusted());
+        });
+    }
 }

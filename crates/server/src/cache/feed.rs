@@ -82,9 +82,9 @@ fn read(cache: &Weak<AuthCache>, url: &DatabaseUrl, pokes: &mpsc::Sender<()>) {
                         let Some(strong) = cache.upgrade() else {
                             return;
                         };
-                        if let Ok(mut slot) = strong.feed.lock() {
-                            slot.take();
-                        }
+                        // Closed outside the lock: lookups never wait on it.
+                        let broken = strong.feed.lock().ok().and_then(|mut slot| slot.take());
+                        drop(broken);
                         strong.lose();
                         if !episode.warned {
                             log::warn!(
