@@ -315,7 +315,9 @@ impl AuthCache {
                     return None;
                 }
                 // Now and then the holder may need this core to finish.
-                Err(TryLockError::WouldBlock) if attempt % 16 == 0 => std::thread::yield_now(),
+                Err(TryLockError::WouldBlock) if attempt.is_multiple_of(16) => {
+                    std::thread::yield_now();
+                }
                 Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
             }
         }
