@@ -25,8 +25,8 @@ const PRUNE: Duration = Duration::from_secs(1);
 /// help (a pooler that swallows notifications), up to [`REPLACE_MAX`].
 const REPLACE: Duration = Duration::from_secs(6);
 const REPLACE_MAX: Duration = Duration::from_secs(96);
-/// A new connection that has heard none of its heartbeats this long after
-/// the database accepted one is taken for a pooler's.
+/// A connection that, this long after it was opened, has heard none of the
+/// heartbeats the database accepted is taken for a pooler's (warned once).
 const POOLER_GRACE: Duration = Duration::from_secs(3);
 
 pub(super) fn spawn(cache: Weak<AuthCache>, url: DatabaseUrl) -> std::io::Result<()> {
