@@ -13,10 +13,12 @@ pub mod app;
 pub mod binary;
 pub mod database;
 pub mod django;
+pub mod pgbouncer;
 pub mod private_pg;
 pub mod roles;
 pub mod runner;
 pub mod smtp;
+pub mod tcp_proxy;
 pub mod user;
 
 pub use app::{Response, TestApp, paths};

@@ -55,21 +55,35 @@ impl AppState {
             ));
         }
         let db = state.db.clone();
-        let (result, changed) = web::block(move || {
+        let (result, changed, announced) = web::block(move || {
             let mut conn = match db.get() {
                 Ok(conn) => conn,
-                Err(error) => return (Err(error.into()), Vec::new()),
+                Err(error) => return (Err(error.into()), Vec::new(), None),
             };
             let result = work(&mut conn, &state);
             if let Err(ApiError::Unavailable(_)) = &result {
                 db.discard(&mut conn);
+                return (result, take_changed_users(), None);
             }
-            (result, take_changed_users())
+            let changed = take_changed_users();
+            // After the commit, on the same connection: a marker that the
+            // change feed hears only once the change is queued for every
+            // instance.
+            let announced = if changed.is_empty() {
+                None
+            } else {
+                state.auth_cache.announce(&mut conn)
+            };
+            (result, changed, announced)
         })
         .await?;
         // Before the response leaves: the next request on this instance
-        // must not be answered from what this one just changed.
+        // must not be answered from what this one just changed...
         self.auth_cache.evict(&changed);
+        // ...nor, past a bounded wait, on any other instance.
+        if let Some(announced) = announced {
+            self.auth_cache.settled(announced).await;
+        }
         result
     }
 }

@@ -91,7 +91,7 @@ impl Metrics {
         registry.register(Box::new(redis_up.clone()))?;
         let cache_feed_up = IntGauge::new(
             "auth_cache_feed_up",
-            "1 while the instance follows the database's changes (the auth cache is in use), 0 while every token check reads the database",
+            "1 while the database's change feed has proved itself within the last 2 s (its own heartbeat came back; the auth cache is in use), 0 while every token check reads the database",
         )?;
         Ok(Metrics {
             registry,
