@@ -75,7 +75,7 @@ fn user_id(response: &Response) -> i64 {
 
 /// Checks a 429 with the contract's body and `Retry-After`.
 #[track_caller]
-fn assert_throttled(response: &Response) {
+pub(crate) fn assert_throttled(response: &Response) {
     response.assert_status(429);
     let wait: u64 = response
         .header("retry-after")

@@ -6,8 +6,10 @@
 use diesel::RunQueryDsl;
 use latchkey_persistence::{DbConnection, User, UserChanges};
 use latchkey_tests::app::Req;
-use latchkey_tests::{Ctx, PASSWORD, Response, TestApp, TestUser, paths, tests};
+use latchkey_tests::{Ctx, PASSWORD, TestApp, TestUser, paths, tests};
 use serde_json::{Value, json};
+
+use crate::hardening::assert_throttled;
 
 tests![
     a_session_id_latchkey_does_not_issue_is_404_before_the_database,
@@ -114,24 +116,6 @@ async fn verify_refuses_the_tokens_of_a_deleted_user_and_of_an_ended_session(mut
 }
 
 // --------------------------------------------------------------- throttle
-
-fn assert_throttled(response: &Response) {
-    response.assert_status(429);
-    let wait: u64 = response
-        .header("retry-after")
-        .expect("Retry-After on a 429")
-        .parse()
-        .unwrap();
-    assert!(wait >= 1, "{wait}");
-    assert!(
-        response.body["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("Request was throttled. Expected available in "),
-        "{}",
-        response.text
-    );
-}
 
 async fn the_silent_refresh_counts_in_the_per_ip_bucket(mut ctx: Ctx) {
     let app = ctx

@@ -133,7 +133,7 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
     // exit-time cleanup, which freed what threads still running at exit
     // were using (the abort after the last test: `double free or
     // corruption`; `cargo run --example exit_with_live_tls -- --old`).
-    openssl_sys::init();
+    latchkey_persistence::init_tls();
     let args = Arguments::from_args();
     let postgres = postgres_available();
     let required = postgres_required();

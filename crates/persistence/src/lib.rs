@@ -7,10 +7,18 @@
 //! nothing of HTTP, tokens or the server.
 
 // Linked for what they build, never named: SQLite and libpq compiled from
-// source, and the OpenSSL libpq's TLS uses, all statically linked.
+// source (and the OpenSSL libpq's TLS uses, below), all statically linked.
 use libsqlite3_sys as _;
-use openssl_sys as _;
 use pq_sys as _;
+
+/// Initialises the statically linked OpenSSL without its exit-time cleanup.
+/// Call it first in `main`, before libpq (or anything else) opens a TLS
+/// connection: the first initialisation decides, and libpq's own registers
+/// a cleanup at exit that frees what threads still running then are using
+/// (a `double free or corruption` abort after `main` returned).
+pub fn init_tls() {
+    openssl_sys::init();
+}
 
 pub mod changes;
 mod connection;

@@ -5,10 +5,8 @@ use latchkey_server::cli::{Cli, run};
 use latchkey_server::telemetry;
 
 fn main() -> ExitCode {
-    // Before anything opens a TLS connection (libpq, SMTP): OpenSSL is
-    // initialised without its atexit cleanup, which would free what
-    // threads still running at exit hold.
-    openssl_sys::init();
+    // Before anything opens a TLS connection (libpq, SMTP).
+    latchkey_persistence::init_tls();
     let dotenv = match latchkey_server::settings::load_dotenv() {
         Ok(found) => found,
         Err(error) => {
