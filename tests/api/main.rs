@@ -18,6 +18,7 @@ mod instances;
 mod keys;
 mod login;
 mod login_races;
+mod login_transaction;
 mod logout;
 mod operations;
 mod password_upgrade;
@@ -62,6 +63,7 @@ fn main() -> std::process::ExitCode {
         hardening_cli::tests(),
         races::tests(),
         login_races::tests(),
+        login_transaction::tests(),
         session_lifecycle::tests(),
         import_django::django_tests(),
         email_flows::tests(),
