@@ -422,10 +422,12 @@ pub fn verify_stored(conn: &mut DbConnection, claims: &Claims) -> Result<(), Api
     let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
     // Verify answers in the token's words (the contract's 401 of refresh).
     // A deactivation through the API also revoked the token: told as that.
-    let revoked = issued_before_revocation(claims.iat, to_unix(user.tokens_valid_after));
-    match standing(user.is_active, to_unix(user.tokens_valid_after), claims.iat) {
+    let valid_after = to_unix(user.tokens_valid_after);
+    match standing(user.is_active, valid_after, claims.iat) {
         Standing::Speaks => {}
-        Standing::Inactive if !revoked => return Err(ApiError::token_invalid_or_expired()),
+        Standing::Inactive if !issued_before_revocation(claims.iat, valid_after) => {
+            return Err(ApiError::token_invalid_or_expired());
+        }
         Standing::Inactive | Standing::Revoked => return Err(ApiError::token_blacklisted()),
     }
     let sid = if claims.token_type == TokenType::Refresh {

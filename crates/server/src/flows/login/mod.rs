@@ -51,20 +51,16 @@ fn recheck(conn: &mut DbConnection, app: &AppState, first: FirstFactor) -> Resul
         user: read,
         upgrade,
     } = first;
-    let user = User::lock(conn, read.id)?
+    let mut user = User::lock(conn, read.id)?
         .filter(|now| unchanged_since(&read, now))
         .ok_or_else(ApiError::no_active_account)?;
-    if let Some(new_hash) = &upgrade {
-        User::upgrade_hash(conn, user.id, &read.password_hash, new_hash)?;
+    if let Some(new_hash) = upgrade
+        && User::upgrade_hash(conn, user.id, &read.password_hash, &new_hash)?
+    {
+        user.password_hash = new_hash;
     }
     if !app.settings.update_last_login {
-        return Ok(match upgrade {
-            Some(password_hash) => User {
-                password_hash,
-                ..user
-            },
-            None => user,
-        });
+        return Ok(user);
     }
     let changes = UserChanges {
         last_login: Some(db_now()),

@@ -2,7 +2,7 @@
 //! and the check of a signed-in user's own password.
 
 use latchkey_auth::password::MAX_BYTES_NON_BCRYPT;
-use latchkey_auth::{HashProblem, IssuedToken, PasswordHasher, Verification};
+use latchkey_auth::{HashProblem, IssuedToken, Verification};
 use latchkey_domain::{Email, Password};
 use latchkey_persistence::User;
 
@@ -64,24 +64,7 @@ pub async fn authenticate_credentials(
     let user = state
         .with_conn(move |conn, _| Ok(User::find_by_email(conn, &email)?))
         .await?;
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let Checked {
-        verification,
-        upgrade,
-        problem,
-    } = state
-        .hashing
-        .run(move |hasher| match stored_hash {
-            Some(hash) => check_and_upgrade(hasher, &password, &hash),
-            None => {
-                hasher.verify_dummy(&password);
-                Checked::default()
-            }
-        })
-        .await?;
-    if let (Some(user), Some(problem)) = (&user, problem) {
-        log_unusable_hash(user.id, problem);
-    }
+    let (verification, upgrade) = check_password(state, user.as_ref(), password).await?;
     let succeeded = verification.matches && user.as_ref().is_some_and(|u| u.is_active);
     if succeeded {
         state.metrics.logins.inc();
@@ -101,33 +84,41 @@ pub async fn authenticate_credentials(
     }
 }
 
-/// What one check on the hashing pool found.
-#[derive(Default)]
-struct Checked {
-    verification: Verification,
-    /// The hash to store instead, when the stored one is due for an upgrade.
-    upgrade: Option<String>,
-    /// Why the stored hash can never match, when it cannot.
-    problem: Option<HashProblem>,
-}
-
-/// Checks `raw` against `stored` and, when it matches a hash that is not in
-/// the configured format (or weaker than configured), makes its
-/// replacement: both on the hashing pool, in one job.
-fn check_and_upgrade(hasher: &PasswordHasher, raw: &str, stored: &str) -> Checked {
-    let verification = hasher.check(raw, stored);
-    let upgrade = (verification.matches && verification.needs_upgrade)
-        .then(|| Password::parse_unvalidated_with_limit(raw, hasher.max_password_bytes()).ok())
-        .flatten()
-        .and_then(|password| hasher.hash(&password).ok());
-    let problem = (verification.unknown_format || verification.out_of_bounds)
-        .then(|| hasher.stored_hash_problem(stored))
-        .flatten();
-    Checked {
-        verification,
-        upgrade,
-        problem,
+/// Checks `raw` against `user`'s stored hash (the dummy hash when there is
+/// no such user) and, when it matches a hash that is not in the configured
+/// format (or weaker than configured), makes its replacement: both on the
+/// hashing pool, in one job. A stored hash that can never match is logged
+/// once.
+async fn check_password(
+    state: &AppState,
+    user: Option<&User>,
+    raw: String,
+) -> Result<(Verification, Option<String>), ApiError> {
+    let stored = user.map(|u| u.password_hash.clone());
+    let (verification, upgrade, problem) = state
+        .hashing
+        .run(move |hasher| {
+            let Some(stored) = stored else {
+                hasher.verify_dummy(&raw);
+                return (Verification::default(), None, None);
+            };
+            let verification = hasher.check(&raw, &stored);
+            let upgrade = (verification.matches && verification.needs_upgrade)
+                .then(|| {
+                    Password::parse_unvalidated_with_limit(&raw, hasher.max_password_bytes()).ok()
+                })
+                .flatten()
+                .and_then(|password| hasher.hash(&password).ok());
+            let problem = (verification.unknown_format || verification.out_of_bounds)
+                .then(|| hasher.stored_hash_problem(&stored))
+                .flatten();
+            (verification, upgrade, problem)
+        })
+        .await?;
+    if let (Some(user), Some(problem)) = (user, problem) {
+        log_unusable_hash(user.id, problem);
     }
+    Ok((verification, upgrade))
 }
 
 /// Logs, once per user and process, a stored hash latchkey will never
@@ -165,18 +156,7 @@ pub async fn verify_own_password(
         Ok(email) => Some(state.throttle.reserve_login(&email).await?),
         Err(_) => None,
     };
-    let hash = user.password_hash.clone();
-    let Checked {
-        verification,
-        upgrade,
-        problem,
-    } = state
-        .hashing
-        .run(move |hasher| check_and_upgrade(hasher, &raw, &hash))
-        .await?;
-    if let Some(problem) = problem {
-        log_unusable_hash(user.id, problem);
-    }
+    let (verification, upgrade) = check_password(state, Some(user), raw).await?;
     if verification.matches {
         if let Some(attempt) = attempt {
             attempt.succeeded().await;
