@@ -236,46 +236,26 @@ impl User {
     /// A password set (`password_changed_at` given: by the user, staff or a
     /// reset, never a hash upgrade) or an email or flag that really changes
     /// also stamps `changed_in_latchkey_at`, so that an `import-django`
-    /// re-run keeps the user as latchkey has them. Each stamp is one
-    /// conditional `UPDATE` in the same transaction, compared against the
-    /// row as it is when locked, never against an earlier read.
+    /// re-run keeps the user as latchkey has them: the stamp is part of the
+    /// same `UPDATE`, decided against the row as it is under lock, never
+    /// against an earlier read.
     pub fn update(
         conn: &mut DbConnection,
         id: i64,
         changes: &UserChanges,
     ) -> Result<User, StoreError> {
         write_transaction(conn, |conn| {
-            let now = crate::db_now();
-            let row = users::table.find(id);
-            let stamp = users::changed_in_latchkey_at.eq(Some(now));
-            if changes.password_changed_at.is_some() {
-                diesel::update(row).set(stamp).execute(conn)?;
+            let updated = if changed_in_latchkey(conn, id, changes)? {
+                let stamp = users::changed_in_latchkey_at.eq(Some(crate::db_now()));
+                diesel::update(users::table.find(id))
+                    .set((changes, stamp))
+                    .execute(conn)
             } else {
-                if let Some(email) = &changes.email {
-                    diesel::update(row.filter(users::email.ne(email)))
-                        .set(stamp)
-                        .execute(conn)?;
-                }
-                if let Some(is_active) = changes.is_active {
-                    diesel::update(row.filter(users::is_active.ne(is_active)))
-                        .set(stamp)
-                        .execute(conn)?;
-                }
-                if let Some(is_staff) = changes.is_staff {
-                    diesel::update(row.filter(users::is_staff.ne(is_staff)))
-                        .set(stamp)
-                        .execute(conn)?;
-                }
-                if let Some(is_superuser) = changes.is_superuser {
-                    diesel::update(row.filter(users::is_superuser.ne(is_superuser)))
-                        .set(stamp)
-                        .execute(conn)?;
-                }
+                diesel::update(users::table.find(id))
+                    .set(changes)
+                    .execute(conn)
             }
-            let updated = diesel::update(users::table.find(id))
-                .set(changes)
-                .execute(conn)
-                .map_err(StoreError::from_user_write)?;
+            .map_err(StoreError::from_user_write)?;
             if updated == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -339,6 +319,38 @@ impl User {
     pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
         Ok(users::table.count().get_result(conn)?)
     }
+}
+
+/// Whether `changes` are a write an `import-django` re-run must keep: a
+/// password set (by the user, staff or a reset: `password_changed_at`,
+/// never a hash upgrade), or an email or flag that really changes, compared
+/// with the row as it is under the lock the update takes anyway.
+fn changed_in_latchkey(
+    conn: &mut DbConnection,
+    id: i64,
+    changes: &UserChanges,
+) -> Result<bool, StoreError> {
+    if changes.password_changed_at.is_some() {
+        return Ok(true);
+    }
+    if changes.email.is_none()
+        && changes.is_active.is_none()
+        && changes.is_staff.is_none()
+        && changes.is_superuser.is_none()
+    {
+        return Ok(false);
+    }
+    let Some(stored) = User::lock(conn, id)? else {
+        return Ok(false);
+    };
+    let differs = |new: Option<bool>, old: bool| new.is_some_and(|new| new != old);
+    Ok(changes
+        .email
+        .as_ref()
+        .is_some_and(|email| *email != stored.email)
+        || differs(changes.is_active, stored.is_active)
+        || differs(changes.is_staff, stored.is_staff)
+        || differs(changes.is_superuser, stored.is_superuser))
 }
 
 /// `SELECT … FOR NO KEY UPDATE` where the backend has it.
