@@ -36,7 +36,16 @@ pub struct Ctx {
 impl Ctx {
     /// A new, empty database URL for this test (dropped after it).
     pub fn new_database(&mut self) -> String {
-        let db = TestDatabase::create(self.backend);
+        self.keep(TestDatabase::create(self.backend))
+    }
+
+    /// A new database with every migration applied (a copy of the run's
+    /// migrated template), dropped after the test.
+    pub fn migrated_database(&mut self) -> String {
+        self.keep(TestDatabase::migrated(self.backend))
+    }
+
+    fn keep(&mut self, db: TestDatabase) -> String {
         let url = db.url.clone();
         self.databases.push(db);
         url
@@ -47,9 +56,11 @@ impl Ctx {
         self.spawn_with(&[]).await
     }
 
-    /// A server on a fresh database, with settings overridden.
+    /// A server on a fresh database, with settings overridden. The database
+    /// is already migrated (the server's own run of the migrations at start
+    /// then finds none pending).
     pub async fn spawn_with(&mut self, overrides: &[(&str, &str)]) -> TestApp {
-        let url = self.new_database();
+        let url = self.migrated_database();
         TestApp::spawn(self.backend, &url, overrides).await
     }
 
@@ -127,6 +138,24 @@ fn run_body(backend: Backend, test: Test) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The number of trials run at once when `--test-threads` is not given:
+/// `RUST_TEST_THREADS` when set, else [`TEST_THREADS`]. libtest-mimic's own
+/// default is the number of cores, but a trial mostly waits (on HTTP, the
+/// databases, child processes, the clock), so two cores keep more busy.
+fn default_test_threads() -> usize {
+    std::env::var("RUST_TEST_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(TEST_THREADS)
+}
+
+/// See [`default_test_threads`]; each trial's servers open at most a few
+/// PostgreSQL connections (`DATABASE_POOL_SIZE` 4 in the test settings, the
+/// change feed's listener, the email sender's), well inside PostgreSQL's
+/// default `max_connections` (100) at this many trials at once.
+pub const TEST_THREADS: usize = 8;
+
 /// The test binary's `main`.
 pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
     // Before libpq's first TLS connection: OpenSSL initialised without its
@@ -134,7 +163,10 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
     // were using (the abort after the last test: `double free or
     // corruption`; `cargo run --example exit_with_live_tls -- --old`).
     latchkey_persistence::init_tls();
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(default_test_threads());
+    }
     let postgres = postgres_available();
     let required = postgres_required();
     if let Err(reason) = &postgres {
@@ -230,6 +262,7 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
         trials.push(trial);
     }
     let conclusion = libtest_mimic::run(&args, trials);
+    crate::database::drop_templates();
     if postgres.is_err() && !required {
         eprintln!(
             "\n*** Reminder: the PostgreSQL half of the suite was NOT run (PostgreSQL unreachable).\n"
