@@ -16,6 +16,13 @@ pub mod keys;
 pub mod password;
 pub mod sessions;
 
+// Tests over the whole crate's public surface (once integration tests;
+// unit tests here, so `cargo test` builds one executable for the crate).
+#[cfg(test)]
+mod django_hashes_tests;
+#[cfg(test)]
+mod hash_bounds_tests;
+
 pub use claims::{Claims, TokenType};
 pub use cookies::CookiePolicy;
 pub use error::{HashError, KeyError, TokenError};

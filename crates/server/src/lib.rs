@@ -10,6 +10,10 @@ pub mod email;
 pub mod error;
 pub mod flows;
 pub mod forms;
+// Property tests of the body parser and the token decoder (a unit-test
+// module, so `cargo test` builds one executable for the crate).
+#[cfg(test)]
+mod fuzz_tests;
 pub mod import_django;
 pub mod openapi;
 pub mod origin;

@@ -4,11 +4,11 @@
 //! cases each) so CI runs them in seconds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::body::parse_body;
+use crate::error::ApiError;
 use actix_web::ResponseError;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use latchkey_auth::{Claims, JwtSettings, KeyConfig, KeySet, TokenCodec, TokenError, TokenType};
-use latchkey_server::body::parse_body;
-use latchkey_server::error::ApiError;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -16,12 +16,12 @@
 //! encoded as Django encodes them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::{
+    HashProblem, HasherConfig, HasherKind, PasswordHasher, Verification, VerificationCounts,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use latchkey_auth::{
-    HashProblem, HasherConfig, HasherKind, PasswordHasher, Verification, VerificationCounts,
-};
 use latchkey_domain::Password;
 use md5::{Digest, Md5};
 

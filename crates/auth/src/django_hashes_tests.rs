@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use latchkey_auth::{HasherConfig, HasherKind, PasswordHasher};
+use crate::{HasherConfig, HasherKind, PasswordHasher};
 use latchkey_domain::Password;
 use serde_json::Value;
 
