@@ -18,9 +18,10 @@ tests![
 ];
 
 /// Revocation has whole-second precision: tokens issued in the same second
-/// as a revocation survive it, so tests wait for the next second.
-fn next_second() {
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+/// as a revocation survive it, so tests wait for the next second (after
+/// `token`'s, the latest they hold).
+async fn next_second(token: &str) {
+    latchkey_tests::after_the_second_of(token).await;
 }
 
 /// An access token issued before its user's revocation.
@@ -41,7 +42,7 @@ async fn two_sessions(app: &TestApp) -> (TestUser, TestUser) {
 async fn logout_everywhere_revokes_every_session(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let (first, second) = two_sessions(&app).await;
-    next_second();
+    next_second(&second.access).await;
     let response = first.logout_everywhere().await;
     response.assert(202, json!({"message": "Logout success"}));
     assert!(
@@ -74,7 +75,7 @@ async fn logout_everywhere_needs_credentials(mut ctx: Ctx) {
 async fn password_change_revokes_other_sessions_and_returns_new_tokens(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let (first, second) = two_sessions(&app).await;
-    next_second();
+    next_second(&second.access).await;
     let response = first.change_password(PASSWORD, "a-new-passphrase-42").await;
     response.assert_status(200);
     assert_eq!(response.body["message"], "Password changed");
@@ -148,7 +149,7 @@ async fn sliding_token_lifecycle(mut ctx: Ctx) {
     me.assert_status(200);
     assert_eq!(me.body["email"], "jae@example.com");
     app.verify(&token).await.assert(200, json!({}));
-    next_second();
+    next_second(&token).await;
     let slid = app.sliding_refresh(&token).await;
     slid.assert_status(200);
     let new_token = slid.body["token"].as_str().unwrap();

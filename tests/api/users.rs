@@ -429,7 +429,8 @@ async fn deactivating_a_user_refuses_their_access_token_at_once(mut ctx: Ctx) {
 async fn changing_a_password_revokes_existing_tokens(mut ctx: Ctx) {
     let r = roles(&mut ctx).await;
     let session = r.app.login("user@example.com", PASSWORD).await;
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Revocation has whole-second precision: wait for the next second.
+    latchkey_tests::after_the_second_of(&session.access()).await;
     r.user
         .patch(
             r.user.id,

@@ -36,7 +36,7 @@ async fn verify_refuses_a_revoked_access_token(mut ctx: Ctx) {
     let admin = app.superuser("admin@example.com").await;
     let jae = app.user("jae@example.com").await;
     // Revocation has whole-second precision: wait for the next second.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    latchkey_tests::after_the_second_of(&jae.access).await;
     app.deactivate(&admin, jae.id).await;
     app.verify(&jae.access).await.assert(
         401,

@@ -76,3 +76,22 @@ pub fn migration_count(backend: Backend) -> usize {
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// Waits until the clock has left the second `token` was issued in (its
+/// `iat`; at most a second): revocation has whole-second precision (a token
+/// issued in the revocation's second survives it), so a test that revokes a
+/// token it was just given waits this long, not a fixed 1.1 s. (Presenting
+/// the token as issued a second earlier, re-signed with [`TEST_SECRET`],
+/// would not do: a token issued in the user's registration second would then
+/// predate the user's `tokens_valid_after`, refused for that.)
+pub async fn after_the_second_of(token: &str) {
+    let issued = payload(token)["iat"].as_i64().expect("an iat claim");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while now() <= issued {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock stands still"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
