@@ -8,20 +8,20 @@ use std::sync::OnceLock;
 use latchkey_persistence::{Database, DatabaseUrl, PoolOptions, User, UserChanges};
 
 /// Builds (once) and returns the debug `latchkey` binary of this workspace.
+///
+/// Built with the packages and targets `cargo test --workspace` selects
+/// (every member, with targets that take dev-dependencies), so cargo
+/// resolves the same dependency features and reuses what the test build
+/// compiled: only the binary is left to build. `-p latchkey-server --bin
+/// latchkey` resolves features for the server alone, and compiled about a
+/// hundred dependencies a second time. `.ci/run e2e` builds it the same way.
 pub fn latchkey_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "latchkey-server",
-                    "--bin",
-                    "latchkey",
-                ])
+                .args(["build", "--quiet", "--workspace", "--bins", "--examples"])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .expect("cargo runs");
