@@ -11,6 +11,8 @@ pub mod error;
 pub mod flows;
 pub mod forms;
 pub mod import_django;
+#[cfg(test)]
+mod layering_tests;
 pub mod openapi;
 pub mod origin;
 
