@@ -22,6 +22,7 @@ use latchkey_persistence::{SessionState, User};
 
 use crate::error::ApiError;
 use crate::flows::tokens::Client;
+use crate::net::client_ip::client_ip;
 use crate::state::{AppState, unix_now};
 
 /// Where the credentials came from.
@@ -190,9 +191,9 @@ pub fn check_user(found: Option<(User, SessionState)>, claims: &Claims) -> Resul
 
 /// CSRF (double submit) for a request that a cookie authenticates; safe
 /// methods need none. (`Origin` is checked for every unsafe request, by
-/// [`crate::origin`].)
+/// [`crate::http::origin`].)
 pub fn check_cookie_request(req: &HttpRequest) -> Result<(), ApiError> {
-    if !crate::origin::is_unsafe(req.method()) {
+    if !crate::http::origin::is_unsafe(req.method()) {
         return Ok(());
     }
     let cookie = req.cookie(CSRF_COOKIE_NAME);
@@ -241,7 +242,7 @@ impl FromRequest for Client {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let ip = req
             .app_data::<web::Data<AppState>>()
-            .and_then(|state| state.throttle.client_ip(req))
+            .and_then(|state| client_ip(req, &state.settings.http.trusted_proxies))
             .map(|ip| ip.to_string());
         let user_agent = req
             .headers()

@@ -10,11 +10,12 @@ pub mod email;
 pub mod error;
 pub mod flows;
 pub mod forms;
+pub mod http;
 pub mod import_django;
 #[cfg(test)]
 mod layering_tests;
+pub mod net;
 pub mod openapi;
-pub mod origin;
 
 pub mod routes;
 pub mod settings;

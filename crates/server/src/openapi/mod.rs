@@ -22,7 +22,7 @@ pub mod shared;
         routes::operations::api_root,
         routes::operations::healthz,
         routes::operations::readyz,
-        crate::telemetry::metrics::metrics,
+        routes::metrics_access::metrics,
         routes::tokens::register,
         routes::tokens::login,
         routes::tokens::current_user,
@@ -88,7 +88,12 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// Where Swagger UI is served.
+pub const DOCS: &str = "/docs/";
+/// Where the description is served.
+pub const DESCRIPTION: &str = "/openapi.json";
+
 /// `/openapi.json` and the Swagger UI at `/docs`.
 pub fn service() -> SwaggerUi {
-    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+    SwaggerUi::new("/docs/{_:.*}").url(DESCRIPTION, ApiDoc::openapi())
 }

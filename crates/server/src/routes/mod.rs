@@ -6,7 +6,7 @@
 
 pub mod email;
 mod fallback;
-mod metrics_access;
+pub mod metrics_access;
 pub mod operations;
 pub mod responses;
 pub mod sessions;
@@ -18,7 +18,7 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{Route, guard, web};
 
 use crate::authn::authenticate;
-use crate::throttle::limit_per_ip;
+use crate::http::middleware::{limit_per_ip, other_slash_form};
 use fallback::allow;
 pub use fallback::not_found;
 
@@ -79,14 +79,6 @@ impl Resource {
             resource = resource.route(route);
         }
         resource.default_service(allow(allowed))
-    }
-}
-
-/// A path's other form: without its trailing slash, or with one.
-pub fn other_slash_form(path: &str) -> String {
-    match path.strip_suffix('/') {
-        Some(bare) => bare.to_owned(),
-        None => format!("{path}/"),
     }
 }
 
@@ -229,11 +221,25 @@ pub fn user_resources() -> Vec<Resource> {
     ]
 }
 
+/// The pages beside the API, none of them in `/openapi.json`: the demo
+/// app, Swagger UI, and the description Swagger UI reads.
+pub const PAGES: [&str; 3] = [DEMO, crate::openapi::DOCS, crate::openapi::DESCRIPTION];
+const DEMO: &str = "/demo/";
+
+/// Every path pattern served, as the metrics label it is counted under.
+pub fn patterns() -> impl Iterator<Item = String> {
+    let api = resources().into_iter().map(|r| r.path.to_owned());
+    let users = user_resources()
+        .into_iter()
+        .map(|r| format!("/list{}", r.path));
+    api.chain(users).chain(PAGES.map(str::to_owned))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The pages: Swagger UI at /docs/, the demo app at /demo/.
     cfg.service(crate::openapi::service())
         .service(
-            web::resource("/demo/")
+            web::resource(DEMO)
                 .route(get().to(operations::demo))
                 .default_service(allow("GET, HEAD".into())),
         )
@@ -266,7 +272,27 @@ pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::middleware::RouteLabels;
     use utoipa::OpenApi;
+
+    #[test]
+    fn a_path_is_labelled_with_its_route_pattern() {
+        let labels = RouteLabels::new(patterns());
+        let route_label = |path| labels.label(path);
+        assert_eq!(route_label("/auth/"), "/auth/");
+        assert_eq!(route_label("/auth"), "/auth/");
+        assert_eq!(route_label("/healthz"), "/healthz");
+        assert_eq!(route_label("/list/"), "/list/");
+        assert_eq!(route_label("/list/42/"), "/list/{id}/");
+        assert_eq!(route_label("/list/42"), "/list/{id}/");
+        assert_eq!(route_label("/auth/sessions/abc/"), "/auth/sessions/{id}/");
+        assert_eq!(route_label("/list/42/x"), "unmatched");
+        assert_eq!(route_label("/list//"), "unmatched");
+        assert_eq!(route_label("/wp-admin.php"), "unmatched");
+        assert_eq!(route_label("/docs/swagger-ui.css"), "/docs/");
+        assert_eq!(route_label("/demo"), "/demo/");
+        assert_eq!(route_label("/openapi.json"), "/openapi.json");
+    }
 
     /// A route cannot be served without being described, nor described
     /// without being served.

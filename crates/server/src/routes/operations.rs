@@ -12,7 +12,7 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/", tag = "operations",
     responses((status = 200, description = "Links to the API", body = RootView)))]
 pub async fn api_root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let base = crate::origin::base_url(&state, &req);
+    let base = crate::http::origin::base_url(&state, &req);
     HttpResponse::Ok().json(RootView {
         list: format!("{base}/list/"),
         register: format!("{base}/register/"),

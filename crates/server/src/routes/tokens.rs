@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::flows::tokens::{self as token_flows, Client, Refreshed};
 use crate::flows::{accounts, login};
 use crate::forms::{Body, LoginForm, RefreshForm, RegisterForm, TokenForm, required};
+use crate::net::client_ip::client_ip;
 use crate::openapi::shared::{
     BodyRefused, CsrfFailed, InvalidFields, Throttled, Unauthenticated, Unavailable,
 };
@@ -112,7 +113,7 @@ pub async fn current_user(
     };
     // A refresh on the server is an auth request like `POST /auth/refresh/`:
     // it takes its place in the same per-IP bucket.
-    if let Some(ip) = state.throttle.client_ip(&req) {
+    if let Some(ip) = client_ip(&req, &state.settings.http.trusted_proxies) {
         state.throttle.hit_ip(ip).await?;
     }
     // A refresh cookie that does not refresh leaves the access token's

@@ -20,7 +20,11 @@ fn page_url(state: &State, req: &HttpRequest, page: i64) -> String {
         pairs.push(("page".into(), page.to_string()));
     }
     let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    let base = format!("{}{}", crate::origin::base_url(state, req), req.path());
+    let base = format!(
+        "{}{}",
+        crate::http::origin::base_url(state, req),
+        req.path()
+    );
     if query.is_empty() {
         base
     } else {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::SettingsError;
-use crate::throttle::{IpNet, Rate};
+use crate::net::client_ip::IpNet;
+use crate::throttle::Rate;
 
 pub(super) fn bad(name: &str, value: &str, expected: &str) -> SettingsError {
     SettingsError(format!(

@@ -31,6 +31,7 @@ pub use metrics::{MetricsListen, MetricsSettings};
 use dev_secret::development_secret;
 use env::{Reader, bad, parse_algorithm, parse_ip_net, parse_same_site};
 
+use crate::net::client_ip::IpNet;
 use crate::throttle::{
     DEFAULT_IPV6_PREFIX, DEFAULT_LOGIN_FAILURES, DEFAULT_PER_IP, DEFAULT_REDIS_TIMEOUT,
     ThrottleSettings,
@@ -104,7 +105,7 @@ pub struct Settings {
     pub hasher: HasherConfig,
     /// `HASHING_QUEUE` (default 64): password checks that may wait at once.
     pub hashing_queue: usize,
-    /// `THROTTLE_AUTH_PER_IP`, `THROTTLE_LOGIN_FAILURES`, `TRUSTED_PROXIES`,
+    /// `THROTTLE_AUTH_PER_IP`, `THROTTLE_LOGIN_FAILURES`,
     /// `THROTTLE_IPV6_PREFIX`, `REDIS_URL`, `REDIS_TIMEOUT`.
     pub throttle: ThrottleSettings,
     /// `AUTH_CACHE` (default true): answer token checks from the instance's
@@ -138,6 +139,9 @@ pub struct HttpSettings {
     /// `PUBLIC_URL`: the server's own origin (`https://auth.example.com`),
     /// for the `Origin` check and the links it writes; unset, the request's.
     pub public_url: Option<String>,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` (and forwarded host
+    /// and scheme) is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl HttpSettings {
@@ -456,6 +460,7 @@ impl Settings {
             cors_allowed_origins,
             auth_header_types,
             public_url,
+            trusted_proxies,
         };
         Ok(Settings {
             environment,
@@ -471,7 +476,6 @@ impl Settings {
             throttle: ThrottleSettings {
                 per_ip: env.rate("THROTTLE_AUTH_PER_IP", DEFAULT_PER_IP)?,
                 login_failures: env.rate("THROTTLE_LOGIN_FAILURES", DEFAULT_LOGIN_FAILURES)?,
-                trusted_proxies,
                 ipv6_prefix,
                 redis_url: env.raw("REDIS_URL"),
                 redis_timeout: env.bounded_duration(
@@ -629,9 +633,9 @@ mod tests {
     #[test]
     fn trusted_proxies_take_addresses_and_ranges() {
         let s = with_key(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
-        assert_eq!(s.throttle.trusted_proxies.len(), 3);
-        assert!(s.throttle.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
-        assert!(!s.throttle.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
+        assert_eq!(s.http.trusted_proxies.len(), 3);
+        assert!(s.http.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!s.http.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
         assert!(with_key(&[("TRUSTED_PROXIES", "nope")]).is_err());
     }
 

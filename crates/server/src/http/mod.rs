@@ -1,0 +1,6 @@
+//! The HTTP edge, above the flows: the middleware and what reads a request
+//! into the plain data a flow takes (the handlers and the route table are
+//! `crate::routes`, their description `crate::openapi`).
+
+pub mod middleware;
+pub mod origin;
