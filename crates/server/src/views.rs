@@ -3,7 +3,7 @@
 //! A user's view never holds the password hash.
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
-use latchkey_persistence::User;
+use latchkey_persistence::{Session, User};
 use serde::Serialize;
 
 use crate::error::FieldErrors;
@@ -195,9 +195,9 @@ pub struct SessionItemView {
     pub current: bool,
 }
 
-impl From<&crate::flows::sessions::ListedSession> for SessionItemView {
-    fn from(listed: &crate::flows::sessions::ListedSession) -> Self {
-        let session = &listed.session;
+impl SessionItemView {
+    /// A session row, and whether the request's token belongs to it.
+    pub fn new(session: &Session, current: bool) -> Self {
         SessionItemView {
             id: session.id.clone(),
             created_at: timestamp(session.created_at),
@@ -205,7 +205,7 @@ impl From<&crate::flows::sessions::ListedSession> for SessionItemView {
             expires_at: timestamp(session.expires_at),
             user_agent: session.user_agent.clone(),
             ip: session.ip.clone(),
-            current: listed.current,
+            current,
         }
     }
 }

@@ -134,7 +134,10 @@ pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpRespon
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SessionListView {
-            results: sessions.iter().map(SessionItemView::from).collect(),
+            results: sessions
+                .iter()
+                .map(|listed| SessionItemView::new(&listed.session, listed.current))
+                .collect(),
         }))
 }
 
