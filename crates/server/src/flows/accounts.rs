@@ -5,6 +5,7 @@ use latchkey_domain::NewAccount;
 use latchkey_persistence::{DbConnection, NewUser, User, db_now};
 
 use super::tokens::{Client, TokenPair, start_session};
+use crate::email::Verification;
 use crate::error::{ApiError, EMAIL_TAKEN};
 use crate::forms::{Body, Form, InvalidAccount, PasswordRules, RegisterForm};
 use crate::state::{AppState, State, unix_now};
@@ -79,27 +80,27 @@ where
         .await
 }
 
-/// `POST /register/`: a new active user and their first session.
+/// What `POST /register/` made.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per registration and matched at once by its handler"
+)]
+pub enum Registered {
+    /// The user and their first session.
+    WithSession(User, TokenPair),
+    /// Under `EMAIL_VERIFICATION=mandatory`: the user, no session until the
+    /// address is verified.
+    AwaitingVerification(User),
+}
+
+/// `POST /register/`: a new active user, the verification email (when
+/// verification is on) queued in the same transaction, then their first
+/// session unless verification is mandatory.
 pub async fn register(
     state: &State,
     body: Body<RegisterForm>,
     client: Client,
-) -> Result<(User, TokenPair), ApiError> {
-    let user = register_without_session(state, body).await?;
-    let user_id = user.id;
-    let pair = state
-        .with_conn(move |conn, app| start_session(conn, app, user_id, unix_now(), &client))
-        .await?;
-    Ok((user, pair))
-}
-
-/// `POST /register/` without a session (all of it under
-/// `EMAIL_VERIFICATION=mandatory`): the user, and the verification email
-/// queued in the same transaction.
-pub async fn register_without_session(
-    state: &State,
-    body: Body<RegisterForm>,
-) -> Result<User, ApiError> {
+) -> Result<Registered, ApiError> {
     let form = new_account_form(state, &body).await?;
     let app = state.clone();
     let user = create_account_then(
@@ -109,5 +110,12 @@ pub async fn register_without_session(
     )
     .await?;
     state.mailer.wake();
-    Ok(user)
+    if state.settings.email.verification == Verification::Mandatory {
+        return Ok(Registered::AwaitingVerification(user));
+    }
+    let user_id = user.id;
+    let pair = state
+        .with_conn(move |conn, app| start_session(conn, app, user_id, unix_now(), &client))
+        .await?;
+    Ok(Registered::WithSession(user, pair))
 }

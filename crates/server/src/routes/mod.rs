@@ -4,8 +4,10 @@
 //! Handlers are short: extract, call one flow, map the result. Every path is
 //! served with and without its trailing slash.
 
+pub mod accounts;
 pub mod email;
 mod fallback;
+pub mod login;
 pub mod metrics_access;
 pub mod operations;
 pub mod responses;
@@ -114,7 +116,7 @@ pub fn resources() -> Vec<Resource> {
         ),
         api(
             "/register/",
-            vec![(M::POST, throttled(web::post().to(email::register)))],
+            vec![(M::POST, throttled(web::post().to(accounts::register)))],
         ),
         api(
             "/auth/",
@@ -123,8 +125,8 @@ pub fn resources() -> Vec<Resource> {
                     M::GET,
                     protected(get().to(tokens::current_user)).wrap(no_store()),
                 ),
-                (M::POST, throttled(web::post().to(tokens::login))),
-                (M::DELETE, web::delete().to(tokens::logout)),
+                (M::POST, throttled(web::post().to(login::login))),
+                (M::DELETE, web::delete().to(sessions::logout)),
             ],
         ),
         api(
@@ -183,7 +185,7 @@ pub fn resources() -> Vec<Resource> {
         ),
         api(
             "/auth/sliding/",
-            vec![(M::POST, throttled(web::post().to(sessions::obtain_sliding)))],
+            vec![(M::POST, throttled(web::post().to(login::obtain_sliding)))],
         ),
         api(
             "/auth/sliding/refresh/",
@@ -194,7 +196,7 @@ pub fn resources() -> Vec<Resource> {
         ),
         api(
             "/.well-known/jwks.json",
-            vec![(M::GET, get().to(sessions::jwks))],
+            vec![(M::GET, get().to(tokens::jwks))],
         ),
     ]
 }

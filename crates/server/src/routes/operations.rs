@@ -4,6 +4,7 @@ use crate::views::{ErrorView, RootView, StatusView};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::ApiError;
+use crate::openapi::shared::example;
 use crate::state::AppState;
 
 /// The API root: links to the resources.
@@ -38,7 +39,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "The database answers", body = StatusView),
-        (status = 503, description = "The database does not answer", body = ErrorView)))]
+        (status = 503, description = "The database does not answer", body = ErrorView, example = json!(example(&ApiError::Unavailable(String::new()))))))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state
         .schema_ready

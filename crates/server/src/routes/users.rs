@@ -6,7 +6,9 @@ use crate::authn::CurrentUser;
 use crate::error::ApiError;
 use crate::flows::users::{self, Page, PageRequest};
 use crate::forms::{Body, UpdateKind, UserCreateForm, UserUpdateForm};
-use crate::openapi::shared::{BodyRefused, Forbidden, InvalidFields, Unauthenticated, Unavailable};
+use crate::openapi::shared::{
+    BodyRefused, Forbidden, InvalidFields, Unauthenticated, Unavailable, example,
+};
 use crate::state::State;
 use crate::views::{BadRequestView, ErrorView, UserList, UserPageView, UserView};
 
@@ -49,7 +51,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     responses(
         (status = 200, description = "One page of users", body = UserPageView),
         (status = 400, description = "A search with a NUL character", body = BadRequestView),
-        (status = 404, description = "Invalid page", body = ErrorView),
+        (status = 404, description = "Invalid page", body = ErrorView, example = json!(example(&ApiError::NotFoundWith("Invalid page.")))),
         Unauthenticated,
         Unavailable))]
 pub async fn list(
@@ -119,7 +121,7 @@ pub async fn create(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable))]
 pub async fn retrieve(
@@ -146,7 +148,7 @@ pub async fn retrieve(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
         InvalidFields,
         Forbidden,
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable,
         BodyRefused))]
@@ -170,7 +172,7 @@ pub async fn update(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
         InvalidFields,
         Forbidden,
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable,
         BodyRefused))]
@@ -192,7 +194,7 @@ pub async fn partial_update(
     responses(
         (status = 204, description = "Deleted (staff; a superuser only by a superuser)"),
         Forbidden,
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable))]
 pub async fn destroy(
