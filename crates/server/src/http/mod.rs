@@ -2,5 +2,6 @@
 //! into the plain data a flow takes (the handlers and the route table are
 //! `crate::routes`, their description `crate::openapi`).
 
+pub mod extract;
 pub mod middleware;
 pub mod origin;
