@@ -228,11 +228,18 @@ pub struct SessionItemView {
     pub ip: Option<String>,
     /// Whether the token of this request belongs to it.
     pub current: bool,
+    /// How it was authenticated, in order (v3): `pwd`, `otp`, `rec`, `hwk`, `fed`.
+    #[schema(example = json!(["pwd"]))]
+    pub amr: Vec<&'static str>,
+    /// 2 after two factors or a passkey that verified its user, else 1 (v3).
+    #[schema(example = 1)]
+    pub aal: u8,
 }
 
 impl SessionItemView {
     /// A session row, and whether the request's token belongs to it.
     pub fn new(session: &Session, current: bool) -> Self {
+        let assurance = session.assurance();
         SessionItemView {
             id: session.id.clone(),
             created_at: timestamp(session.created_at),
@@ -241,6 +248,8 @@ impl SessionItemView {
             user_agent: session.user_agent.clone(),
             ip: session.ip.clone(),
             current,
+            amr: assurance.amr.iter().map(|m| m.amr()).collect(),
+            aal: assurance.aal.level(),
         }
     }
 }
