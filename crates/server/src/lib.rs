@@ -2,7 +2,6 @@
 //! authentication middleware and the error policy. It wires the domain, auth
 //! and persistence crates together; none of them knows about it.
 
-pub mod authn;
 pub mod body;
 pub mod cache;
 pub mod cli;

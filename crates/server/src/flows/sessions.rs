@@ -13,9 +13,9 @@ use super::login::still_verified;
 use super::tokens::{
     Client, TokenPair, end_session, refused, session_of, session_state, start_session, token_user,
 };
-use crate::authn::CurrentUser;
 use crate::error::ApiError;
 use crate::forms::{Body, PasswordChangeForm, TokenForm, new_password};
+use crate::http::authn::CurrentUser;
 use crate::state::State;
 use crate::state::unix_now;
 

@@ -11,9 +11,9 @@ use super::accounts::{create_account, new_account_form, password_rules};
 use super::login::password::{verify_own_password, wrong_password};
 use super::login::still_verified;
 use super::sessions::{WRONG_OLD_PASSWORD, revoke_everything};
-use crate::authn::CurrentUser;
 use crate::error::{ApiError, FieldErrors};
 use crate::forms::{Body, UpdateContext, UpdateKind, UserCreateForm, UserUpdateForm};
+use crate::http::authn::CurrentUser;
 use crate::state::State;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 100;

@@ -1,7 +1,7 @@
 //! The middleware the route table and start-up wrap around handlers: the
 //! `Origin` rule on every route, the per-IP bucket of the auth endpoints,
 //! and the metrics and log line of every request. (Authentication, the
-//! fourth, is `crate::authn::authenticate`.)
+//! fourth, is `crate::http::authn::authenticate`.)
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -11,8 +11,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
-use crate::authn::AuthOutcome;
 use crate::error::ApiError;
+use crate::http::authn::AuthOutcome;
 use crate::http::origin::check_origin;
 use crate::net::client_ip::client_ip;
 use crate::state::AppState;

@@ -2,6 +2,7 @@
 //! into the plain data a flow takes (the handlers and the route table are
 //! `crate::routes`, their description `crate::openapi`).
 
+pub mod authn;
 pub mod extract;
 pub mod middleware;
 pub mod origin;

@@ -19,7 +19,7 @@ use actix_web::http::{Method, header};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{Route, guard, web};
 
-use crate::authn::authenticate;
+use crate::http::authn::authenticate;
 use crate::http::middleware::{limit_per_ip, other_slash_form};
 use fallback::allow;
 pub use fallback::not_found;

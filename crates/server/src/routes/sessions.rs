@@ -14,10 +14,10 @@ use latchkey_auth::TokenType;
 
 use super::responses::{CsrfCookie, clearing_cookies, no_store, token_pair, with_tokens};
 use super::tokens::{Presented, presented_refresh};
-use crate::authn::{CredentialSource, CurrentUser, check_cookie_request, credentials};
 use crate::error::ApiError;
 use crate::flows::sessions;
 use crate::flows::tokens::Client;
+use crate::http::authn::{CredentialSource, CurrentUser, check_cookie_request, credentials};
 use crate::state::State;
 
 /// Log out everywhere.

@@ -7,10 +7,10 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use super::responses::{CsrfCookie, no_store, with_tokens};
 
-use crate::authn::{AuthOutcome, check_cookie_request};
 use crate::error::ApiError;
 use crate::flows::tokens::{self as token_flows, Client, Refreshed};
 use crate::forms::{Body, RefreshForm, TokenForm, required};
+use crate::http::authn::{AuthOutcome, check_cookie_request};
 use crate::net::client_ip::client_ip;
 use crate::openapi::shared::{
     BodyRefused, CsrfFailed, Throttled, Unauthenticated, Unavailable, example,

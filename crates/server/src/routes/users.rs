@@ -2,10 +2,10 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::authn::CurrentUser;
 use crate::error::ApiError;
 use crate::flows::users::{self, Page, PageRequest};
 use crate::forms::{Body, UpdateKind, UserCreateForm, UserUpdateForm};
+use crate::http::authn::CurrentUser;
 use crate::openapi::shared::{
     BodyRefused, Forbidden, InvalidFields, Unauthenticated, Unavailable, example,
 };
