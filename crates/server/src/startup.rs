@@ -209,8 +209,7 @@ impl Application {
             .register_cache(&auth_cache)
             .and_then(|()| metrics.register_counter(&hashing.skipped))
             .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
-        let state = web::Data::from(Arc::new_cyclic(|me| AppState {
-            me: me.clone(),
+        let state = web::Data::from(Arc::new(AppState {
             settings,
             db,
             codec,

@@ -21,7 +21,7 @@ pub fn password_rules(state: &AppState) -> PasswordRules {
 /// with the other field errors: a form that failed is looked up here; one
 /// that passed is looked up once by [`create_account_then`], before any
 /// hashing.
-pub async fn new_account_form<F>(state: &AppState, body: &Body<F>) -> Result<F, ApiError>
+pub async fn new_account_form<F>(state: &State, body: &Body<F>) -> Result<F, ApiError>
 where
     F: Form<Context = PasswordRules, Error = InvalidAccount>,
 {
@@ -42,14 +42,14 @@ where
 /// Hashes the password (on the hashing pool) and stores the account. Two
 /// registrations racing past the check above meet the unique constraint:
 /// the loser gets the same 400 field error.
-pub async fn create_account(state: &AppState, account: NewAccount) -> Result<User, ApiError> {
+pub async fn create_account(state: &State, account: NewAccount) -> Result<User, ApiError> {
     create_account_then(state, account, |_, user| Ok(user)).await
 }
 
 /// [`create_account`], then `then` in the same write transaction as the
 /// insert (the verification email of register is queued there).
 pub async fn create_account_then<F>(
-    state: &AppState,
+    state: &State,
     account: NewAccount,
     then: F,
 ) -> Result<User, ApiError>

@@ -12,7 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 
 use crate::error::ApiError;
-use crate::http::authn::AuthOutcome;
+use crate::http::extract::AuthOutcome;
 use crate::http::origin::check_origin;
 use crate::net::client_ip::client_ip;
 use crate::state::AppState;

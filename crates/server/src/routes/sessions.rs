@@ -17,7 +17,8 @@ use super::tokens::{Presented, presented_refresh};
 use crate::error::ApiError;
 use crate::flows::sessions;
 use crate::flows::tokens::Client;
-use crate::http::authn::{CredentialSource, CurrentUser, check_cookie_request, credentials};
+use crate::http::authn::{check_cookie_request, credentials};
+use crate::http::extract::{CredentialSource, CurrentUser};
 use crate::state::State;
 
 /// Log out everywhere.
@@ -30,7 +31,7 @@ use crate::state::State;
         Unauthenticated,
         CsrfFailed))]
 pub async fn logout_everywhere(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
-    sessions::logout_everywhere(&state, &user).await?;
+    sessions::logout_everywhere(&state, &user.user).await?;
     let mut response = HttpResponse::Accepted();
     clearing_cookies(&mut response, &state);
     response.insert_header(no_store());
@@ -59,7 +60,8 @@ pub async fn change_password(
     client: Client,
     body: Body<PasswordChangeForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, pair) = sessions::change_password(&state, &user, body, client).await?;
+    let (_, pair) =
+        sessions::change_password(&state, &user.user, &user.claims, body, client).await?;
     let mut response = HttpResponse::Ok();
     if user.source == CredentialSource::Cookie {
         with_tokens(
@@ -110,7 +112,7 @@ pub async fn refresh_sliding(
         Unauthenticated,
         Unavailable))]
 pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
-    let sessions = sessions::list_sessions(&state, &user).await?;
+    let sessions = sessions::list_sessions(&state, &user.user, &user.claims).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SessionListView {
@@ -138,7 +140,7 @@ pub async fn end_session(
     user: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    sessions::end_one_session(&state, &user, id.into_inner()).await?;
+    sessions::end_one_session(&state, &user.user, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().insert_header(no_store()).finish())
 }
 

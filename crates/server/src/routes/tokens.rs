@@ -10,7 +10,8 @@ use super::responses::{CsrfCookie, no_store, with_tokens};
 use crate::error::ApiError;
 use crate::flows::tokens::{self as token_flows, Client, Refreshed};
 use crate::forms::{Body, RefreshForm, TokenForm, required};
-use crate::http::authn::{AuthOutcome, check_cookie_request};
+use crate::http::authn::check_cookie_request;
+use crate::http::extract::AuthOutcome;
 use crate::net::client_ip::client_ip;
 use crate::openapi::shared::{
     BodyRefused, CsrfFailed, Throttled, Unauthenticated, Unavailable, example,

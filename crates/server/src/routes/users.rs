@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::error::ApiError;
 use crate::flows::users::{self, Page, PageRequest};
 use crate::forms::{Body, UpdateKind, UserCreateForm, UserUpdateForm};
-use crate::http::authn::CurrentUser;
+use crate::http::extract::CurrentUser;
 use crate::openapi::shared::{
     BodyRefused, Forbidden, InvalidFields, Unauthenticated, Unavailable, example,
 };
@@ -110,7 +110,7 @@ pub async fn create(
     user: CurrentUser,
     body: Body<UserCreateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = users::create(&state, &user, body).await?;
+    let created = users::create(&state, &user.user, body).await?;
     Ok(HttpResponse::Created().json(UserView::from(&created)))
 }
 
@@ -158,7 +158,7 @@ pub async fn update(
     id: web::Path<String>,
     body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, body, UpdateKind::Put).await?;
+    let updated = users::update(&state, &user.user, parse_id(&id)?, body, UpdateKind::Put).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -182,7 +182,8 @@ pub async fn partial_update(
     id: web::Path<String>,
     body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, body, UpdateKind::Patch).await?;
+    let updated =
+        users::update(&state, &user.user, parse_id(&id)?, body, UpdateKind::Patch).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -202,6 +203,6 @@ pub async fn destroy(
     user: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    users::destroy(&state, &user, parse_id(&id)?).await?;
+    users::destroy(&state, &user.user, parse_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
