@@ -15,6 +15,7 @@ pub mod jwt;
 pub mod keys;
 pub mod password;
 pub mod recovery_codes;
+pub mod sealing;
 pub mod sessions;
 pub mod totp;
 
