@@ -29,6 +29,7 @@ mod races;
 mod refresh;
 mod register;
 mod requests;
+mod second_factor_storage;
 mod session_lifecycle;
 mod sessions;
 mod throttling;
@@ -69,6 +70,7 @@ fn main() -> std::process::ExitCode {
         assurance::tests(),
         assurance::django_tests(),
         ceremonies::tests(),
+        second_factor_storage::tests(),
         session_lifecycle::tests(),
         import_django::django_tests(),
         email_flows::tests(),

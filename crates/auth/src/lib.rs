@@ -14,7 +14,10 @@ pub mod hashers;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod recovery_codes;
+pub mod sealing;
 pub mod sessions;
+pub mod totp;
 
 pub use claims::{Claims, TokenType};
 pub use cookies::CookiePolicy;
