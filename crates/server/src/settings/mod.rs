@@ -403,6 +403,7 @@ impl Settings {
                 "SLIDING_TOKEN_REFRESH_LIFETIME",
                 jwt_defaults.sliding_refresh_lifetime,
             )?,
+            mfa_lifetime: lifetime("MFA_TOKEN_LIFETIME", jwt_defaults.mfa_lifetime)?,
             leeway: whole_seconds(env.bounded_duration(
                 "LEEWAY",
                 Duration::from_secs(jwt_defaults.leeway.unsigned_abs()),
