@@ -63,6 +63,7 @@ pub struct Settings {
     pub keys: KeySettings,
     /// `ACCESS_TOKEN_LIFETIME` (30m), `REFRESH_TOKEN_LIFETIME` (7d),
     /// `SLIDING_TOKEN_LIFETIME` (5m), `SLIDING_TOKEN_REFRESH_LIFETIME` (1d),
+    /// `MFA_TOKEN_LIFETIME` (5m),
     /// `LEEWAY` (0), `AUDIENCE`, `ISSUER`, `USER_ID_CLAIM` (`user_id`).
     pub jwt: JwtSettings,
     /// `ROTATE_REFRESH_TOKENS` (true), `BLACKLIST_AFTER_ROTATION` (true),

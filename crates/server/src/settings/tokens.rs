@@ -18,8 +18,8 @@ fn whole_seconds(duration: Duration) -> i64 {
 }
 
 /// `ACCESS_TOKEN_LIFETIME`, `REFRESH_TOKEN_LIFETIME`,
-/// `SLIDING_TOKEN_LIFETIME`, `SLIDING_TOKEN_REFRESH_LIFETIME`, `LEEWAY`,
-/// `AUDIENCE`, `ISSUER`, `USER_ID_CLAIM`.
+/// `SLIDING_TOKEN_LIFETIME`, `SLIDING_TOKEN_REFRESH_LIFETIME`,
+/// `MFA_TOKEN_LIFETIME`, `LEEWAY`, `AUDIENCE`, `ISSUER`, `USER_ID_CLAIM`.
 pub(super) fn jwt(env: &Reader<'_>) -> Result<JwtSettings, SettingsError> {
     let lifetime = |name: &str, default: i64| {
         env.bounded_duration(
@@ -39,6 +39,7 @@ pub(super) fn jwt(env: &Reader<'_>) -> Result<JwtSettings, SettingsError> {
             "SLIDING_TOKEN_REFRESH_LIFETIME",
             defaults.sliding_refresh_lifetime,
         )?,
+        mfa_lifetime: lifetime("MFA_TOKEN_LIFETIME", defaults.mfa_lifetime)?,
         leeway: whole_seconds(env.bounded_duration(
             "LEEWAY",
             Duration::from_secs(defaults.leeway.unsigned_abs()),
