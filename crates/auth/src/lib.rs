@@ -14,7 +14,10 @@ pub mod hashers;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod recovery_codes;
+pub mod sealing;
 pub mod sessions;
+pub mod totp;
 
 // Tests over the whole crate's public surface (once integration tests;
 // unit tests here, so `cargo test` builds one executable for the crate).
@@ -31,6 +34,6 @@ pub use jwt::{IssuedToken, JwtSettings, TokenCodec};
 pub use keys::{KeyConfig, KeySet};
 pub use password::{PasswordHasher, Verification, VerificationCounts};
 pub use sessions::{
-    RefreshDecision, RefreshPolicy, Standing, StoredRefresh, decide_refresh,
-    issued_before_revocation, standing,
+    Holder, RefreshDecision, RefreshPolicy, Refusal, StoredRefresh, Strictness, check_holder,
+    decide_refresh, issued_before_revocation,
 };

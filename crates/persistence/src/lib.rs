@@ -20,6 +20,7 @@ pub fn init_tls() {
     openssl_sys::init();
 }
 
+pub mod ceremonies;
 pub mod changes;
 mod connection;
 pub mod django;
@@ -27,11 +28,14 @@ pub mod email_state;
 mod error;
 mod migrations;
 pub mod outbox;
+pub mod recovery_codes;
 pub mod schema;
 pub mod sessions;
 pub mod tokens;
+pub mod totp_devices;
 pub mod users;
 
+pub use ceremonies::{Ceremony, CeremonyKind, NewCeremony};
 pub use connection::{
     Backend, Conn, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection,
     UrlError, write_transaction,
@@ -42,8 +46,10 @@ pub use django::{
 };
 pub use error::StoreError;
 pub use migrations::run_pending_migrations;
+pub use recovery_codes::{CodeFormat, RecoveryCodes};
 pub use sessions::{NewSession, Session, SessionState};
 pub use tokens::{NewOutstandingToken, OutstandingToken, TokenRecord};
+pub use totp_devices::{DeviceShape, SealedSecret, TotpDevice};
 pub use users::{ListOrder, ListQuery, NewUser, User, UserChanges, UserPage};
 
 use chrono::{NaiveDateTime, Timelike, Utc};

@@ -64,6 +64,22 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         ended_at -> Nullable<Timestamp>,
+        amr -> Text,
+        aal -> Integer,
+    }
+}
+
+diesel::table! {
+    ceremonies (id) {
+        id -> BigInt,
+        kind -> Text,
+        handle_hash -> Text,
+        user_id -> Nullable<BigInt>,
+        payload -> Text,
+        tries -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        consumed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -106,6 +122,32 @@ diesel::table! {
         key_hash -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    totp_devices (user_id) {
+        user_id -> BigInt,
+        secret_sealed -> Nullable<Text>,
+        secret_key_id -> Nullable<Text>,
+        digits -> Integer,
+        step -> Integer,
+        t0 -> BigInt,
+        enabled_at -> Nullable<Timestamp>,
+        last_step_at -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        format -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
     }
 }
 

@@ -2,7 +2,6 @@
 //! authentication middleware and the error policy. It wires the domain, auth
 //! and persistence crates together; none of them knows about it.
 
-pub mod authn;
 pub mod body;
 pub mod cache;
 pub mod cli;
@@ -14,9 +13,12 @@ pub mod forms;
 // module, so `cargo test` builds one executable for the crate).
 #[cfg(test)]
 mod fuzz_tests;
+pub mod http;
 pub mod import_django;
+#[cfg(test)]
+mod layering_tests;
+pub mod net;
 pub mod openapi;
-pub mod origin;
 
 pub mod routes;
 pub mod settings;

@@ -1,10 +1,11 @@
 //! Register and create accounts (the CLI's `create-superuser` too); a
 //! login is [`super::login`].
 
-use latchkey_domain::NewAccount;
-use latchkey_persistence::{DbConnection, NewUser, User, db_now};
+use latchkey_domain::{Assurance, NewAccount};
+use latchkey_persistence::{DbConnection, NewUser, User, db_now, write_transaction};
 
 use super::tokens::{Client, TokenPair, start_session};
+use crate::email::Verification;
 use crate::error::{ApiError, EMAIL_TAKEN};
 use crate::forms::{Body, Form, InvalidAccount, PasswordRules, RegisterForm};
 use crate::state::{AppState, State, unix_now};
@@ -20,7 +21,7 @@ pub fn password_rules(state: &AppState) -> PasswordRules {
 /// with the other field errors: a form that failed is looked up here; one
 /// that passed is looked up once by [`create_account_then`], before any
 /// hashing.
-pub async fn new_account_form<F>(state: &AppState, body: &Body<F>) -> Result<F, ApiError>
+pub async fn new_account_form<F>(state: &State, body: &Body<F>) -> Result<F, ApiError>
 where
     F: Form<Context = PasswordRules, Error = InvalidAccount>,
 {
@@ -41,14 +42,14 @@ where
 /// Hashes the password (on the hashing pool) and stores the account. Two
 /// registrations racing past the check above meet the unique constraint:
 /// the loser gets the same 400 field error.
-pub async fn create_account(state: &AppState, account: NewAccount) -> Result<User, ApiError> {
+pub async fn create_account(state: &State, account: NewAccount) -> Result<User, ApiError> {
     create_account_then(state, account, |_, user| Ok(user)).await
 }
 
 /// [`create_account`], then `then` in the same write transaction as the
 /// insert (the verification email of register is queued there).
 pub async fn create_account_then<F>(
-    state: &AppState,
+    state: &State,
     account: NewAccount,
     then: F,
 ) -> Result<User, ApiError>
@@ -71,7 +72,7 @@ where
     state
         .with_conn(move |conn, _| {
             let new = NewUser::new(&account.email, &hash, account.flags, db_now());
-            latchkey_persistence::write_transaction(conn, |conn| {
+            write_transaction(conn, |conn| {
                 let user = User::insert(conn, &new)?;
                 then(conn, user)
             })
@@ -79,27 +80,27 @@ where
         .await
 }
 
-/// `POST /register/`: a new active user and their first session.
+/// What `POST /register/` made.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per registration and matched at once by its handler"
+)]
+pub enum Registered {
+    /// The user and their first session.
+    WithSession(User, TokenPair),
+    /// Under `EMAIL_VERIFICATION=mandatory`: the user, no session until the
+    /// address is verified.
+    AwaitingVerification(User),
+}
+
+/// `POST /register/`: a new active user, the verification email (when
+/// verification is on) queued in the same transaction, then their first
+/// session unless verification is mandatory.
 pub async fn register(
     state: &State,
     body: Body<RegisterForm>,
     client: Client,
-) -> Result<(User, TokenPair), ApiError> {
-    let user = register_without_session(state, body).await?;
-    let user_id = user.id;
-    let pair = state
-        .with_conn(move |conn, app| start_session(conn, app, user_id, unix_now(), &client))
-        .await?;
-    Ok((user, pair))
-}
-
-/// `POST /register/` without a session (all of it under
-/// `EMAIL_VERIFICATION=mandatory`): the user, and the verification email
-/// queued in the same transaction.
-pub async fn register_without_session(
-    state: &State,
-    body: Body<RegisterForm>,
-) -> Result<User, ApiError> {
+) -> Result<Registered, ApiError> {
     let form = new_account_form(state, &body).await?;
     let app = state.clone();
     let user = create_account_then(
@@ -109,5 +110,23 @@ pub async fn register_without_session(
     )
     .await?;
     state.mailer.wake();
-    Ok(user)
+    if state.settings.email.verification == Verification::Mandatory {
+        return Ok(Registered::AwaitingVerification(user));
+    }
+    let user_id = user.id;
+    let pair = state
+        .with_conn(move |conn, app| {
+            write_transaction(conn, |conn| {
+                start_session(
+                    conn,
+                    app,
+                    user_id,
+                    &Assurance::password(),
+                    unix_now(),
+                    &client,
+                )
+            })
+        })
+        .await?;
+    Ok(Registered::WithSession(user, pair))
 }
