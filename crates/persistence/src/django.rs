@@ -17,11 +17,14 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
-use diesel::upsert::excluded;
 use latchkey_domain::{Email, EmailError};
 
-use crate::schema::{blacklisted_tokens, django_imports, outstanding_tokens, sessions, users};
-use crate::{DatabaseUrl, DbConnection, Session, StoreError, db_now, write_transaction};
+use crate::django_imports::{self, ImportRecord};
+use crate::{
+    DatabaseUrl, DbConnection, ImportedSession, ImportedUser, NewOutstandingToken,
+    OutstandingToken, Session, StoreError, User, db_now, plan_each_statement_afresh,
+    write_transaction,
+};
 
 /// Rows read from Django per query.
 const PAGE: i64 = 1000;
@@ -196,14 +199,6 @@ pub struct ImportOptions<'a> {
     /// Makes the id of each session an adopted token starts.
     pub new_session_id: &'a mut dyn FnMut() -> String,
     pub on_event: &'a mut dyn FnMut(ImportEvent<'_>),
-}
-
-/// The latest `import-django` run's instant: a never-recorded Django refresh
-/// token whose `iat` is strictly before it (whole seconds) may be adopted.
-pub fn latest_import_at(conn: &mut DbConnection) -> Result<Option<NaiveDateTime>, StoreError> {
-    Ok(django_imports::table
-        .select(diesel::dsl::max(django_imports::imported_at))
-        .first::<Option<NaiveDateTime>>(conn)?)
 }
 
 /// The Django user table and the columns the import reads from it.
@@ -525,25 +520,6 @@ fn whole_second(at: NaiveDateTime) -> NaiveDateTime {
     at.with_nanosecond(0).unwrap_or(at)
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = users, treat_none_as_default_value = false)]
-struct ImportedUser {
-    id: i64,
-    email: String,
-    password_hash: String,
-    is_superuser: bool,
-    is_active: bool,
-    is_staff: bool,
-    last_login: Option<NaiveDateTime>,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-    tokens_valid_after: NaiveDateTime,
-    email_verified: bool,
-    imported_from_django: bool,
-    /// Of the Django hash (`password_hash` may become the stored one).
-    django_hash_digest: Option<String>,
-}
-
 /// The SHA-256, in hex, of a hash as Django stored it.
 fn hash_digest(hash: &str) -> String {
     use sha2::Digest;
@@ -551,45 +527,6 @@ fn hash_digest(hash: &str) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = sessions, treat_none_as_default_value = false)]
-struct ImportedSession {
-    id: String,
-    user_id: i64,
-    created_at: NaiveDateTime,
-    last_used_at: NaiveDateTime,
-    expires_at: NaiveDateTime,
-    ended_at: Option<NaiveDateTime>,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = outstanding_tokens)]
-struct ImportedToken {
-    jti: String,
-    user_id: i64,
-    session_id: String,
-    issued_at: NaiveDateTime,
-    expires_at: NaiveDateTime,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = blacklisted_tokens)]
-struct ImportedBlacklistEntry {
-    token_id: i64,
-    blacklisted_at: NaiveDateTime,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = django_imports)]
-struct ImportRecord<'a> {
-    imported_at: NaiveDateTime,
-    source: &'a str,
-    users: i64,
-    skipped: i64,
-    tokens: i64,
-    blacklisted: i64,
 }
 
 /// How the transaction ends: an error, or a dry run's rollback.
@@ -607,12 +544,6 @@ impl From<StoreError> for Abort {
 impl From<ImportError> for Abort {
     fn from(error: ImportError) -> Self {
         Abort::Failed(error)
-    }
-}
-
-impl From<diesel::result::Error> for Abort {
-    fn from(error: diesel::result::Error) -> Self {
-        Abort::Failed(ImportError::Store(error.into()))
     }
 }
 
@@ -646,18 +577,10 @@ fn import_in_transaction(
     table: &UserTable,
     options: ImportOptions<'_>,
 ) -> Result<ImportSummary, Abort> {
-    if let DbConnection::Postgresql(pg) = conn {
-        // diesel prepares each lookup once; after five runs PostgreSQL may
-        // keep a generic plan made while the users table was still empty
-        // (a sequential scan), and the lookups grow quadratic with the
-        // users. Planning each run for the table as it is keeps them on the
-        // unique indexes; for this transaction only.
-        diesel::sql_query("SET LOCAL plan_cache_mode = force_custom_plan").execute(pg)?;
-    }
-    let native: i64 = users::table
-        .filter(users::imported_from_django.eq(false))
-        .count()
-        .get_result(conn)?;
+    // The lookups by email and id run against tables this transaction
+    // fills: planned for them as they are, they stay on the unique indexes.
+    plan_each_statement_afresh(conn)?;
+    let native = User::count_native(conn)?;
     if native > 0 {
         return Err(ImportError::NativeUsers(native).into());
     }
@@ -740,27 +663,20 @@ fn import_in_transaction(
     }
 
     if !summary.dry_run {
-        if let DbConnection::Postgresql(pg) = conn {
-            // Identity values continue after the highest id (SQLite's
-            // AUTOINCREMENT follows max(rowid) by itself). setval is not
-            // transactional, so a dry run leaves it alone.
-            diesel::sql_query(
-                "SELECT setval(pg_get_serial_sequence('users', 'id'), m) \
-                 FROM (SELECT MAX(id) AS m FROM users) AS t WHERE m IS NOT NULL",
-            )
-            .execute(pg)?;
-        }
+        // Not transactional on PostgreSQL, so a dry run leaves it alone.
+        User::continue_ids_after_highest(conn)?;
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        diesel::insert_into(django_imports::table)
-            .values(&ImportRecord {
+        django_imports::record(
+            conn,
+            &ImportRecord {
                 imported_at: db_now(),
                 source: source.label(),
                 users: count(summary.users),
                 skipped: count(summary.skipped),
                 tokens: count(summary.tokens),
                 blacklisted: count(summary.blacklisted),
-            })
-            .execute(conn)?;
+            },
+        )?;
     }
     Ok(summary)
 }
@@ -813,12 +729,7 @@ fn prepare_users(
     // Who holds these emails in latchkey already: lower ids of this run or
     // of an earlier one, or this very user from an earlier run.
     let emails: Vec<&str> = valid.iter().map(|(_, email)| email.as_str()).collect();
-    let holders: HashMap<String, i64> = users::table
-        .filter(users::email.eq_any(&emails))
-        .select((users::email, users::id))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
+    let holders = User::ids_by_email(conn, &emails)?;
     let mut taken_here: HashMap<&str, i64> = HashMap::new();
     let mut rows = Vec::with_capacity(valid.len());
     for (row, email) in &valid {
@@ -891,7 +802,7 @@ fn upsert_users(
         return Ok(upserted);
     }
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-    let existing = lock_imported(conn, &ids)?;
+    let existing = User::lock_prior_imports(conn, &ids)?;
     let mut replaced = Vec::new();
     for mut row in rows {
         match existing.get(&row.id) {
@@ -912,81 +823,15 @@ fn upsert_users(
             None => upserted.written.push(row),
         }
     }
-    let no_instant: Option<NaiveDateTime> = None;
-    crate::per_backend!(conn, c => diesel::insert_into(users::table)
-        .values(&upserted.written)
-        .on_conflict(users::id)
-        .do_update()
-        .set((
-            users::email.eq(excluded(users::email)),
-            users::password_hash.eq(excluded(users::password_hash)),
-            users::is_superuser.eq(excluded(users::is_superuser)),
-            users::is_active.eq(excluded(users::is_active)),
-            users::is_staff.eq(excluded(users::is_staff)),
-            users::last_login.eq(excluded(users::last_login)),
-            users::updated_at.eq(excluded(users::updated_at)),
-            users::email_verified.eq(true),
-            users::changed_in_latchkey_at.eq(no_instant),
-            users::django_hash_digest.eq(excluded(users::django_hash_digest)),
-        ))
-        .execute(c))
-    .map_err(|e| Abort::Failed(ImportError::Store(StoreError::from_user_write(e))))?;
+    User::upsert_imported_batch(conn, &upserted.written)?;
     if !replaced.is_empty() {
         let now = db_now();
-        diesel::update(users::table.filter(users::id.eq_any(&replaced)))
-            .set((
-                users::password_changed_at.eq(now),
-                users::tokens_valid_after.eq(whole_second(now)),
-            ))
-            .execute(conn)?;
+        User::mark_passwords_replaced(conn, &replaced, now, whole_second(now))?;
         for &id in &replaced {
             Session::end_all_for_user(conn, id, now)?;
         }
     }
     Ok(upserted)
-}
-
-/// The users among `ids` that an earlier run imported: their stored hash
-/// and whether latchkey changed them since. On PostgreSQL the rows stay
-/// locked until the import commits, so a change racing the import waits
-/// for it and lands on top of it (SQLite's write lock holds them already).
-fn lock_imported(conn: &mut DbConnection, ids: &[i64]) -> Result<HashMap<i64, Imported>, Abort> {
-    let query = users::table
-        .filter(users::id.eq_any(ids))
-        .order(users::id)
-        .select((
-            users::id,
-            users::password_hash,
-            users::changed_in_latchkey_at.is_not_null(),
-            users::django_hash_digest,
-        ));
-    let rows: Vec<(i64, String, bool, Option<String>)> = match conn {
-        DbConnection::Postgresql(c) => query.for_update().load(c)?,
-        DbConnection::Sqlite(c) => query.load(c)?,
-    };
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, password_hash, changed_in_latchkey, django_hash_digest)| {
-                (
-                    id,
-                    Imported {
-                        password_hash,
-                        changed_in_latchkey,
-                        django_hash_digest,
-                    },
-                )
-            },
-        )
-        .collect())
-}
-
-/// A user an earlier run imported, as [`upsert_users`] weighs it.
-struct Imported {
-    password_hash: String,
-    changed_in_latchkey: bool,
-    /// Of the Django hash the last run wrote (`None` before this was kept).
-    django_hash_digest: Option<String>,
 }
 
 /// Each unexpired outstanding token of an imported user that latchkey does
@@ -1040,34 +885,13 @@ fn import_tokens(
         return Ok((0, 0));
     }
     let user_ids: Vec<i64> = live.iter().map(|t| t.user_id).collect();
-    let present: HashSet<i64> = users::table
-        .filter(users::id.eq_any(&user_ids))
-        .select(users::id)
-        .load::<i64>(conn)?
-        .into_iter()
-        .collect();
+    let present = User::existing_ids(conn, &user_ids)?;
     let jtis: Vec<&str> = live.iter().map(|t| t.jti.as_str()).collect();
-    // Tokens latchkey knows: (id, session, replaced, blacklisted).
-    let known: HashMap<String, (i64, String, bool, bool)> = outstanding_tokens::table
-        .left_join(blacklisted_tokens::table)
-        .filter(outstanding_tokens::jti.eq_any(&jtis))
-        .select((
-            outstanding_tokens::jti,
-            outstanding_tokens::id,
-            outstanding_tokens::session_id,
-            outstanding_tokens::replaced_by_jti.is_not_null(),
-            blacklisted_tokens::id.nullable().is_not_null(),
-        ))
-        .load::<(String, i64, String, bool, bool)>(conn)?
-        .into_iter()
-        .map(|(jti, id, session, replaced, blacklisted)| {
-            (jti, (id, session, replaced, blacklisted))
-        })
-        .collect();
+    let known = OutstandingToken::known_by_jti(conn, &jtis)?;
 
-    let mut new_sessions = Vec::new();
-    let mut new_tokens = Vec::new();
-    let mut blacklist_new: HashMap<String, NaiveDateTime> = HashMap::new();
+    // The tokens to adopt, each with the id of the session it starts.
+    let mut adopted: Vec<(&Live, String)> = Vec::new();
+    let mut blacklist_new: HashMap<&str, NaiveDateTime> = HashMap::new();
     let mut entries = Vec::new();
     let mut ended_sessions = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
@@ -1075,71 +899,53 @@ fn import_tokens(
         if !present.contains(&token.user_id) || !seen.insert(token.jti.as_str()) {
             continue;
         }
-        if let Some((id, session, replaced, blacklisted)) = known.get(&token.jti) {
-            if let (Some(at), false) = (token.blacklisted_at, *blacklisted) {
-                entries.push(ImportedBlacklistEntry {
-                    token_id: *id,
-                    blacklisted_at: at,
-                });
-                if !replaced {
-                    ended_sessions.push((session.clone(), at));
+        if let Some(stored) = known.get(&token.jti) {
+            if let (Some(at), false) = (token.blacklisted_at, stored.blacklisted) {
+                entries.push((stored.id, at));
+                if !stored.replaced {
+                    ended_sessions.push((stored.session_id.clone(), at));
                 }
             }
             continue;
         }
-        let session_id = new_session_id();
-        new_sessions.push(ImportedSession {
+        adopted.push((token, new_session_id()));
+        if let Some(at) = token.blacklisted_at {
+            blacklist_new.insert(token.jti.as_str(), at);
+        }
+    }
+    let new_sessions: Vec<ImportedSession> = adopted
+        .iter()
+        .map(|(token, session_id)| ImportedSession {
             id: session_id.clone(),
             user_id: token.user_id,
             created_at: token.created_at,
             last_used_at: token.created_at,
             expires_at: token.expires_at,
             ended_at: token.blacklisted_at,
-        });
-        new_tokens.push(ImportedToken {
-            jti: token.jti.clone(),
+        })
+        .collect();
+    let new_tokens: Vec<NewOutstandingToken<'_>> = adopted
+        .iter()
+        .map(|(token, session_id)| NewOutstandingToken {
+            jti: &token.jti,
             user_id: token.user_id,
             session_id,
             issued_at: whole_second(token.created_at),
             expires_at: token.expires_at,
-        });
-        if let Some(at) = token.blacklisted_at {
-            blacklist_new.insert(token.jti.clone(), at);
-        }
-    }
-    for chunk in new_sessions.chunks(BATCH) {
-        crate::per_backend!(conn, c => diesel::insert_into(sessions::table).values(chunk).execute(c))?;
-    }
-    for chunk in new_tokens.chunks(BATCH) {
-        crate::per_backend!(conn, c => diesel::insert_into(outstanding_tokens::table).values(chunk).execute(c))?;
-    }
+        })
+        .collect();
+    Session::insert_batch(conn, &new_sessions)?;
+    OutstandingToken::record_batch(conn, &new_tokens)?;
     if !blacklist_new.is_empty() {
-        let jtis: Vec<&str> = blacklist_new.keys().map(String::as_str).collect();
-        let ids: Vec<(String, i64)> = outstanding_tokens::table
-            .filter(outstanding_tokens::jti.eq_any(&jtis))
-            .select((outstanding_tokens::jti, outstanding_tokens::id))
-            .load(conn)?;
-        for (jti, token_id) in ids {
-            if let Some(&blacklisted_at) = blacklist_new.get(&jti) {
-                entries.push(ImportedBlacklistEntry {
-                    token_id,
-                    blacklisted_at,
-                });
+        let jtis: Vec<&str> = blacklist_new.keys().copied().collect();
+        for (jti, token_id) in OutstandingToken::ids_by_jti(conn, &jtis)? {
+            if let Some(&blacklisted_at) = blacklist_new.get(jti.as_str()) {
+                entries.push((token_id, blacklisted_at));
             }
         }
     }
-    for chunk in entries.chunks(BATCH) {
-        crate::per_backend!(conn, c => diesel::insert_into(blacklisted_tokens::table).values(chunk).execute(c))?;
-    }
-    for (session, at) in ended_sessions {
-        diesel::update(
-            sessions::table
-                .find(&session)
-                .filter(sessions::ended_at.is_null()),
-        )
-        .set(sessions::ended_at.eq(at))
-        .execute(conn)?;
-    }
+    OutstandingToken::blacklist_batch(conn, &entries)?;
+    Session::end_batch(conn, &ended_sessions)?;
     Ok((new_tokens.len() as u64, entries.len() as u64))
 }
 

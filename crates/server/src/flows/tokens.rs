@@ -14,7 +14,7 @@ use latchkey_auth::{
     Claims, IssuedToken, RefreshDecision, Standing, StoredRefresh, TokenError, TokenType,
     decide_refresh, issued_before_revocation, standing,
 };
-use latchkey_persistence::django::latest_import_at;
+use latchkey_persistence::django_imports::latest_import_at;
 use latchkey_persistence::sessions::truncate_user_agent;
 use latchkey_persistence::{
     DbConnection, NewOutstandingToken, NewSession, OutstandingToken, Session, TokenRecord, User,
