@@ -22,7 +22,6 @@ pub fn init_tls() {
 
 pub mod changes;
 mod connection;
-pub mod django;
 pub mod django_imports;
 pub mod email_state;
 mod error;
@@ -36,10 +35,6 @@ pub mod users;
 pub use connection::{
     Backend, Conn, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection,
     UrlError, plan_each_statement_afresh, write_transaction,
-};
-pub use django::{
-    DjangoSource, ImportError, ImportEvent, ImportOptions, ImportSummary, SkipReason, SkippedRow,
-    UserTable,
 };
 pub use django_imports::latest_import_at;
 pub use error::StoreError;

@@ -10,7 +10,6 @@ pub mod email;
 pub mod error;
 pub mod flows;
 pub mod forms;
-pub mod import_django;
 pub mod openapi;
 pub mod origin;
 

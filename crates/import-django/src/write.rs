@@ -19,8 +19,8 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::sqlite::SqliteConnection;
 use latchkey_domain::{Email, EmailError};
 
-use crate::django_imports::{self, ImportRecord};
-use crate::{
+use latchkey_persistence::django_imports::{self, ImportRecord};
+use latchkey_persistence::{
     DatabaseUrl, DbConnection, ImportedSession, ImportedUser, NewOutstandingToken,
     OutstandingToken, Session, StoreError, User, db_now, plan_each_statement_afresh,
     write_transaction,
@@ -436,7 +436,7 @@ impl DjangoSource {
         }
         let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {}", quote(table));
         let row: CountRow =
-            crate::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).get_result(c))
+            latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).get_result(c))
                 .map_err(ImportError::Source)?;
         Ok(Some(u64::try_from(row.n).unwrap_or(0)))
     }
@@ -467,7 +467,7 @@ impl DjangoSource {
             instant(&["updated_at"]),
             quote(&table.name),
         );
-        crate::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
+        latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
             .map_err(ImportError::Source)
     }
 
@@ -490,7 +490,7 @@ impl DjangoSource {
             blacklisted.0,
             blacklisted.1,
         );
-        crate::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
+        latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
             .map_err(ImportError::Source)
     }
 }
@@ -1039,7 +1039,7 @@ mod tests {
             source.user_table(Some("auth_user")).unwrap().name,
             "auth_user"
         );
-        let write = crate::per_backend!(&mut source.conn, c => diesel::sql_query("INSERT INTO other (email, password) VALUES ('a', 'b')").execute(c));
+        let write = latchkey_persistence::per_backend!(&mut source.conn, c => diesel::sql_query("INSERT INTO other (email, password) VALUES ('a', 'b')").execute(c));
         assert!(write.is_err());
     }
 }
