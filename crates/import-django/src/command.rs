@@ -15,7 +15,7 @@ use std::io::Write;
 use latchkey_auth::{HasherConfig, PasswordHasher};
 use latchkey_persistence::{Database, run_pending_migrations};
 
-use crate::write::{self, DjangoSource, ImportEvent, ImportOptions};
+use crate::{DjangoSource, ImportEvent, ImportOptions, write};
 
 /// Why the command stopped: its one line for stderr.
 pub type CommandFailed = Box<dyn std::error::Error + Send + Sync>;
