@@ -14,6 +14,7 @@ pub mod hashers;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod secrets;
 pub mod sessions;
 
 pub use claims::{Claims, TokenType};
