@@ -25,6 +25,7 @@ fn codec(algorithm: Algorithm, pem: Option<&str>) -> TokenCodec {
 
 fn tokens(c: &mut Criterion) {
     let now = chrono::Utc::now().timestamp();
+    let assurance = latchkey_domain::Assurance::password();
     for (name, codec) in [
         ("hs256", codec(Algorithm::HS256, None)),
         ("rs256", codec(Algorithm::RS256, Some("rs256.pem"))),
@@ -32,9 +33,11 @@ fn tokens(c: &mut Criterion) {
         ("eddsa", codec(Algorithm::EdDSA, Some("eddsa.pem"))),
     ] {
         c.bench_function(&format!("{name}/issue_access"), |b| {
-            b.iter(|| codec.issue(TokenType::Access, 42, "s1", now))
+            b.iter(|| codec.issue(TokenType::Access, 42, "s1", &assurance, now))
         });
-        let token = codec.issue(TokenType::Access, 42, "s1", now).token;
+        let token = codec
+            .issue(TokenType::Access, 42, "s1", &assurance, now)
+            .token;
         c.bench_function(&format!("{name}/verify_access"), |b| {
             b.iter(|| {
                 codec

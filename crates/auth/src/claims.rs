@@ -1,5 +1,6 @@
 //! The claims of a simplejwt token.
 
+use latchkey_domain::{Aal, Assurance, Method};
 use serde_json::{Map, Value};
 
 use crate::TokenError;
@@ -45,6 +46,10 @@ pub struct Claims {
     /// Sliding tokens only: the instant after which it can no longer be
     /// refreshed.
     pub refresh_exp: Option<i64>,
+    /// `amr` and `aal` (v3): how the session was authenticated. A token
+    /// without them (Django's, latchkey's before v3) reads as no methods at
+    /// `aal` 1.
+    pub assurance: Assurance,
 }
 
 /// Claim names and values that depend on configuration.
@@ -82,6 +87,9 @@ impl Claims {
         if let Some(refresh_exp) = self.refresh_exp {
             payload.insert("refresh_exp".into(), refresh_exp.into());
         }
+        let amr = self.assurance.amr.iter().map(|m| Value::from(m.amr()));
+        payload.insert("amr".into(), Value::Array(amr.collect()));
+        payload.insert("aal".into(), self.assurance.aal.level().into());
         payload
     }
 
@@ -126,8 +134,31 @@ impl Claims {
             user_id,
             sid,
             refresh_exp,
+            assurance: assurance(payload)?,
         })
     }
+}
+
+/// `amr` and `aal` as latchkey signs them: a list of the methods it knows,
+/// and 1 or 2. Absent, they are no methods at `aal` 1.
+fn assurance(payload: &Map<String, Value>) -> Result<Assurance, TokenError> {
+    let amr = match payload.get("amr") {
+        None => Vec::new(),
+        Some(Value::Array(names)) if names.len() <= 8 => names
+            .iter()
+            .map(|name| name.as_str().and_then(Method::from_amr))
+            .collect::<Option<_>>()
+            .ok_or(TokenError::Invalid)?,
+        Some(_) => return Err(TokenError::Invalid),
+    };
+    let aal = match payload.get("aal") {
+        None => Aal::One,
+        Some(level) => level
+            .as_i64()
+            .and_then(Aal::from_level)
+            .ok_or(TokenError::Invalid)?,
+    };
+    Ok(Assurance { amr, aal })
 }
 
 /// A NumericDate claim: a JSON integer (PyJWT refuses strings and floats).

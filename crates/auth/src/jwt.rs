@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use jsonwebtoken::{Header, Validation};
+use latchkey_domain::Assurance;
 use serde_json::{Map, Value};
 
 use crate::claims::ClaimNames;
@@ -100,9 +101,16 @@ impl TokenCodec {
         }
     }
 
-    /// A new token of this type for the user in session `sid`, issued at
-    /// `now` (Unix seconds).
-    pub fn issue(&self, token_type: TokenType, user_id: i64, sid: &str, now: i64) -> IssuedToken {
+    /// A new token of this type for the user in session `sid`, authenticated
+    /// as `assurance` says, issued at `now` (Unix seconds).
+    pub fn issue(
+        &self,
+        token_type: TokenType,
+        user_id: i64,
+        sid: &str,
+        assurance: &Assurance,
+        now: i64,
+    ) -> IssuedToken {
         let claims = Claims {
             token_type,
             exp: now.saturating_add(self.lifetime(token_type)),
@@ -112,6 +120,7 @@ impl TokenCodec {
             sid: Some(sid.to_owned()),
             refresh_exp: (token_type == TokenType::Sliding)
                 .then_some(now.saturating_add(self.settings.sliding_refresh_lifetime)),
+            assurance: assurance.clone(),
         };
         self.sign(claims)
     }
@@ -179,11 +188,12 @@ impl TokenCodec {
     }
 
     /// The sliding token's successor: same `jti` and `refresh_exp`, issued
-    /// now with a new `exp`.
-    pub fn slide(&self, claims: &Claims, now: i64) -> IssuedToken {
+    /// now with a new `exp`, carrying its session's `assurance`.
+    pub fn slide(&self, claims: &Claims, assurance: &Assurance, now: i64) -> IssuedToken {
         self.sign(Claims {
             exp: now.saturating_add(self.settings.sliding_lifetime),
             iat: now,
+            assurance: assurance.clone(),
             ..claims.clone()
         })
     }
@@ -310,7 +320,7 @@ mod tests {
     #[test]
     fn issued_access_token_verifies_with_simplejwt_claims() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Access, 7, "s1", NOW);
+        let issued = codec.issue(TokenType::Access, 7, "s1", &Assurance::password(), NOW);
         let claims = codec
             .verify(&issued.token, &[TokenType::Access], NOW + 10)
             .unwrap();
@@ -328,15 +338,15 @@ mod tests {
     #[test]
     fn every_token_gets_its_own_jti() {
         let codec = codec();
-        let a = codec.issue(TokenType::Refresh, 1, "s1", NOW);
-        let b = codec.issue(TokenType::Refresh, 1, "s1", NOW);
+        let a = codec.issue(TokenType::Refresh, 1, "s1", &Assurance::password(), NOW);
+        let b = codec.issue(TokenType::Refresh, 1, "s1", &Assurance::password(), NOW);
         assert_ne!(a.claims.jti, b.claims.jti);
     }
 
     #[test]
     fn expiry_has_no_hidden_leeway() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Access, 1, "s1", NOW);
+        let issued = codec.issue(TokenType::Access, 1, "s1", &Assurance::password(), NOW);
         let exp = issued.claims.exp;
         assert_eq!(
             codec.verify(&issued.token, &[TokenType::Access], exp),
@@ -359,7 +369,7 @@ mod tests {
             leeway: 30,
             ..JwtSettings::default()
         });
-        let issued = codec.issue(TokenType::Access, 1, "s1", NOW);
+        let issued = codec.issue(TokenType::Access, 1, "s1", &Assurance::password(), NOW);
         assert!(
             codec
                 .verify(&issued.token, &[TokenType::Access], issued.claims.exp + 5)
@@ -374,8 +384,8 @@ mod tests {
     #[test]
     fn types_are_checked_both_ways() {
         let codec = codec();
-        let access = codec.issue(TokenType::Access, 1, "s1", NOW);
-        let refresh = codec.issue(TokenType::Refresh, 1, "s1", NOW);
+        let access = codec.issue(TokenType::Access, 1, "s1", &Assurance::password(), NOW);
+        let refresh = codec.issue(TokenType::Refresh, 1, "s1", &Assurance::password(), NOW);
         assert_eq!(
             codec.verify(&access.token, &[TokenType::Refresh], NOW),
             Err(TokenError::WrongType)
@@ -473,13 +483,13 @@ mod tests {
             issuer: Some("latchkey".into()),
             ..JwtSettings::default()
         });
-        let issued = strict.issue(TokenType::Access, 1, "s1", NOW);
+        let issued = strict.issue(TokenType::Access, 1, "s1", &Assurance::password(), NOW);
         assert!(
             strict
                 .verify(&issued.token, &[TokenType::Access], NOW)
                 .is_ok()
         );
-        let plain = codec().issue(TokenType::Access, 1, "s1", NOW);
+        let plain = codec().issue(TokenType::Access, 1, "s1", &Assurance::password(), NOW);
         assert_eq!(
             strict.verify(&plain.token, &[TokenType::Access], NOW),
             Err(TokenError::Invalid)
@@ -496,7 +506,7 @@ mod tests {
             user_id_claim: "sub".into(),
             ..JwtSettings::default()
         });
-        let issued = codec.issue(TokenType::Access, 9, "s1", NOW);
+        let issued = codec.issue(TokenType::Access, 9, "s1", &Assurance::password(), NOW);
         let payload: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(&issued.token)
             .unwrap()
             .claims;
@@ -513,21 +523,21 @@ mod tests {
     #[test]
     fn signing_the_same_claims_gives_the_same_token() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Refresh, 3, "s1", NOW);
+        let issued = codec.issue(TokenType::Refresh, 3, "s1", &Assurance::password(), NOW);
         assert_eq!(codec.sign(issued.claims.clone()).token, issued.token);
     }
 
     #[test]
     fn an_expired_sliding_token_slides_until_refresh_exp() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Sliding, 3, "s1", NOW);
+        let issued = codec.issue(TokenType::Sliding, 3, "s1", &Assurance::password(), NOW);
         let later = NOW + 3600;
         assert_eq!(
             codec.verify(&issued.token, &[TokenType::Sliding], later),
             Err(TokenError::Expired)
         );
         let claims = codec.verify_sliding_refresh(&issued.token, later).unwrap();
-        let slid = codec.slide(&claims, later);
+        let slid = codec.slide(&claims, &claims.assurance, later);
         assert_eq!(slid.claims.jti, issued.claims.jti);
         assert_eq!(slid.claims.refresh_exp, issued.claims.refresh_exp);
         assert!(
@@ -539,7 +549,7 @@ mod tests {
             codec.verify_sliding_refresh(&issued.token, NOW + 24 * 3600),
             Err(TokenError::Expired)
         );
-        let access = codec.issue(TokenType::Access, 3, "s1", NOW);
+        let access = codec.issue(TokenType::Access, 3, "s1", &Assurance::password(), NOW);
         assert_eq!(
             codec.verify_sliding_refresh(&access.token, NOW),
             Err(TokenError::WrongType)
@@ -592,11 +602,57 @@ mod tests {
     #[test]
     fn sliding_tokens_carry_refresh_exp() {
         let codec = codec();
-        let issued = codec.issue(TokenType::Sliding, 3, "s1", NOW);
+        let issued = codec.issue(TokenType::Sliding, 3, "s1", &Assurance::password(), NOW);
         assert_eq!(issued.claims.refresh_exp, Some(NOW + 24 * 3600));
         let claims = codec
             .verify(&issued.token, &[TokenType::Sliding], NOW)
             .unwrap();
         assert_eq!(claims.refresh_exp, Some(NOW + 24 * 3600));
+    }
+
+    #[test]
+    fn tokens_carry_amr_and_aal_and_read_them_back() {
+        use latchkey_domain::{Aal, Method};
+        let codec = codec();
+        let assurance = Assurance::password().and(Method::Totp, false);
+        let issued = codec.issue(TokenType::Refresh, 3, "s1", &assurance, NOW);
+        let payload: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(&issued.token)
+            .unwrap()
+            .claims;
+        assert_eq!(payload["amr"], json!(["pwd", "otp"]));
+        assert_eq!(payload["aal"], json!(2));
+        let claims = codec
+            .verify(&issued.token, &[TokenType::Refresh], NOW)
+            .unwrap();
+        assert_eq!(claims.assurance.amr, vec![Method::Password, Method::Totp]);
+        assert_eq!(claims.assurance.aal, Aal::Two);
+    }
+
+    #[test]
+    fn a_token_without_amr_and_aal_is_aal1_and_a_malformed_one_is_invalid() {
+        use latchkey_domain::Aal;
+        let base =
+            json!({"token_type": "access", "exp": NOW + 60, "iat": NOW, "jti": "j", "user_id": 1});
+        let token = forge(Algorithm::HS256, SECRET, base.clone());
+        let claims = codec().verify(&token, &[TokenType::Access], NOW).unwrap();
+        assert!(claims.assurance.amr.is_empty());
+        assert_eq!(claims.assurance.aal, Aal::One);
+        for (name, value) in [
+            ("aal", json!(3)),
+            ("aal", json!("2")),
+            ("aal", json!(0)),
+            ("amr", json!("pwd")),
+            ("amr", json!(["pwd", "sms"])),
+            ("amr", json!([1])),
+        ] {
+            let mut payload = base.clone();
+            payload[name] = value.clone();
+            let token = forge(Algorithm::HS256, SECRET, payload);
+            assert_eq!(
+                codec().verify(&token, &[TokenType::Access], NOW),
+                Err(TokenError::Invalid),
+                "{name}: {value}"
+            );
+        }
     }
 }

@@ -25,6 +25,6 @@ pub use jwt::{IssuedToken, JwtSettings, TokenCodec};
 pub use keys::{KeyConfig, KeySet};
 pub use password::{PasswordHasher, Verification, VerificationCounts};
 pub use sessions::{
-    RefreshDecision, RefreshPolicy, Standing, StoredRefresh, decide_refresh,
-    issued_before_revocation, standing,
+    Holder, RefreshDecision, RefreshPolicy, Refusal, StoredRefresh, Strictness, check_holder,
+    decide_refresh, issued_before_revocation,
 };

@@ -11,10 +11,11 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
+use latchkey_domain::Assurance;
 use latchkey_persistence::django_imports::{self, ImportRecord};
 use latchkey_persistence::{
-    DbConnection, ImportedSession, ImportedUser, NewOutstandingToken, OutstandingToken, Session,
-    StoreError, User, db_now, plan_each_statement_afresh, write_transaction,
+    DbConnection, ImportedSession, ImportedUser, NewOutstandingToken, NewSession, OutstandingToken,
+    Session, StoreError, User, db_now, plan_each_statement_afresh, write_transaction,
 };
 
 use crate::rows::{self, LiveToken, whole_second};
@@ -294,6 +295,8 @@ fn import_tokens(
             blacklist_new.insert(token.jti.as_str(), at);
         }
     }
+    // Django's sessions all began with a password alone.
+    let (amr, aal) = NewSession::assurance_columns(&Assurance::password());
     let new_sessions: Vec<ImportedSession> = adopted
         .iter()
         .map(|(token, session_id)| ImportedSession {
@@ -303,6 +306,8 @@ fn import_tokens(
             last_used_at: token.created_at,
             expires_at: token.expires_at,
             ended_at: token.blacklisted_at,
+            amr: amr.clone(),
+            aal,
         })
         .collect();
     let new_tokens: Vec<NewOutstandingToken<'_>> = adopted

@@ -20,6 +20,7 @@ pub fn init_tls() {
     openssl_sys::init();
 }
 
+pub mod ceremonies;
 pub mod changes;
 mod connection;
 pub mod django_imports;
@@ -32,6 +33,7 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
+pub use ceremonies::{Ceremony, CeremonyKind, NewCeremony};
 pub use connection::{
     Backend, Conn, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection,
     UrlError, plan_each_statement_afresh, write_transaction,

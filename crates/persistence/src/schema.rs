@@ -64,6 +64,22 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         ended_at -> Nullable<Timestamp>,
+        amr -> Text,
+        aal -> Integer,
+    }
+}
+
+diesel::table! {
+    ceremonies (id) {
+        id -> BigInt,
+        kind -> Text,
+        handle_hash -> Text,
+        user_id -> Nullable<BigInt>,
+        payload -> Text,
+        tries -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        consumed_at -> Nullable<Timestamp>,
     }
 }
 

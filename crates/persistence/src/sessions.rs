@@ -8,6 +8,8 @@ use diesel::prelude::*;
 
 use crate::schema::{blacklisted_tokens, outstanding_tokens, sessions, users};
 use crate::{BATCH_ROWS, DbConnection, StoreError, User};
+pub use latchkey_domain::SessionState;
+use latchkey_domain::{Aal, Assurance, Method};
 
 /// Longest `User-Agent` kept for a session.
 pub const MAX_USER_AGENT: usize = 256;
@@ -23,6 +25,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub ended_at: Option<NaiveDateTime>,
+    /// The `amr` of its tokens, as a JSON list: see [`Session::assurance`].
+    pub amr: String,
+    pub aal: i32,
 }
 
 #[derive(Debug, Insertable)]
@@ -35,6 +40,8 @@ pub struct NewSession<'a> {
     pub expires_at: NaiveDateTime,
     pub user_agent: Option<&'a str>,
     pub ip: Option<&'a str>,
+    pub amr: String,
+    pub aal: i32,
 }
 
 /// A session `import-django` starts for a Django refresh token it adopts:
@@ -49,17 +56,20 @@ pub struct ImportedSession {
     pub last_used_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub ended_at: Option<NaiveDateTime>,
+    /// As [`NewSession::assurance_columns`] stores it.
+    pub amr: String,
+    pub aal: i32,
 }
 
-/// What the per-request check learns about the session a token names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionState {
-    /// The token names no session (issued before sessions, or by Django).
-    NotNamed,
-    /// The token names a session that was never issued to this user.
-    Unknown,
-    Ended,
-    Live,
+impl NewSession<'_> {
+    /// The stored form of how the session was authenticated.
+    pub fn assurance_columns(assurance: &Assurance) -> (String, i32) {
+        let amr: Vec<&str> = assurance.amr.iter().map(|m| m.amr()).collect();
+        (
+            serde_json::Value::from(amr).to_string(),
+            i32::from(assurance.aal.level()),
+        )
+    }
 }
 
 /// Cuts a `User-Agent` to the stored length, on a character boundary.
@@ -71,6 +81,19 @@ pub fn truncate_user_agent(raw: &str) -> &str {
 }
 
 impl Session {
+    /// How the session was authenticated, which every token it issues
+    /// carries. A row this version did not write reads as what it can
+    /// prove: its methods, at `aal` 1 unless it says 2.
+    pub fn assurance(&self) -> Assurance {
+        let amr = serde_json::from_str::<Vec<String>>(&self.amr)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| Method::from_amr(name))
+            .collect();
+        let aal = Aal::from_level(i64::from(self.aal)).unwrap_or(Aal::One);
+        Assurance { amr, aal }
+    }
+
     pub fn start(conn: &mut DbConnection, new: &NewSession<'_>) -> Result<(), StoreError> {
         diesel::insert_into(sessions::table)
             .values(new)

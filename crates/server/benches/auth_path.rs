@@ -7,7 +7,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use latchkey_auth::{JwtSettings, KeyConfig, KeySet, TokenCodec, TokenType};
-use latchkey_domain::{Email, UserFlags};
+use latchkey_domain::{Assurance, Email, UserFlags};
 use latchkey_persistence::{
     Database, DatabaseUrl, NewSession, NewUser, PoolOptions, Session, User, db_now,
     run_pending_migrations,
@@ -37,6 +37,8 @@ fn auth_path(c: &mut Criterion) {
     let codec = TokenCodec::new(keys, JwtSettings::default());
     let now = chrono::Utc::now().timestamp() + 1;
     let sid = "bench-session";
+    let assurance = Assurance::password();
+    let (amr, aal) = NewSession::assurance_columns(&assurance);
     Session::start(
         &mut db.get().unwrap(),
         &NewSession {
@@ -47,10 +49,14 @@ fn auth_path(c: &mut Criterion) {
             expires_at: db_now() + chrono::Duration::days(1),
             user_agent: None,
             ip: None,
+            amr: amr.clone(),
+            aal,
         },
     )
     .unwrap();
-    let token = codec.issue(TokenType::Access, user.id, sid, now).token;
+    let token = codec
+        .issue(TokenType::Access, user.id, sid, &assurance, now)
+        .token;
     c.bench_function("auth_path/verify_load_check_sqlite", |b| {
         b.iter(|| {
             let claims = codec

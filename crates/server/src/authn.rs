@@ -17,11 +17,11 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use actix_web_httpauth::headers::authorization::{Authorization, Bearer};
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
 use latchkey_auth::csrf::{CSRF_HEADER, check_csrf};
-use latchkey_auth::{Claims, Standing, TokenError, TokenType, standing};
+use latchkey_auth::{Claims, Refusal, Strictness, TokenError, TokenType, check_holder};
 use latchkey_persistence::{SessionState, User};
 
 use crate::error::ApiError;
-use crate::flows::tokens::Client;
+use crate::flows::tokens::{Client, holder};
 use crate::state::{AppState, unix_now};
 
 /// Where the credentials came from.
@@ -169,23 +169,22 @@ async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
 
 /// The user behind a verified access token must exist and be active, the
 /// token's session (when it names one) must be live, and a token without one
-/// must not predate the user's `tokens_valid_after`.
+/// must not predate the user's `tokens_valid_after` ([`check_holder`]).
 pub fn check_user(found: Option<(User, SessionState)>, claims: &Claims) -> Result<User, ApiError> {
-    let (user, session) = found.ok_or_else(ApiError::user_not_found)?;
-    let standing = standing(
-        user.is_active,
-        user.tokens_valid_after.and_utc().timestamp(),
-        claims.iat,
-    );
-    if standing == Standing::Inactive {
-        return Err(ApiError::user_inactive());
+    let session = found
+        .as_ref()
+        .map_or(SessionState::NotNamed, |(_, session)| *session);
+    let holder = found.as_ref().map(|(user, _)| holder(user));
+    match check_holder(holder, session, claims, Strictness::Request) {
+        Ok(()) => found
+            .map(|(user, _)| user)
+            .ok_or_else(ApiError::user_not_found),
+        Err(Refusal::NoUser) => Err(ApiError::user_not_found()),
+        Err(Refusal::Inactive) => Err(ApiError::user_inactive()),
+        Err(Refusal::Revoked | Refusal::UnknownSession | Refusal::EndedSession) => {
+            Err(ApiError::AccessToken(TokenError::Invalid))
+        }
     }
-    if standing == Standing::Revoked
-        || matches!(session, SessionState::Unknown | SessionState::Ended)
-    {
-        return Err(ApiError::AccessToken(TokenError::Invalid));
-    }
-    Ok(user)
 }
 
 /// CSRF (double submit) for a request that a cookie authenticates; safe

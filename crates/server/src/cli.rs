@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use latchkey_auth::PasswordHasher;
 use latchkey_domain::{Email, NewAccount, Password};
 use latchkey_persistence::{
-    NewUser, OutstandingToken, StoreError, User, db_now, run_pending_migrations,
+    Ceremony, NewUser, OutstandingToken, StoreError, User, db_now, run_pending_migrations,
 };
 
 use crate::settings::Settings;
@@ -127,6 +127,8 @@ fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
         "Deleted {outstanding} expired outstanding token(s) and {blacklisted} blacklist row(s)."
     );
     println!("Deleted {sessions} expired session(s).");
+    let ceremonies = Ceremony::flush_expired(&mut conn, db_now())?;
+    println!("Deleted {ceremonies} expired ceremony row(s).");
     let (resets, keys) = latchkey_persistence::email_state::flush_expired(&mut conn, db_now())?;
     println!(
         "Deleted {resets} expired password reset token(s) and {keys} expired email verification key(s)."

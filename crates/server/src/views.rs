@@ -193,11 +193,18 @@ pub struct SessionItemView {
     pub ip: Option<String>,
     /// Whether the token of this request belongs to it.
     pub current: bool,
+    /// How it was authenticated, in order (v3): `pwd`, `otp`, `rec`, `hwk`, `fed`.
+    #[schema(example = json!(["pwd"]))]
+    pub amr: Vec<&'static str>,
+    /// 2 after two factors or a passkey that verified its user, else 1 (v3).
+    #[schema(example = 1)]
+    pub aal: u8,
 }
 
 impl From<&crate::flows::sessions::ListedSession> for SessionItemView {
     fn from(listed: &crate::flows::sessions::ListedSession) -> Self {
         let session = &listed.session;
+        let assurance = session.assurance();
         SessionItemView {
             id: session.id.clone(),
             created_at: timestamp(session.created_at),
@@ -206,6 +213,8 @@ impl From<&crate::flows::sessions::ListedSession> for SessionItemView {
             user_agent: session.user_agent.clone(),
             ip: session.ip.clone(),
             current: listed.current,
+            amr: assurance.amr.iter().map(|m| m.amr()).collect(),
+            aal: assurance.aal.level(),
         }
     }
 }

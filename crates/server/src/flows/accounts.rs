@@ -1,8 +1,8 @@
 //! Register and create accounts (the CLI's `create-superuser` too); a
 //! login is [`super::login`].
 
-use latchkey_domain::NewAccount;
-use latchkey_persistence::{DbConnection, NewUser, User, db_now};
+use latchkey_domain::{Assurance, NewAccount};
+use latchkey_persistence::{DbConnection, NewUser, User, db_now, write_transaction};
 
 use super::tokens::{Client, TokenPair, start_session};
 use crate::error::{ApiError, EMAIL_TAKEN};
@@ -71,7 +71,7 @@ where
     state
         .with_conn(move |conn, _| {
             let new = NewUser::new(&account.email, &hash, account.flags, db_now());
-            latchkey_persistence::write_transaction(conn, |conn| {
+            write_transaction(conn, |conn| {
                 let user = User::insert(conn, &new)?;
                 then(conn, user)
             })
@@ -88,7 +88,18 @@ pub async fn register(
     let user = register_without_session(state, body).await?;
     let user_id = user.id;
     let pair = state
-        .with_conn(move |conn, app| start_session(conn, app, user_id, unix_now(), &client))
+        .with_conn(move |conn, app| {
+            write_transaction(conn, |conn| {
+                start_session(
+                    conn,
+                    app,
+                    user_id,
+                    &Assurance::password(),
+                    unix_now(),
+                    &client,
+                )
+            })
+        })
         .await?;
     Ok((user, pair))
 }

@@ -28,7 +28,7 @@ use latchkey_persistence::{
 
 use super::sessions::revoke_everything;
 use crate::email::templates::{self, Kind, human_duration, site_name};
-use crate::email::{Verification, decode_uid, encode_uid};
+use crate::email::{decode_uid, encode_uid};
 use crate::error::{ApiError, FieldErrors};
 use crate::forms::{Body, EmailForm, PasswordResetConfirmForm, VerifyEmailForm, new_password};
 use crate::state::{AppState, State};
@@ -217,17 +217,6 @@ pub fn on_register(
         queue_verification(conn, state, &user)?;
     }
     Ok(user)
-}
-
-/// Under `mandatory`, the right password of an unverified user is refused.
-pub fn require_verified(state: &AppState, user: &User) -> Result<(), ApiError> {
-    if state.settings.email.verification == Verification::Mandatory && !user.email_verified {
-        return Err(ApiError::Unauthorized {
-            detail: "E-mail is not verified.",
-            code: "email_not_verified",
-        });
-    }
-    Ok(())
 }
 
 /// Whether a change of address must be verified again (`optional`,

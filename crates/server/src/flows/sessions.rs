@@ -1,14 +1,17 @@
 //! Revoking sessions: logout everywhere, password change, sliding tokens.
 
 use chrono::{NaiveDateTime, Timelike};
-use latchkey_auth::{IssuedToken, TokenType};
+use latchkey_auth::{IssuedToken, Strictness, TokenType};
+use latchkey_domain::Assurance;
 use latchkey_domain::Email;
-use latchkey_persistence::{DbConnection, Session, User, UserChanges, db_now, write_transaction};
+use latchkey_persistence::{
+    DbConnection, Session, SessionState, User, UserChanges, db_now, write_transaction,
+};
 
 use super::login::password::{verify_own_password, wrong_password};
 use super::login::still_verified;
 use super::tokens::{
-    Client, TokenPair, end_session, refused, session_of, start_session, token_user,
+    Client, TokenPair, end_session, refused, session_of, session_state, start_session, token_user,
 };
 use crate::authn::CurrentUser;
 use crate::error::ApiError;
@@ -157,6 +160,12 @@ pub async fn change_password(
         .await?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let checked = current.user.clone();
+    // The caller's new session keeps how their current one was
+    // authenticated (a token from before v3 began with a password).
+    let assurance = match &current.claims.assurance {
+        known if !known.amr.is_empty() => known.clone(),
+        _ => Assurance::password(),
+    };
     state
         .with_conn(move |conn, app| {
             write_transaction(conn, |conn| {
@@ -175,7 +184,7 @@ pub async fn change_password(
                         ..UserChanges::default()
                     },
                 )?;
-                let pair = start_session(conn, app, checked.id, unix_now(), &client)?;
+                let pair = start_session(conn, app, checked.id, &assurance, unix_now(), &client)?;
                 Ok((user, pair))
             })
         })
@@ -193,17 +202,20 @@ pub async fn slide(state: &State, body: Body<TokenForm>) -> Result<IssuedToken, 
         .map_err(refused)?;
     state
         .with_conn(move |conn, app| {
-            token_user(conn, &claims)?;
-            if let Some(sid) = &claims.sid {
-                let session = Session::find(conn, sid)?
-                    .filter(|s| s.user_id == claims.user_id)
-                    .ok_or_else(ApiError::token_invalid_or_expired)?;
-                if session.ended_at.is_some() {
-                    return Err(ApiError::token_blacklisted());
+            let (session, named) = match &claims.sid {
+                Some(sid) => {
+                    let session = Session::find(conn, sid)?;
+                    let named = session_state(session.as_ref(), claims.user_id);
+                    (session, named)
                 }
+                None => (None, SessionState::NotNamed),
+            };
+            token_user(conn, &claims, named, Strictness::Slide)?;
+            if let Some(sid) = &claims.sid {
                 Session::touch_last_used(conn, sid, db_now())?;
             }
-            Ok(app.codec.slide(&claims, now))
+            let assurance = session.map_or_else(Assurance::password, |s| s.assurance());
+            Ok(app.codec.slide(&claims, &assurance, now))
         })
         .await
 }

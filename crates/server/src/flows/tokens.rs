@@ -11,14 +11,15 @@
 use crate::forms::{Body, TokenForm};
 use chrono::{DateTime, NaiveDateTime};
 use latchkey_auth::{
-    Claims, IssuedToken, RefreshDecision, Standing, StoredRefresh, TokenError, TokenType,
-    decide_refresh, issued_before_revocation, standing,
+    Claims, Holder, IssuedToken, RefreshDecision, Refusal, StoredRefresh, Strictness, TokenError,
+    TokenType, check_holder, decide_refresh,
 };
+use latchkey_domain::Assurance;
 use latchkey_persistence::django_imports::latest_import_at;
 use latchkey_persistence::sessions::truncate_user_agent;
 use latchkey_persistence::{
-    DbConnection, NewOutstandingToken, NewSession, OutstandingToken, Session, TokenRecord, User,
-    db_now, write_transaction,
+    DbConnection, NewOutstandingToken, NewSession, OutstandingToken, Session, SessionState,
+    TokenRecord, User, db_now, write_transaction,
 };
 
 use crate::error::ApiError;
@@ -67,8 +68,10 @@ fn new_session(
     user_id: i64,
     expires_at: i64,
     client: &Client,
+    assurance: &Assurance,
 ) -> Result<String, ApiError> {
     let id = latchkey_auth::jwt::new_jti();
+    let (amr, aal) = NewSession::assurance_columns(assurance);
     // Microseconds, not the token's whole second: sessions started in one
     // second still list in the order they were used.
     let started = db_now();
@@ -82,25 +85,33 @@ fn new_session(
             expires_at: to_naive(expires_at),
             user_agent: client.user_agent.as_deref().map(truncate_user_agent),
             ip: client.ip.as_deref(),
+            amr,
+            aal,
         },
     )?;
     Ok(id)
 }
 
 /// Starts a session (login, register, password change): its row, a
-/// recorded refresh token and an access token, both carrying its `sid`.
+/// recorded refresh token and an access token, both carrying its `sid` and
+/// how it was authenticated.
 pub fn start_session(
     conn: &mut DbConnection,
     state: &AppState,
     user_id: i64,
+    assurance: &Assurance,
     now: i64,
     client: &Client,
 ) -> Result<TokenPair, ApiError> {
     let expires_at = now.saturating_add(state.codec.lifetime(TokenType::Refresh));
-    let sid = new_session(conn, user_id, expires_at, client)?;
-    let refresh = state.codec.issue(TokenType::Refresh, user_id, &sid, now);
+    let sid = new_session(conn, user_id, expires_at, client, assurance)?;
+    let refresh = state
+        .codec
+        .issue(TokenType::Refresh, user_id, &sid, assurance, now);
     OutstandingToken::record(conn, &outstanding(&refresh, &sid))?;
-    let access = state.codec.issue(TokenType::Access, user_id, &sid, now);
+    let access = state
+        .codec
+        .issue(TokenType::Access, user_id, &sid, assurance, now);
     Ok(TokenPair { access, refresh })
 }
 
@@ -109,12 +120,22 @@ pub fn start_sliding_session(
     conn: &mut DbConnection,
     state: &AppState,
     user_id: i64,
+    assurance: &Assurance,
     now: i64,
     client: &Client,
 ) -> Result<IssuedToken, ApiError> {
     let refresh_exp = now.saturating_add(state.codec.settings().sliding_refresh_lifetime);
-    let sid = new_session(conn, user_id, refresh_exp, client)?;
-    Ok(state.codec.issue(TokenType::Sliding, user_id, &sid, now))
+    let sid = new_session(conn, user_id, refresh_exp, client, assurance)?;
+    Ok(state
+        .codec
+        .issue(TokenType::Sliding, user_id, &sid, assurance, now))
+}
+
+/// How the session was authenticated, for the tokens it issues now: what
+/// its row says (a session without a row, from before sessions, began with
+/// a password).
+fn session_assurance(session: Option<&Session>) -> Assurance {
+    session.map_or_else(Assurance::password, Session::assurance)
 }
 
 /// What a refresh gives back.
@@ -128,14 +149,54 @@ pub struct Refreshed {
     pub user: User,
 }
 
-/// The user a refresh or sliding token speaks for, if they may still use it.
-pub fn token_user(conn: &mut DbConnection, claims: &Claims) -> Result<User, ApiError> {
-    let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
-    match standing(user.is_active, to_unix(user.tokens_valid_after), claims.iat) {
-        Standing::Speaks => Ok(user),
-        Standing::Inactive => Err(ApiError::user_inactive()),
-        Standing::Revoked => Err(ApiError::token_blacklisted()),
+/// The user a refresh or sliding token speaks for, if they may still use it
+/// ([`check_holder`]: `Refresh` leaves the session to the caller, `Slide`
+/// wants it live).
+pub fn token_user(
+    conn: &mut DbConnection,
+    claims: &Claims,
+    session: SessionState,
+    strictness: Strictness,
+) -> Result<User, ApiError> {
+    let user = User::find(conn, claims.user_id)?;
+    check_holder(user.as_ref().map(holder), session, claims, strictness)
+        .map_err(refusal_in_token_words)?;
+    user.ok_or_else(ApiError::token_invalid_or_expired)
+}
+
+/// A user as [`check_holder`] reads them.
+pub fn holder(user: &User) -> Holder {
+    Holder {
+        is_active: user.is_active,
+        tokens_valid_after: to_unix(user.tokens_valid_after),
     }
+}
+
+/// A refused token at the token endpoints (refresh, sliding refresh,
+/// verify): simplejwt's words, plus the deactivated user's.
+fn refusal_in_token_words(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Inactive => ApiError::user_inactive(),
+        Refusal::Revoked | Refusal::EndedSession => ApiError::token_blacklisted(),
+        Refusal::NoUser | Refusal::UnknownSession => ApiError::token_invalid_or_expired(),
+    }
+}
+
+/// The state of a session for the token's user.
+pub fn session_state(session: Option<&Session>, user_id: i64) -> SessionState {
+    match session.filter(|s| s.user_id == user_id) {
+        None => SessionState::Unknown,
+        Some(s) if s.ended_at.is_some() => SessionState::Ended,
+        Some(_) => SessionState::Live,
+    }
+}
+
+fn find_session_state(
+    conn: &mut DbConnection,
+    sid: &str,
+    user_id: i64,
+) -> Result<SessionState, ApiError> {
+    Ok(session_state(Session::find(conn, sid)?.as_ref(), user_id))
 }
 
 fn stored(record: &TokenRecord, session: Option<&Session>) -> StoredRefresh {
@@ -185,7 +246,8 @@ pub fn refresh(
     }
     let outcome = write_transaction(conn, |conn| {
         let session = Session::lock(conn, &sid)?;
-        let user = token_user(conn, claims)?;
+        let user = token_user(conn, claims, SessionState::NotNamed, Strictness::Refresh)?;
+        let assurance = session_assurance(session.as_ref());
         let record = OutstandingToken::find_by_jti(conn, &claims.jti)?
             .ok_or_else(ApiError::token_invalid_or_expired)?;
         let decision = decide_refresh(
@@ -196,7 +258,7 @@ pub fn refresh(
         let access = || {
             state
                 .codec
-                .issue(TokenType::Access, claims.user_id, &sid, now)
+                .issue(TokenType::Access, claims.user_id, &sid, &assurance, now)
         };
         let refreshed = match decision {
             RefreshDecision::AccessOnly => {
@@ -208,9 +270,10 @@ pub fn refresh(
                 }
             }
             RefreshDecision::Rotate => {
-                let refresh = state
-                    .codec
-                    .issue(TokenType::Refresh, claims.user_id, &sid, now);
+                let refresh =
+                    state
+                        .codec
+                        .issue(TokenType::Refresh, claims.user_id, &sid, &assurance, now);
                 let won = OutstandingToken::rotate(
                     conn,
                     record.token.id,
@@ -242,6 +305,7 @@ pub fn refresh(
                     user_id: replacement.token.user_id,
                     sid: Some(sid.clone()),
                     refresh_exp: None,
+                    assurance: assurance.clone(),
                 });
                 Refreshed {
                     access: access(),
@@ -284,7 +348,7 @@ fn refresh_without_rotation(
     sid: &str,
     now: i64,
 ) -> Result<Option<Refreshed>, ApiError> {
-    let user = token_user(conn, claims)?;
+    let user = token_user(conn, claims, SessionState::NotNamed, Strictness::Refresh)?;
     let session = Session::find(conn, sid)?;
     let decision = decide_refresh(
         Some(&stored(record, session.as_ref())),
@@ -294,10 +358,11 @@ fn refresh_without_rotation(
     match decision {
         RefreshDecision::AccessOnly => {
             Session::touch_last_used(conn, sid, db_now())?;
+            let assurance = session_assurance(session.as_ref());
             Ok(Some(Refreshed {
                 access: state
                     .codec
-                    .issue(TokenType::Access, claims.user_id, sid, now),
+                    .issue(TokenType::Access, claims.user_id, sid, &assurance, now),
                 refresh: None,
                 user,
             }))
@@ -331,7 +396,14 @@ fn adopt(
         return Err(refused());
     }
     write_transaction(conn, |conn| {
-        let sid = new_session(conn, claims.user_id, claims.exp, client)?;
+        // Django issued refresh tokens only at a password login.
+        let sid = new_session(
+            conn,
+            claims.user_id,
+            claims.exp,
+            client,
+            &Assurance::password(),
+        )?;
         // A racing request adopting the same token recorded it first: its
         // session stands, this one is rolled back.
         let recorded = OutstandingToken::record_new(
@@ -419,35 +491,38 @@ pub async fn verify(state: &State, body: Body<TokenForm>) -> Result<(), ApiError
 /// `POST /auth/verify/` beyond the signature: the user's revocations, the
 /// token's session and, for a refresh token, the blacklist.
 pub fn verify_stored(conn: &mut DbConnection, claims: &Claims) -> Result<(), ApiError> {
-    let user = User::find(conn, claims.user_id)?.ok_or_else(ApiError::token_invalid_or_expired)?;
-    // Verify answers in the token's words (the contract's 401 of refresh).
-    // A deactivation through the API also revoked the token: told as that.
-    let valid_after = to_unix(user.tokens_valid_after);
-    match standing(user.is_active, valid_after, claims.iat) {
-        Standing::Speaks => {}
-        Standing::Inactive if !issued_before_revocation(claims.iat, valid_after) => {
-            return Err(ApiError::token_invalid_or_expired());
-        }
-        Standing::Inactive | Standing::Revoked => return Err(ApiError::token_blacklisted()),
-    }
-    let sid = if claims.token_type == TokenType::Refresh {
+    let user = User::find(conn, claims.user_id)?;
+    let (session, blacklisted) = if claims.token_type == TokenType::Refresh {
         let record = OutstandingToken::find_by_jti(conn, &claims.jti)?
-            .filter(|r| r.token.user_id == claims.user_id)
-            .ok_or_else(ApiError::token_invalid_or_expired)?;
-        if record.blacklisted_at.is_some() {
-            return Err(ApiError::token_blacklisted());
+            .filter(|r| r.token.user_id == claims.user_id);
+        match record {
+            Some(record) => (
+                find_session_state(conn, &record.token.session_id, claims.user_id)?,
+                record.blacklisted_at.is_some(),
+            ),
+            // Never issued to this user: as a session never theirs.
+            None => (SessionState::Unknown, false),
         }
-        Some(record.token.session_id)
     } else {
-        claims.sid.clone()
-    };
-    if let Some(sid) = sid {
-        let session = Session::find(conn, &sid)?
-            .filter(|s| s.user_id == claims.user_id)
-            .ok_or_else(ApiError::token_invalid_or_expired)?;
-        if session.ended_at.is_some() {
-            return Err(ApiError::token_blacklisted());
+        match &claims.sid {
+            Some(sid) => (find_session_state(conn, sid, claims.user_id)?, false),
+            None => (SessionState::NotNamed, false),
         }
+    };
+    // Verify answers in the token's words (the contract's 401 of refresh),
+    // a deactivated user's token as invalid.
+    check_holder(
+        user.as_ref().map(holder),
+        session,
+        claims,
+        Strictness::Verify,
+    )
+    .map_err(|refusal| match refusal {
+        Refusal::Inactive => ApiError::token_invalid_or_expired(),
+        other => refusal_in_token_words(other),
+    })?;
+    if blacklisted {
+        return Err(ApiError::token_blacklisted());
     }
     Ok(())
 }

@@ -1,56 +1,156 @@
 //! How every login ends. A first factor (today the password, in
 //! [`password`]) names a user as they were read before the slow check; then
-//! [`complete_login`] starts the session in one write transaction that
-//! re-reads the user under lock and refuses when anything moved since that
-//! read — a password change or reset, a logout everywhere, a deactivation.
-//! So a login racing a revocation never leaves a live session behind, and
-//! the hash upgrade it carries never writes an old password back.
+//! [`complete_login`] runs the gates in the contract's order (active, email
+//! verified, second factor) and starts the session in ONE write transaction
+//! that re-reads the user under lock and refuses when anything moved since
+//! that read — a password change or reset, a logout everywhere, a
+//! deactivation. So a login racing a revocation never leaves a live session
+//! behind, and the hash upgrade it carries never writes an old password
+//! back.
+//!
+//! A new way in is one first-factor module here, returning a
+//! [`FirstFactor`] with its [`Method`], and nothing else: the gates, the
+//! session and the tokens' `amr`/`aal` follow from it.
 
 pub mod password;
 
+use latchkey_auth::IssuedToken;
+use latchkey_domain::factors::{Step, next_step};
+use latchkey_domain::{Assurance, Method};
 use latchkey_persistence::{DbConnection, User, UserChanges, db_now, write_transaction};
 
+use crate::email::Verification;
 use crate::error::ApiError;
-use crate::state::{AppState, State};
+use crate::flows::tokens::{Client, TokenPair, start_session, start_sliding_session};
+use crate::state::{AppState, State, unix_now};
+use crate::throttle::LoginAttempt;
 
 /// A user named by a first factor, as read before it was checked.
 pub struct FirstFactor {
     pub user: User,
+    /// How they proved it: the session's first `amr` entry.
+    pub method: Method,
     /// The hash to store instead of theirs when it is not in the configured
     /// format (or is weaker): written only while theirs is still stored.
     pub upgrade: Option<String>,
+    /// The account's reserved login attempt, settled by the gates.
+    pub attempt: Option<LoginAttempt>,
 }
 
-/// Starts the session of a checked first factor (`start`, in the same
-/// write transaction), or answers the usual 401 `no_active_account` when
-/// the user changed since they were read. Returns the user as stored now.
-pub async fn complete_login<T, F>(
+/// What a completed login starts: the session's tokens, of one kind.
+pub trait SessionKind: Send + 'static {
+    type Tokens: Send + 'static;
+
+    fn start(
+        conn: &mut DbConnection,
+        app: &AppState,
+        user_id: i64,
+        assurance: &Assurance,
+        client: &Client,
+    ) -> Result<Self::Tokens, ApiError>;
+}
+
+/// An access and a refresh token (`POST /auth/`).
+pub struct Pair;
+
+impl SessionKind for Pair {
+    type Tokens = TokenPair;
+
+    fn start(
+        conn: &mut DbConnection,
+        app: &AppState,
+        user_id: i64,
+        assurance: &Assurance,
+        client: &Client,
+    ) -> Result<TokenPair, ApiError> {
+        start_session(conn, app, user_id, assurance, unix_now(), client)
+    }
+}
+
+/// A sliding token (`POST /auth/sliding/`).
+pub struct Sliding;
+
+impl SessionKind for Sliding {
+    type Tokens = IssuedToken;
+
+    fn start(
+        conn: &mut DbConnection,
+        app: &AppState,
+        user_id: i64,
+        assurance: &Assurance,
+        client: &Client,
+    ) -> Result<IssuedToken, ApiError> {
+        start_sliding_session(conn, app, user_id, assurance, unix_now(), client)
+    }
+}
+
+/// The gates, then the session: 401 `no_active_account` for an inactive
+/// user (a failed login of the account), 401 `email_not_verified` under
+/// `EMAIL_VERIFICATION=mandatory` (the password was right: a success), then
+/// the second factor; only then the one write transaction that starts the
+/// session. Returns the user as stored now.
+pub async fn complete_login<K: SessionKind>(
     state: &State,
     first: FirstFactor,
-    start: F,
-) -> Result<(User, T), ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut DbConnection, &AppState, &User) -> Result<T, ApiError> + Send + 'static,
-{
+    client: Client,
+    _kind: K,
+) -> Result<(User, K::Tokens), ApiError> {
+    let FirstFactor {
+        user,
+        method,
+        upgrade,
+        attempt,
+    } = first;
+    if !user.is_active {
+        state.metrics.login_failures.inc();
+        if let Some(attempt) = attempt {
+            attempt.failed();
+        }
+        return Err(ApiError::no_active_account());
+    }
+    state.metrics.logins.inc();
+    if let Some(attempt) = attempt {
+        attempt.succeeded().await;
+    }
+    require_verified(state, &user)?;
+    let assurance = Assurance::of(vec![method], false);
+    // Nothing enrols a second factor yet (TOTP will): every login is `Done`.
+    if let Step::SecondFactor(_) = next_step(&[], &assurance) {
+        return Err(ApiError::Internal(
+            "a second factor cannot be checked yet".into(),
+        ));
+    }
     state
         .with_conn(move |conn, app| {
             write_transaction(conn, |conn| {
-                let user = recheck(conn, app, first)?;
-                let session = start(conn, app, &user)?;
-                Ok((user, session))
+                let user = recheck(conn, app, user, upgrade)?;
+                let tokens = K::start(conn, app, user.id, &assurance, &client)?;
+                Ok((user, tokens))
             })
         })
         .await
 }
 
+/// Under `mandatory`, the right password of an unverified user is not a
+/// login yet.
+fn require_verified(state: &AppState, user: &User) -> Result<(), ApiError> {
+    if state.settings.email.verification == Verification::Mandatory && !user.email_verified {
+        return Err(ApiError::Unauthorized {
+            detail: "E-mail is not verified.",
+            code: "email_not_verified",
+        });
+    }
+    Ok(())
+}
+
 /// Inside the login's transaction: the user locked and compared with what
 /// the first factor read, then the upgrade and `last_login` written.
-fn recheck(conn: &mut DbConnection, app: &AppState, first: FirstFactor) -> Result<User, ApiError> {
-    let FirstFactor {
-        user: read,
-        upgrade,
-    } = first;
+fn recheck(
+    conn: &mut DbConnection,
+    app: &AppState,
+    read: User,
+    upgrade: Option<String>,
+) -> Result<User, ApiError> {
     let mut user = User::lock(conn, read.id)?
         .filter(|now| unchanged_since(&read, now))
         .ok_or_else(ApiError::no_active_account)?;

@@ -3,14 +3,14 @@
 
 use latchkey_auth::password::MAX_BYTES_NON_BCRYPT;
 use latchkey_auth::{HashProblem, IssuedToken, Verification};
-use latchkey_domain::{Email, Password};
+use latchkey_domain::{Email, Method, Password};
 use latchkey_persistence::User;
 
-use super::{FirstFactor, complete_login};
+use super::{FirstFactor, Pair, Sliding, complete_login};
 use crate::error::{ApiError, FieldErrors};
-use crate::flows::tokens::{Client, TokenPair, start_session, start_sliding_session};
+use crate::flows::tokens::{Client, TokenPair};
 use crate::forms::{Body, LoginForm};
-use crate::state::{AppState, State, unix_now};
+use crate::state::{AppState, State};
 
 /// `POST /auth/`: checked credentials, then a new session.
 pub async fn login(
@@ -19,10 +19,7 @@ pub async fn login(
     client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
     let first = authenticate_credentials(state, body).await?;
-    complete_login(state, first, move |conn, app, user| {
-        start_session(conn, app, user.id, unix_now(), &client)
-    })
-    .await
+    complete_login(state, first, client, Pair).await
 }
 
 /// `POST /auth/sliding/`: checked credentials, then a sliding session.
@@ -32,16 +29,15 @@ pub async fn sliding_login(
     client: Client,
 ) -> Result<IssuedToken, ApiError> {
     let first = authenticate_credentials(state, body).await?;
-    let (_, token) = complete_login(state, first, move |conn, app, user| {
-        start_sliding_session(conn, app, user.id, unix_now(), &client)
-    })
-    .await?;
+    let (_, token) = complete_login(state, first, client, Sliding).await?;
     Ok(token)
 }
 
-/// Checks email and password: the same 401 for an unknown email, a wrong
-/// password and an inactive user, after the same one verification. Returns
-/// the user as read before the check; [`complete_login`] re-reads them.
+/// Checks email and password, the first factor: the user as read before
+/// the check, whom [`complete_login`] gates and re-reads. An unknown email
+/// and a wrong password are the same 401 after the same one verification
+/// (a failed login of the account); an inactive user's right password is
+/// refused by the gates with that same 401.
 pub async fn authenticate_credentials(
     state: &State,
     body: Body<LoginForm>,
@@ -65,22 +61,18 @@ pub async fn authenticate_credentials(
         .with_conn(move |conn, _| Ok(User::find_by_email(conn, &email)?))
         .await?;
     let (verification, upgrade) = check_password(state, user.as_ref(), password).await?;
-    let succeeded = verification.matches && user.as_ref().is_some_and(|u| u.is_active);
-    if succeeded {
-        state.metrics.logins.inc();
-        attempt.succeeded().await;
-    } else {
-        state.metrics.login_failures.inc();
-        attempt.failed();
-    }
     match user {
-        Some(user) if succeeded => {
-            // EMAIL_VERIFICATION=mandatory: the right password of an
-            // unverified address is not a login yet.
-            crate::flows::email::require_verified(state, &user)?;
-            Ok(FirstFactor { user, upgrade })
+        Some(user) if verification.matches => Ok(FirstFactor {
+            user,
+            method: Method::Password,
+            upgrade,
+            attempt: Some(attempt),
+        }),
+        _ => {
+            state.metrics.login_failures.inc();
+            attempt.failed();
+            Err(ApiError::no_active_account())
         }
-        _ => Err(ApiError::no_active_account()),
     }
 }
 

@@ -1,0 +1,2 @@
+ALTER TABLE sessions DROP COLUMN aal;
+ALTER TABLE sessions DROP COLUMN amr;
