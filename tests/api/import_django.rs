@@ -33,6 +33,7 @@ tests![
     refuses_a_latchkey_database_with_native_users,
     table_errors_name_the_table_and_write_nothing,
     a_large_import_streams_in_pages_and_reports_progress,
+    an_adopted_django_token_starts_a_pwd_session_at_aal1,
 ];
 
 fn script() -> PathBuf {
@@ -891,4 +892,34 @@ async fn rows_whose_hash_can_never_verify_are_imported_and_listed(mut ctx: Ctx) 
     app.login("fine@example.com", "fine-django-pass-1")
         .await
         .assert_status(200);
+}
+
+/// Django issued its refresh tokens only at a password login: the session
+/// that adopts one has `amr` `["pwd"]` at `aal` 1, and so has every token it
+/// issues (How a login completes, v3).
+async fn an_adopted_django_token_starts_a_pwd_session_at_aal1(mut ctx: Ctx) {
+    let (django, made) = DjangoDb::standard(ctx.backend);
+    let url = ctx.new_database();
+    import(&url, &["--from", &django.url]);
+    let app = ctx
+        .spawn_on(&url, &[("SECRET_KEY", DJANGO_SECRET_KEY)])
+        .await;
+    let minted = token(&made, "alice@example.com", false);
+    let refresh = minted["refresh"].as_str().unwrap();
+    assert!(latchkey_tests::payload(refresh).get("amr").is_none());
+    let adopted = app.refresh_token(refresh).await;
+    adopted.assert_status(200);
+    for name in ["access", "refresh"] {
+        let claims = latchkey_tests::payload(adopted.body[name].as_str().unwrap());
+        assert_eq!(
+            (&claims["amr"], &claims["aal"]),
+            (&json!(["pwd"]), &json!(1))
+        );
+    }
+    let listed = app.sessions(adopted.body["access"].as_str().unwrap()).await;
+    listed.assert_status(200);
+    let results = listed.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{}", listed.text);
+    assert_eq!(results[0]["amr"], json!(["pwd"]));
+    assert_eq!(results[0]["aal"], json!(1));
 }

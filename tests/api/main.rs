@@ -2,8 +2,10 @@
 //! binary, each test on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod assurance;
 mod auth_cache;
 mod browser;
+mod ceremonies;
 mod cli;
 mod current_user;
 mod docs;
@@ -27,6 +29,7 @@ mod races;
 mod refresh;
 mod register;
 mod requests;
+mod second_factor_storage;
 mod session_lifecycle;
 mod sessions;
 mod throttling;
@@ -64,6 +67,10 @@ fn main() -> std::process::ExitCode {
         races::tests(),
         login_races::tests(),
         login_transaction::tests(),
+        assurance::tests(),
+        assurance::django_tests(),
+        ceremonies::tests(),
+        second_factor_storage::tests(),
         session_lifecycle::tests(),
         import_django::django_tests(),
         email_flows::tests(),

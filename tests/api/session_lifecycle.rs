@@ -450,6 +450,9 @@ async fn the_session_list_shows_exactly_the_contract_fields(mut ctx: Ctx) {
         "user_agent",
         "ip",
         "current",
+        // v3: how the session was authenticated (How a login completes).
+        "amr",
+        "aal",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected, "{}", response.text);

@@ -14,8 +14,11 @@ pub mod hashers;
 pub mod jwt;
 pub mod keys;
 pub mod password;
+pub mod recovery_codes;
+pub mod sealing;
 pub mod secrets;
 pub mod sessions;
+pub mod totp;
 
 pub use claims::{Claims, TokenType};
 pub use cookies::CookiePolicy;

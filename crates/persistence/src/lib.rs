@@ -28,9 +28,11 @@ pub mod email_state;
 mod error;
 mod migrations;
 pub mod outbox;
+pub mod recovery_codes;
 pub mod schema;
 pub mod sessions;
 pub mod tokens;
+pub mod totp_devices;
 pub mod users;
 
 pub use ceremonies::{Ceremony, CeremonyKind, NewCeremony};
@@ -41,8 +43,10 @@ pub use connection::{
 pub use django_imports::latest_import_at;
 pub use error::StoreError;
 pub use migrations::run_pending_migrations;
+pub use recovery_codes::{CodeFormat, RecoveryCodes};
 pub use sessions::{ImportedSession, NewSession, Session, SessionState};
 pub use tokens::{KnownToken, NewOutstandingToken, OutstandingToken, TokenRecord};
+pub use totp_devices::{DeviceShape, SealedSecret, TotpDevice};
 pub use users::{
     ImportedUser, ListOrder, ListQuery, NewUser, PriorImport, User, UserChanges, UserPage,
 };

@@ -125,6 +125,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    totp_devices (user_id) {
+        user_id -> BigInt,
+        secret_sealed -> Nullable<Text>,
+        secret_key_id -> Nullable<Text>,
+        digits -> Integer,
+        step -> Integer,
+        t0 -> BigInt,
+        enabled_at -> Nullable<Timestamp>,
+        last_step_at -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Text,
+        format -> Text,
+        created_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(outstanding_tokens -> users (user_id));
 diesel::joinable!(blacklisted_tokens -> outstanding_tokens (token_id));
 diesel::joinable!(sessions -> users (user_id));

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::schema::sessions;
 use crate::schema::{blacklisted_tokens, outstanding_tokens};
 use crate::{BATCH_ROWS, DbConnection, StoreError, write_transaction};
 
@@ -266,8 +265,7 @@ impl OutstandingToken {
                 outstanding_tokens::table.filter(outstanding_tokens::expires_at.lt(now)),
             )
             .execute(conn)?;
-            let sessions = diesel::delete(sessions::table.filter(sessions::expires_at.lt(now)))
-                .execute(conn)?;
+            let sessions = crate::Session::flush_expired(conn, now)?;
             Ok((blacklist_rows, tokens, sessions))
         })
     }

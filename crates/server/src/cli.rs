@@ -127,12 +127,12 @@ fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
         "Deleted {outstanding} expired outstanding token(s) and {blacklisted} blacklist row(s)."
     );
     println!("Deleted {sessions} expired session(s).");
-    let ceremonies = Ceremony::flush_expired(&mut conn, db_now())?;
-    println!("Deleted {ceremonies} expired ceremony row(s).");
     let (resets, keys) = latchkey_persistence::email_state::flush_expired(&mut conn, db_now())?;
     println!(
         "Deleted {resets} expired password reset token(s) and {keys} expired email verification key(s)."
     );
+    let ceremonies = Ceremony::flush_expired(&mut conn, db_now())?;
+    println!("Deleted {ceremonies} expired ceremony row(s).");
     Ok(())
 }
 

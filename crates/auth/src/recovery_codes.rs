@@ -1,0 +1,113 @@
+//! Recovery codes: 10 per set, each 12 characters of the base32 alphabet
+//! (60 bits from the OS's CSPRNG), shown as `xxxx-xxxx-xxxx` in lowercase,
+//! typed in any case with or without dashes and spaces. Storage keeps only
+//! an HMAC-SHA-256 of each under a key of its own (so a copy of the
+//! database, without the key, cannot test guesses offline).
+
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+
+/// Codes in a set.
+pub const SET_SIZE: usize = 10;
+
+/// Characters in a code.
+pub const LENGTH: usize = 12;
+
+/// RFC 4648's base32 alphabet.
+const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// A new set, as shown to the user once.
+pub fn new_set() -> Vec<String> {
+    let mut rng = rand::rng();
+    (0..SET_SIZE)
+        .map(|_| {
+            let code: String = (0..LENGTH)
+                .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+                .collect();
+            shown(&code)
+        })
+        .collect()
+}
+
+/// `ABCDEFGHIJKL` as the user sees it: `abcd-efgh-ijkl`.
+fn shown(code: &str) -> String {
+    let lower = code.to_ascii_lowercase();
+    format!("{}-{}-{}", &lower[..4], &lower[4..8], &lower[8..])
+}
+
+/// A typed code in its stored form (12 upper-case base32 characters), or
+/// `None` when it cannot be a code: whitespace and dashes anywhere are
+/// ignored, any other character outside the alphabet refuses it.
+pub fn normalise(typed: &str) -> Option<String> {
+    let kept: String = typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (kept.len() == LENGTH && kept.bytes().all(|b| ALPHABET.contains(&b))).then_some(kept)
+}
+
+/// The stored form of a normalised code: HMAC-SHA-256 under `key`, in hex.
+pub fn keyed_hash(key: &[u8], normalised: &str) -> String {
+    // HMAC accepts a key of any length.
+    #[allow(clippy::expect_used)]
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(normalised.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_is_ten_distinct_codes_in_their_shown_form() {
+        let set = new_set();
+        assert_eq!(set.len(), SET_SIZE);
+        let distinct: std::collections::HashSet<_> = set.iter().collect();
+        assert_eq!(distinct.len(), SET_SIZE);
+        for code in &set {
+            assert_eq!(code.len(), 14, "{code}");
+            assert_eq!(code.matches('-').count(), 2);
+            assert_eq!(code, &code.to_ascii_lowercase());
+            assert!(normalise(code).is_some(), "{code}");
+        }
+    }
+
+    #[test]
+    fn typed_in_any_case_with_or_without_dashes_and_spaces() {
+        let stored = Some("ABCDEFGHIJ23".to_owned());
+        for typed in [
+            "abcd-efgh-ij23",
+            "ABCDEFGHIJ23",
+            " abcd efgh ij23 ",
+            "aBcD-eFgH-iJ-23",
+        ] {
+            assert_eq!(normalise(typed), stored, "{typed:?}");
+        }
+        for bad in [
+            "abcd-efgh-ij2",
+            "abcd-efgh-ij231",
+            "abcd-efgh-ij01",
+            "ａbcd-efgh-ij23",
+            "abcd\0efgh-ij23",
+            "",
+        ] {
+            assert_eq!(normalise(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_stored_form_depends_on_the_key() {
+        let a = keyed_hash(b"key-one", "ABCDEFGHIJ23");
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, keyed_hash(b"key-one", "ABCDEFGHIJ23"));
+        assert_ne!(a, keyed_hash(b"key-two", "ABCDEFGHIJ23"));
+        assert_ne!(a, keyed_hash(b"key-one", "ABCDEFGHIJ24"));
+    }
+}

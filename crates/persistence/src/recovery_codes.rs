@@ -1,0 +1,115 @@
+//! The `recovery_codes` table: a user's recovery codes, only as keyed
+//! hashes (the auth crate hashes; this crate never sees a code). A code is
+//! used up by one conditional `UPDATE`: of two requests with it, exactly
+//! one succeeds.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::schema::recovery_codes;
+use crate::{DbConnection, StoreError};
+
+/// How a typed code is reduced before it is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeFormat {
+    /// latchkey's: 12 base32 characters, any case, dashes and spaces ignored.
+    Latchkey,
+    /// Imported (django-otp's static tokens, allauth's codes): whitespace
+    /// ignored, otherwise as stored.
+    AsStored,
+}
+
+impl CodeFormat {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CodeFormat::Latchkey => "latchkey",
+            CodeFormat::AsStored => "as_stored",
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = recovery_codes)]
+struct CodeRow<'a> {
+    user_id: i64,
+    code_hash: &'a str,
+    format: &'a str,
+    created_at: NaiveDateTime,
+}
+
+/// A user's recovery codes.
+pub struct RecoveryCodes;
+
+impl RecoveryCodes {
+    /// Replaces the user's codes with a new set (`hashes`): the earlier set
+    /// stops working in the same transaction.
+    pub fn replace(
+        conn: &mut DbConnection,
+        user_id: i64,
+        hashes: &[String],
+        format: CodeFormat,
+        now: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        RecoveryCodes::remove(conn, user_id)?;
+        let rows: Vec<CodeRow<'_>> = hashes
+            .iter()
+            .map(|hash| CodeRow {
+                user_id,
+                code_hash: hash,
+                format: format.as_str(),
+                created_at: now,
+            })
+            .collect();
+        crate::per_backend!(conn, c => diesel::insert_into(recovery_codes::table)
+            .values(&rows)
+            .execute(c))?;
+        Ok(())
+    }
+
+    /// Removes every code of the user.
+    pub fn remove(conn: &mut DbConnection, user_id: i64) -> Result<usize, StoreError> {
+        Ok(
+            diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+                .execute(conn)?,
+        )
+    }
+
+    /// Uses up the unused code of the user whose hash is one of `hashes`
+    /// (the typed code hashed under each configured key and format), in one
+    /// statement: true for the one caller that did.
+    pub fn use_up(
+        conn: &mut DbConnection,
+        user_id: i64,
+        hashes: &[String],
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let Some(id) = recovery_codes::table
+            .filter(recovery_codes::user_id.eq(user_id))
+            .filter(recovery_codes::code_hash.eq_any(hashes))
+            .filter(recovery_codes::used_at.is_null())
+            .select(recovery_codes::id)
+            .first::<i64>(conn)
+            .optional()?
+        else {
+            return Ok(false);
+        };
+        // The id only names the row; the guarded UPDATE decides.
+        let updated = diesel::update(
+            recovery_codes::table
+                .filter(recovery_codes::id.eq(id))
+                .filter(recovery_codes::used_at.is_null()),
+        )
+        .set(recovery_codes::used_at.eq(now))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// How many unused codes the user has.
+    pub fn unused(conn: &mut DbConnection, user_id: i64) -> Result<i64, StoreError> {
+        Ok(recovery_codes::table
+            .filter(recovery_codes::user_id.eq(user_id))
+            .filter(recovery_codes::used_at.is_null())
+            .count()
+            .get_result(conn)?)
+    }
+}

@@ -1,0 +1,244 @@
+//! The `totp_devices` table: a user's TOTP device, one row per user. The
+//! secret arrives sealed (the auth crate seals; this crate never sees it in
+//! clear). The row outlives a disabled TOTP, without its secret, so that
+//! `last_step_at` keeps refusing steps already used.
+
+use std::fmt;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::schema::totp_devices;
+use crate::{DbConnection, StoreError};
+
+#[derive(Clone, Queryable, Selectable, PartialEq, Eq)]
+#[diesel(table_name = totp_devices)]
+pub struct TotpDevice {
+    pub user_id: i64,
+    pub secret_sealed: Option<String>,
+    pub secret_key_id: Option<String>,
+    pub digits: i32,
+    pub step: i32,
+    pub t0: i64,
+    /// Set once the device was confirmed with a code; a secret without it is
+    /// pending.
+    pub enabled_at: Option<NaiveDateTime>,
+    /// The start (Unix seconds) of the last step accepted.
+    pub last_step_at: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl fmt::Debug for TotpDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpDevice")
+            .field("user_id", &self.user_id)
+            .field(
+                "secret_sealed",
+                &self.secret_sealed.as_ref().map(|_| "[hidden]"),
+            )
+            .field("secret_key_id", &self.secret_key_id)
+            .field("digits", &self.digits)
+            .field("step", &self.step)
+            .field("t0", &self.t0)
+            .field("enabled_at", &self.enabled_at)
+            .field("last_step_at", &self.last_step_at)
+            .finish()
+    }
+}
+
+/// A sealed secret and the id of the key it was sealed under.
+#[derive(Clone, Copy)]
+pub struct SealedSecret<'a> {
+    pub blob: &'a str,
+    pub key_id: &'a str,
+}
+
+/// How a device makes codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceShape {
+    pub digits: i32,
+    pub step: i32,
+    pub t0: i64,
+}
+
+impl Default for DeviceShape {
+    fn default() -> Self {
+        DeviceShape {
+            digits: 6,
+            step: 30,
+            t0: 0,
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = totp_devices)]
+struct DeviceRow<'a> {
+    user_id: i64,
+    secret_sealed: Option<&'a str>,
+    secret_key_id: Option<&'a str>,
+    digits: i32,
+    step: i32,
+    t0: i64,
+    enabled_at: Option<NaiveDateTime>,
+    last_step_at: Option<i64>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl TotpDevice {
+    pub fn find(conn: &mut DbConnection, user_id: i64) -> Result<Option<TotpDevice>, StoreError> {
+        Ok(totp_devices::table
+            .find(user_id)
+            .select(TotpDevice::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Stores a pending secret (replacing a pending one), keeping the
+    /// row's `last_step_at`. Refused (false) while TOTP is enabled: the
+    /// condition is part of the statement.
+    pub fn set_pending(
+        conn: &mut DbConnection,
+        user_id: i64,
+        secret: SealedSecret<'_>,
+        shape: DeviceShape,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let replace = |conn: &mut DbConnection| -> Result<bool, StoreError> {
+            let updated = diesel::update(
+                totp_devices::table
+                    .find(user_id)
+                    .filter(totp_devices::enabled_at.is_null()),
+            )
+            .set((
+                totp_devices::secret_sealed.eq(secret.blob),
+                totp_devices::secret_key_id.eq(secret.key_id),
+                totp_devices::digits.eq(shape.digits),
+                totp_devices::step.eq(shape.step),
+                totp_devices::t0.eq(shape.t0),
+                totp_devices::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+            Ok(updated == 1)
+        };
+        if replace(conn)? {
+            return Ok(true);
+        }
+        let row = DeviceRow {
+            user_id,
+            secret_sealed: Some(secret.blob),
+            secret_key_id: Some(secret.key_id),
+            digits: shape.digits,
+            step: shape.step,
+            t0: shape.t0,
+            enabled_at: None,
+            last_step_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let inserted = crate::per_backend!(conn, c => diesel::insert_into(totp_devices::table)
+            .values(&row)
+            .on_conflict_do_nothing()
+            .execute(c))?;
+        // A racing enrolment inserted the row first: replace its pending
+        // secret, unless it is enabled by now.
+        Ok(inserted == 1 || replace(conn)?)
+    }
+
+    /// Enables the pending secret: true for the one caller that did.
+    pub fn enable(
+        conn: &mut DbConnection,
+        user_id: i64,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            totp_devices::table
+                .find(user_id)
+                .filter(totp_devices::enabled_at.is_null())
+                .filter(totp_devices::secret_sealed.is_not_null()),
+        )
+        .set((
+            totp_devices::enabled_at.eq(now),
+            totp_devices::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Accepts the step starting at `step_at` when it is later than every
+    /// step accepted before, in one statement: of two requests with one
+    /// code, on any instance, exactly one is accepted.
+    pub fn accept_step(
+        conn: &mut DbConnection,
+        user_id: i64,
+        step_at: i64,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            totp_devices::table.find(user_id).filter(
+                totp_devices::last_step_at
+                    .is_null()
+                    .or(totp_devices::last_step_at.lt(step_at)),
+            ),
+        )
+        .set(totp_devices::last_step_at.eq(step_at))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Seals the secret again (under the current key, after a rotation).
+    pub fn reseal(
+        conn: &mut DbConnection,
+        user_id: i64,
+        previous_key_id: &str,
+        secret: SealedSecret<'_>,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            totp_devices::table
+                .find(user_id)
+                .filter(totp_devices::secret_key_id.eq(previous_key_id)),
+        )
+        .set((
+            totp_devices::secret_sealed.eq(secret.blob),
+            totp_devices::secret_key_id.eq(secret.key_id),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Disables TOTP: the secret goes, the row and its last step stay.
+    /// True when TOTP was enabled or pending.
+    pub fn disable(
+        conn: &mut DbConnection,
+        user_id: i64,
+        now: NaiveDateTime,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            totp_devices::table
+                .find(user_id)
+                .filter(totp_devices::secret_sealed.is_not_null()),
+        )
+        .set((
+            totp_devices::secret_sealed.eq(None::<String>),
+            totp_devices::secret_key_id.eq(None::<String>),
+            totp_devices::enabled_at.eq(None::<NaiveDateTime>),
+            totp_devices::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// How many devices hold a secret sealed under none of `key_ids`: what
+    /// start-up reports when a key is missing.
+    pub fn count_sealed_under_other_keys(
+        conn: &mut DbConnection,
+        key_ids: &[&str],
+    ) -> Result<i64, StoreError> {
+        Ok(totp_devices::table
+            .filter(totp_devices::secret_key_id.is_not_null())
+            .filter(totp_devices::secret_key_id.ne_all(key_ids))
+            .count()
+            .get_result(conn)?)
+    }
+}
