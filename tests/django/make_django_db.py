@@ -3,18 +3,32 @@
 test project beside this script (the seed's `user` app, see
 latchkey_django/settings.py), for the tests of `latchkey import-django`.
 
-    make_django_db.py (--sqlite PATH | --postgres URL) [--no-blacklist]
-                      [--scenario standard | --spec | --migrate-only]
+    make_django_db.py (--sqlite PATH | --postgres URL) [--no-blacklist] [--mfa]
+                      [--scenario standard | --scenario mfa | --spec | --migrate-only]
 
 It runs the project's migrations against the database (plus simplejwt's
-blacklist app unless --no-blacklist), then either creates the fixed
-`standard` scenario (the default) or applies the JSON spec read from stdin
-(--spec), through Django's ORM: users by `create_user`/`create_superuser` or a
-plain `save()` (for rows the manager refuses, like an empty email), hashes
-by `make_password(..., hasher=...)` with every stock hasher (low work
-factors, see latchkey_django/hashers.py), refresh/access tokens by
-simplejwt's `RefreshToken.for_user`, blacklisting by `token.blacklist()`.
+blacklist app unless --no-blacklist, plus django-otp's and allauth's with
+--mfa), then either creates a fixed scenario (`standard` by default) or
+applies the JSON spec read from stdin (--spec), through Django's ORM: users
+by `create_user`/`create_superuser` or a plain `save()` (for rows the
+manager refuses, like an empty email), hashes by `make_password(...,
+hasher=...)` with every stock hasher (low work factors, see
+latchkey_django/hashers.py), refresh/access tokens by simplejwt's
+`RefreshToken.for_user`, blacklisting by `token.blacklist()`.
 It prints what it made as JSON on stdout.
+
+Second factors (issue 22) need the apps of --mfa; `--scenario mfa` and a
+spec with any of the otp_*/allauth_* keys turn it on. Without it the
+database has exactly the tables it had before these apps existed here. They
+are made by the libraries' own APIs, never by writing their rows:
+django-otp's `TOTPDevice`/`StaticDevice`/`StaticToken` models, a code
+accepted by `TOTPDevice.verify_token` (which sets `last_t` and `drift`) and
+a static token used by `StaticDevice.verify_token` (which deletes it);
+allauth's `TOTP.activate(user, secret)` and `RecoveryCodes.activate(user)`
+(allauth.mfa.totp.internal.auth, allauth.mfa.recovery_codes.internal.auth),
+codes used by `RecoveryCodes(...).validate_code`. The codes given to
+`verify_token` are pyotp's (totp_code.py), at the real time unless the spec
+names one (then the library's clock is set to it).
 
 Spec (every key optional, applied in this order):
   {"users": [{"email", "password", "hasher", "staff", "superuser", "active",
@@ -25,7 +39,37 @@ Spec (every key optional, applied in this order):
    "blacklist": ["<jti>", ...],
    "groups": [{"email", "group"}],
    "permissions": [{"email", "codename"}],
-   "delete_tokens": true (empties the blacklist tables)}
+   "delete_tokens": true (empties the blacklist tables),
+   "otp_totp": [{"email", "name", "key": "<hex, default django-otp's random
+                 20 bytes>", "digits", "step", "t0", "tolerance", "drift",
+                 "confirmed" (default true),
+                 "verify": true | <Unix time> (one pyotp code accepted by
+                 verify_token, now or at that time)}],
+   "otp_static": [{"email", "name", "confirmed", "tokens": ["..."] (default
+                   "count" (5) of StaticToken.random_token()),
+                   "use": [<index>, ...] (used by verify_token)}],
+   "allauth_totp": [{"email", "secret": "<base32, default allauth's
+                     generate_totp_secret()>"}],
+   "allauth_recovery_codes": [{"email", "use": [<index>, ...] (of the codes,
+                               used by validate_code), "migrated_codes":
+                               ["..."] (stored as allauth's data
+                               "migrated_codes" instead of a seed)}]}
+
+With --mfa the output has "second_factors": one entry per user that has any,
+{"user_id", "email", "otp_totp": [device], "otp_static": [device],
+"allauth_totp": {...} or null, "allauth_recovery_codes": {...} or null}:
+  TOTP device: "id", "name", "confirmed", "key" (hex, as stored),
+    "secret_base32" (the key as an app is given it, unpadded), "config_url"
+    (django-otp's otpauth URL), "digits", "step", "t0", "tolerance",
+    "drift", "last_t" (-1 or the step counter, from t0, of the last accepted
+    code), "last_step_start" (t0 + last_t * step, or null), "accepted"
+    ({"code", "at", "counter"} given to verify_token, or null);
+  static device: "id", "name", "confirmed", "tokens": [{"token", "used"}]
+    (a used token is no longer in the table: django-otp deletes it);
+  allauth TOTP: "id", "secret" (base32, as allauth decrypts it), "digits",
+    "period" (allauth's MFA_TOTP_DIGITS/PERIOD), "data" (the row's JSON);
+  allauth recovery codes: "id", "codes" (generate_codes()), "unused"
+    (get_unused_codes()), "used", "used_mask", "migrated", "data".
 Run with the venv setup.sh makes: /tmp/latchkey-django-venv/bin/python.
 """
 
@@ -78,6 +122,60 @@ STANDARD = {
     'permissions': [{'email': 'alice@example.com', 'codename': 'add_group'}],
 }
 
+# Second factors as a Django project has them (one user each, so that each
+# case is logged in on its own): django-otp devices, default and not, used
+# and not, confirmed and not, with static tokens; allauth's TOTP and
+# recovery codes, seeded and migrated. Every user's password is
+# PASSWORDS['pbkdf2_sha256'].
+MFA_KEYS = ('otp_totp', 'otp_static', 'allauth_totp', 'allauth_recovery_codes')
+MFA = {
+    'users': [
+        {'email': 'plain@example.com'},
+        # A default TOTP device never used, and static tokens, one used.
+        {'email': 'otp@example.com'},
+        # 8 digits, 60 s, a t0 that is no multiple of the step; it accepted
+        # a code, so its last_t counts 60 s steps from t0.
+        {'email': 'otp8@example.com'},
+        # A default device that accepted a code (a real last_t, drift 0).
+        {'email': 'otp-used@example.com'},
+        # A 120-bit key: django-otp takes it, totp-rs would not (pyotp does).
+        {'email': 'otp-short@example.com'},
+        # Only an unconfirmed device (enrolment never finished).
+        {'email': 'otp-pending@example.com'},
+        # allauth: TOTP and seeded recovery codes, one of them used.
+        {'email': 'allauth@example.com'},
+        # allauth: TOTP and migrated recovery codes, one of them used.
+        {'email': 'allauth-mig@example.com'},
+        # The import skips this row (no valid email): its devices go too.
+        {'email': 'otp-skipped', 'raw': True},
+    ],
+    'otp_totp': [
+        {'email': 'otp@example.com', 'name': 'phone'},
+        {'email': 'otp8@example.com', 'name': 'token', 'digits': 8, 'step': 60,
+         't0': 1_000_000_007, 'verify': True},
+        {'email': 'otp-used@example.com', 'name': 'phone', 'verify': True},
+        {'email': 'otp-short@example.com', 'name': 'old',
+         'key': '0f1e2d3c4b5a69788796a5b4c3d2e1'},
+        {'email': 'otp-pending@example.com', 'name': 'pending', 'confirmed': False},
+        {'email': 'otp-skipped', 'name': 'phone'},
+    ],
+    'otp_static': [
+        {'email': 'otp@example.com', 'name': 'backup', 'use': [1]},
+        {'email': 'otp-skipped', 'name': 'backup'},
+    ],
+    'allauth_totp': [
+        {'email': 'allauth@example.com'},
+        {'email': 'allauth-mig@example.com'},
+    ],
+    'allauth_recovery_codes': [
+        {'email': 'allauth@example.com', 'use': [3]},
+        {'email': 'allauth-mig@example.com',
+         'migrated_codes': ['q3zk7wmx', 'hf2y6rtn', 'c5vj3ka7'], 'use': [0]},
+    ],
+}
+
+SCENARIOS = {'standard': STANDARD, 'mfa': MFA}
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -86,8 +184,10 @@ def main():
     target.add_argument('--postgres', metavar='URL')
     parser.add_argument('--no-blacklist', action='store_true',
                         help="without simplejwt's token_blacklist app")
+    parser.add_argument('--mfa', action='store_true',
+                        help="with django-otp's and allauth's apps (second factors)")
     what = parser.add_mutually_exclusive_group()
-    what.add_argument('--scenario', choices=['standard'], default='standard')
+    what.add_argument('--scenario', choices=sorted(SCENARIOS), default='standard')
     what.add_argument('--spec', action='store_true', help='read a JSON spec on stdin')
     what.add_argument('--migrate-only', action='store_true')
     args = parser.parse_args()
@@ -97,6 +197,15 @@ def main():
     else:
         os.environ['LATCHKEY_DJANGO_POSTGRES'] = args.postgres
     os.environ['LATCHKEY_DJANGO_BLACKLIST'] = '0' if args.no_blacklist else '1'
+    # The spec is read first: its second factors decide which apps load.
+    if args.migrate_only:
+        spec = {}
+    elif args.spec:
+        spec = json.load(sys.stdin)
+    else:
+        spec = SCENARIOS[args.scenario]
+    mfa = args.mfa or any(key in spec for key in MFA_KEYS)
+    os.environ['LATCHKEY_DJANGO_MFA'] = '1' if mfa else '0'
     os.environ['DJANGO_SETTINGS_MODULE'] = 'latchkey_django.settings'
     sys.path.insert(0, str(HERE))
 
@@ -106,13 +215,10 @@ def main():
 
     with redirect_stdout(io.StringIO()):
         call_command('migrate', interactive=False, verbosity=0)
-    if args.migrate_only:
-        spec = {}
-    elif args.spec:
-        spec = json.load(sys.stdin)
-    else:
-        spec = STANDARD
-    print(json.dumps(apply(spec, blacklist_app=not args.no_blacklist), indent=1))
+    out = apply(spec, blacklist_app=not args.no_blacklist)
+    if mfa:
+        out['second_factors'] = second_factors(spec)
+    print(json.dumps(out, indent=1))
 
 
 def apply(spec, blacklist_app):
@@ -205,6 +311,137 @@ def apply(spec, blacklist_app):
         BlacklistedToken.objects.all().delete()
         OutstandingToken.objects.all().delete()
     return out
+
+
+def second_factors(spec):
+    """Makes the spec's second factors through django-otp's and allauth's
+    APIs and returns what a test needs of them, per user."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    per_user = {}
+
+    def entry(email):
+        user = User.objects.get(email=email)
+        if user.pk not in per_user:
+            per_user[user.pk] = {'user_id': user.pk, 'email': user.email, 'otp_totp': [],
+                                 'otp_static': [], 'allauth_totp': None,
+                                 'allauth_recovery_codes': None}
+        return user, per_user[user.pk]
+
+    for d in spec.get('otp_totp', []):
+        user, e = entry(d['email'])
+        e['otp_totp'].append(otp_totp_device(user, d))
+    for d in spec.get('otp_static', []):
+        user, e = entry(d['email'])
+        e['otp_static'].append(otp_static_device(user, d))
+    for a in spec.get('allauth_totp', []):
+        user, e = entry(a['email'])
+        e['allauth_totp'] = allauth_totp(user, a)
+    for a in spec.get('allauth_recovery_codes', []):
+        user, e = entry(a['email'])
+        e['allauth_recovery_codes'] = allauth_recovery_codes(user, a)
+    return [per_user[pk] for pk in sorted(per_user)]
+
+
+def at_time(module, when):
+    """The `time` module as `module` sees it, stopped at `when` (None: the
+    real clock), so that a library accepts a code at a chosen time."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    import time
+    return mock.patch.object(module, 'time', SimpleNamespace(
+        time=(lambda: when) if when is not None else time.time))
+
+
+def otp_totp_device(user, d):
+    import time
+
+    import django_otp.plugins.otp_totp.models as totp_models
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    import totp_code
+
+    fields = {k: d[k] for k in ('key', 'digits', 'step', 't0', 'tolerance', 'drift') if k in d}
+    device = TOTPDevice.objects.create(user=user, name=d.get('name', 'default'),
+                                       confirmed=d.get('confirmed', True), **fields)
+    accepted = None
+    if d.get('verify'):
+        # Whole seconds, so that "at" is exactly the time the library saw.
+        when = int(time.time()) if d['verify'] is True else d['verify']
+        [code] = totp_code.codes(totp_code.hex_to_base32(device.key), device.digits,
+                                 device.step, device.t0, at=[when])
+        with at_time(totp_models, when):
+            if not device.verify_token(code['code']):
+                raise RuntimeError(f'django-otp refused the pyotp code {code}')
+        accepted = {'code': code['code'], 'at': when, 'counter': code['counter']}
+    device.refresh_from_db()
+    return {
+        'id': device.pk, 'name': device.name, 'confirmed': device.confirmed,
+        'key': device.key, 'secret_base32': totp_code.hex_to_base32(device.key),
+        'config_url': device.config_url, 'digits': device.digits, 'step': device.step,
+        't0': device.t0, 'tolerance': device.tolerance, 'drift': device.drift,
+        'last_t': device.last_t,
+        'last_step_start': device.t0 + device.last_t * device.step if device.last_t >= 0 else None,
+        'accepted': accepted,
+    }
+
+
+def otp_static_device(user, d):
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+
+    device = StaticDevice.objects.create(user=user, name=d.get('name', 'backup'),
+                                         confirmed=d.get('confirmed', True))
+    tokens = d.get('tokens') or [StaticToken.random_token() for _ in range(d.get('count', 5))]
+    for token in tokens:
+        device.token_set.create(token=token)
+    for i in d.get('use', []):
+        if not device.verify_token(tokens[i]):
+            raise RuntimeError(f'django-otp refused its own static token {tokens[i]!r}')
+    left = set(device.token_set.values_list('token', flat=True))
+    return {
+        'id': device.pk, 'name': device.name, 'confirmed': device.confirmed,
+        'tokens': [{'token': t, 'used': i in d.get('use', [])} for i, t in enumerate(tokens)],
+        'stored': sorted(left),
+    }
+
+
+def allauth_totp(user, a):
+    from allauth.mfa import app_settings
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+    from allauth.mfa.utils import decrypt
+
+    totp = TOTP.activate(user, a.get('secret') or generate_totp_secret())
+    row = Authenticator.objects.get(pk=totp.instance.pk)
+    return {'id': row.pk, 'secret': decrypt(row.data['secret']),
+            'digits': app_settings.TOTP_DIGITS, 'period': app_settings.TOTP_PERIOD,
+            'data': row.data}
+
+
+def allauth_recovery_codes(user, a):
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.utils import encrypt
+
+    codes = RecoveryCodes.activate(user)
+    if 'migrated_codes' in a:
+        # As allauth's documented upgrade from django-allauth-2fa leaves
+        # them (docs.allauth.org, "Upgrading from django-allauth-2fa"): the
+        # django-otp static tokens, through the adapter's encrypt(), no seed.
+        codes.instance.data = {'migrated_codes': [encrypt(c) for c in a['migrated_codes']]}
+        codes.instance.save()
+    all_codes = codes.generate_codes()
+    used = [all_codes[i] for i in a.get('use', [])]
+    for code in used:
+        if not RecoveryCodes(Authenticator.objects.get(pk=codes.instance.pk)).validate_code(code):
+            raise RuntimeError(f'allauth refused its own recovery code {code!r}')
+    row = Authenticator.objects.get(pk=codes.instance.pk)
+    after = RecoveryCodes(row)
+    return {'id': row.pk, 'codes': all_codes, 'unused': after.get_unused_codes(), 'used': used,
+            'used_mask': row.data.get('used_mask'), 'migrated': 'migrated_codes' in row.data,
+            'data': row.data}
 
 
 if __name__ == '__main__':

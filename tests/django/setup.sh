@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The Python environment of the Django tests: a venv with requirements.txt
-# (the seed project's Django, DRF, simplejwt, argon2-cffi, bcrypt, psycopg)
-# from PyPI, at LATCHKEY_DJANGO_VENV (default /tmp/latchkey-django-venv).
+# (the seed project's Django, DRF, simplejwt, argon2-cffi, bcrypt, psycopg;
+# django-otp, django-allauth[mfa] and pyotp for second factors) from PyPI,
+# at LATCHKEY_DJANGO_VENV (default /tmp/latchkey-django-venv).
 #
 # Idempotent and cheap once done: the venv keeps a copy of the requirements
-# it was made from, and a run whose copy matches does nothing. Parallel runs
-# (test binaries, .ci/run) wait for each other on a lock beside the venv.
+# it was made from, and a run whose copy matches does nothing; a changed
+# requirements.txt is installed into the same venv again (pip adds and
+# changes what differs). Parallel runs (test binaries, .ci/run) wait for
+# each other on a lock beside the venv.
 # Exits non-zero, saying why, when the venv cannot be made.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +31,11 @@ if [ ! -x "$VENV/bin/pip" ]; then
   "$PYTHON" -m venv --clear "$VENV"
 fi
 "$VENV/bin/pip" install --quiet -r "$REQUIREMENTS"
-# The project loads and passes Django's checks with these packages.
-LATCHKEY_DJANGO_SQLITE=:memory: "$VENV/bin/python" "$HERE/manage.py" check --fail-level WARNING >&2
+# The project loads and passes Django's checks with these packages, with
+# and without the second factors' apps (LATCHKEY_DJANGO_MFA, settings.py).
+for mfa in 0 1; do
+  LATCHKEY_DJANGO_MFA=$mfa LATCHKEY_DJANGO_SQLITE=:memory: \
+    "$VENV/bin/python" "$HERE/manage.py" check --fail-level WARNING >&2
+done
 cp "$REQUIREMENTS" "$STAMP"
 echo "[tests/django/setup.sh] ready: $VENV" >&2

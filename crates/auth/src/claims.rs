@@ -10,6 +10,9 @@ pub enum TokenType {
     Access,
     Refresh,
     Sliding,
+    /// The `mfa_token` of a login waiting for its second factor (v3): no
+    /// endpoint that takes an access, refresh or sliding token accepts it.
+    Mfa,
 }
 
 impl TokenType {
@@ -18,6 +21,7 @@ impl TokenType {
             TokenType::Access => "access",
             TokenType::Refresh => "refresh",
             TokenType::Sliding => "sliding",
+            TokenType::Mfa => "mfa",
         }
     }
 
@@ -26,6 +30,7 @@ impl TokenType {
             "access" => Some(TokenType::Access),
             "refresh" => Some(TokenType::Refresh),
             "sliding" => Some(TokenType::Sliding),
+            "mfa" => Some(TokenType::Mfa),
             _ => None,
         }
     }

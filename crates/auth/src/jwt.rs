@@ -17,6 +17,8 @@ pub struct JwtSettings {
     pub refresh_lifetime: i64,
     pub sliding_lifetime: i64,
     pub sliding_refresh_lifetime: i64,
+    /// `MFA_TOKEN_LIFETIME`: how long a login waits for its second factor.
+    pub mfa_lifetime: i64,
     pub leeway: i64,
     pub audience: Option<String>,
     pub issuer: Option<String>,
@@ -30,6 +32,7 @@ impl Default for JwtSettings {
             refresh_lifetime: 7 * 24 * 3600,
             sliding_lifetime: 5 * 60,
             sliding_refresh_lifetime: 24 * 3600,
+            mfa_lifetime: 5 * 60,
             leeway: 0,
             audience: None,
             issuer: None,
@@ -98,6 +101,7 @@ impl TokenCodec {
             TokenType::Access => self.settings.access_lifetime,
             TokenType::Refresh => self.settings.refresh_lifetime,
             TokenType::Sliding => self.settings.sliding_lifetime,
+            TokenType::Mfa => self.settings.mfa_lifetime,
         }
     }
 
@@ -123,6 +127,27 @@ impl TokenCodec {
             assurance: assurance.clone(),
         };
         self.sign(claims)
+    }
+
+    /// The `mfa_token` of a login whose first factor (`assurance`) passed
+    /// and whose second is due: named by the ceremony's `jti`, no session.
+    pub fn issue_mfa(
+        &self,
+        user_id: i64,
+        jti: &str,
+        assurance: &Assurance,
+        now: i64,
+    ) -> IssuedToken {
+        self.sign(Claims {
+            token_type: TokenType::Mfa,
+            exp: now.saturating_add(self.settings.mfa_lifetime),
+            iat: now,
+            jti: jti.to_owned(),
+            user_id,
+            sid: None,
+            refresh_exp: None,
+            assurance: assurance.clone(),
+        })
     }
 
     /// Signs known claims: the same claims give the same token, which is how
@@ -654,5 +679,30 @@ mod tests {
                 "{name}: {value}"
             );
         }
+    }
+
+    #[test]
+    fn an_mfa_token_is_no_other_kind_of_token() {
+        let codec = codec();
+        let issued = codec.issue_mfa(4, "ceremony-jti", &Assurance::password(), NOW);
+        let claims = codec.verify(&issued.token, &[TokenType::Mfa], NOW).unwrap();
+        assert_eq!(claims.token_type, TokenType::Mfa);
+        assert_eq!((claims.user_id, claims.jti.as_str()), (4, "ceremony-jti"));
+        assert_eq!(claims.exp, NOW + 300);
+        assert_eq!(claims.sid, None);
+        for kinds in [
+            &[TokenType::Access, TokenType::Sliding][..],
+            &[TokenType::Refresh],
+            &[TokenType::Access, TokenType::Refresh, TokenType::Sliding],
+        ] {
+            assert_eq!(
+                codec.verify(&issued.token, kinds, NOW),
+                Err(TokenError::WrongType)
+            );
+        }
+        assert_eq!(
+            codec.verify(&issued.token, &[TokenType::Mfa], NOW + 300),
+            Err(TokenError::Expired)
+        );
     }
 }

@@ -12,7 +12,7 @@ use latchkey_persistence::{
     Database, DatabaseUrl, NewSession, NewUser, PoolOptions, Session, User, db_now,
     run_pending_migrations,
 };
-use latchkey_server::authn::check_user;
+use latchkey_server::http::authn::check_user;
 
 fn auth_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

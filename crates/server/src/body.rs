@@ -1,18 +1,10 @@
 //! Request bodies as DRF parses them: JSON or form-encoded, into one map of
-//! fields, within `MAX_BODY_SIZE`; anything else is 415.
+//! fields; anything else is 415. (Reading the body, within `MAX_BODY_SIZE`
+//! and `CLIENT_BODY_TIMEOUT`, is `crate::http::extract`'s.)
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::http::header;
-use actix_web::web::BytesMut;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldErrors};
-use crate::settings::HttpSettings;
-use crate::state::AppState;
 
 pub const REQUIRED: &str = "This field is required.";
 pub const BLANK: &str = "This field may not be blank.";
@@ -25,61 +17,6 @@ pub const NULL_CHARACTER: &str = "Null characters are not allowed.";
 /// The fields of a request body (empty when there is no body).
 #[derive(Debug, Default, Clone)]
 pub struct Fields(pub Map<String, Value>);
-
-impl FromRequest for Fields {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let (limit, deadline) = req
-            .app_data::<web::Data<AppState>>()
-            .map(|state| {
-                (
-                    state.settings.http.max_body_size,
-                    state.settings.http.client_body_timeout,
-                )
-            })
-            .unwrap_or((
-                HttpSettings::DEFAULT_MAX_BODY_SIZE,
-                HttpSettings::DEFAULT_CLIENT_BODY_TIMEOUT,
-            ));
-        let req = req.clone();
-        let mut payload = payload.take();
-        Box::pin(async move {
-            let declared = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                return Err(ApiError::PayloadTooLarge);
-            }
-            // actix bounds the wait for a request's head, not for its body:
-            // a client that stalls mid-body is cut off here.
-            let read = async {
-                let mut body = BytesMut::new();
-                while let Some(chunk) = payload.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        ApiError::BadRequest(format!("Could not read the request body: {e}"))
-                    })?;
-                    if body.len() + chunk.len() > limit {
-                        return Err(ApiError::PayloadTooLarge);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(body)
-            };
-            let body = actix_web::rt::time::timeout(deadline, read)
-                .await
-                .map_err(|_| ApiError::RequestTimeout)??;
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-            parse_body(content_type, &body.freeze())
-        })
-    }
-}
 
 /// Parses a body as DRF does, given its `Content-Type`: JSON or form
 /// fields, 415 for anything else. Never panics, whatever the bytes.

@@ -141,6 +141,16 @@ impl ApiError {
         }
     }
 
+    /// The body [`ResponseError::error_response`] sends, as JSON: what the
+    /// OpenAPI description shows as each error's example.
+    pub fn body(&self) -> serde_json::Value {
+        let body = match self {
+            ApiError::Fields(errors) => serde_json::to_value(errors),
+            other => serde_json::to_value(other.detail_view()),
+        };
+        body.unwrap_or_default()
+    }
+
     /// The `{"detail", "code"?, "messages"?}` body of every error but the
     /// field errors, as the view whose schema `/openapi.json` shows.
     fn detail_view(&self) -> ErrorView {
@@ -257,5 +267,43 @@ impl From<StoreError> for ApiError {
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(error: actix_web::error::BlockingError) -> Self {
         ApiError::Internal(format!("blocking task failed: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`ApiError::body`] (the OpenAPI examples) is what is sent.
+    #[actix_web::test]
+    async fn the_body_of_an_error_is_the_body_sent() {
+        let errors = [
+            ApiError::Fields(FieldErrors::single("email", "This field is required.")),
+            ApiError::BadRequest("JSON parse error - EOF".into()),
+            ApiError::NotAuthenticated,
+            ApiError::AccessToken(TokenError::Expired),
+            ApiError::token_invalid_or_expired(),
+            ApiError::no_active_account(),
+            ApiError::PermissionDenied,
+            ApiError::Csrf("CSRF token missing.".into()),
+            ApiError::NotFound,
+            ApiError::NotFoundWith("Invalid page."),
+            ApiError::MethodNotAllowed("PUT".into()),
+            ApiError::PayloadTooLarge,
+            ApiError::RequestTimeout,
+            ApiError::UnsupportedMediaType("text/plain".into()),
+            ApiError::Throttled(1),
+            ApiError::Throttled(60),
+            ApiError::Unavailable("down".into()),
+            ApiError::Overloaded,
+            ApiError::Internal("cause".into()),
+        ];
+        for error in errors {
+            let bytes = actix_web::body::to_bytes(error.error_response().into_body())
+                .await
+                .unwrap();
+            let sent: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(error.body(), sent, "{error:?}");
+        }
     }
 }

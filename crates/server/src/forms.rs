@@ -10,7 +10,6 @@
 
 use std::marker::PhantomData;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload};
 use latchkey_domain::{Email, Password, PasswordError, UserFlags};
 use utoipa::ToSchema;
 
@@ -28,8 +27,9 @@ pub trait Form: Sized {
     fn parse(fields: &Fields, context: &Self::Context) -> Result<Self, Self::Error>;
 }
 
-/// A request body, to be read as the form `F` (the extractor reads and
-/// decodes the body; [`Body::parse`] reads the form).
+/// A request body, to be read as the form `F` (the extractor,
+/// `crate::http::extract`, reads and decodes the body; [`Body::parse`]
+/// reads the form).
 pub struct Body<F> {
     fields: Fields,
     form: PhantomData<F>,
@@ -45,17 +45,6 @@ impl<F: Form> Body<F> {
 
     pub fn parse(&self, context: &F::Context) -> Result<F, F::Error> {
         F::parse(&self.fields, context)
-    }
-}
-
-impl<F: Form> FromRequest for Body<F> {
-    type Error = ApiError;
-    type Future =
-        futures_util::future::MapOk<<Fields as FromRequest>::Future, fn(Fields) -> Body<F>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        use futures_util::TryFutureExt;
-        Fields::from_request(req, payload).map_ok(Body::new as fn(Fields) -> Body<F>)
     }
 }
 

@@ -3,7 +3,6 @@
 //! persistence and import-django crates together; none of them knows about
 //! it.
 
-pub mod authn;
 pub mod body;
 pub mod cache;
 pub mod cli;
@@ -11,8 +10,11 @@ pub mod email;
 pub mod error;
 pub mod flows;
 pub mod forms;
+pub mod http;
+#[cfg(test)]
+mod layering_tests;
+pub mod net;
 pub mod openapi;
-pub mod origin;
 
 pub mod routes;
 pub mod settings;

@@ -13,10 +13,11 @@ use latchkey_auth::{KeyConfig, KeySet, PasswordHasher, TokenCodec};
 use latchkey_persistence::{Database, StoreError, run_pending_migrations};
 
 use crate::cache::AuthCache;
+use crate::http::middleware::{RouteLabels, record, refuse_foreign_origins};
 use crate::routes;
 use crate::settings::{MetricsListen, Settings};
 use crate::state::{AppState, HashingPool};
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::Metrics;
 use crate::throttle::Throttle;
 
 #[derive(Debug, thiserror::Error)]
@@ -208,8 +209,7 @@ impl Application {
             .register_cache(&auth_cache)
             .and_then(|()| metrics.register_counter(&hashing.skipped))
             .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
-        let state = web::Data::from(Arc::new_cyclic(|me| AppState {
-            me: me.clone(),
+        let state = web::Data::from(Arc::new(AppState {
             settings,
             db,
             codec,
@@ -225,18 +225,20 @@ impl Application {
         }
         crate::email::sender::spawn(state.clone(), delivery);
         let app_state = state.clone();
+        let route_labels = web::Data::new(RouteLabels::new(routes::patterns()));
         let cors_origins = state.settings.http.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(from_fn(crate::origin::refuse_foreign_origins))
+                .app_data(route_labels.clone())
+                .wrap(from_fn(refuse_foreign_origins))
                 .wrap(
                     DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("X-Frame-Options", "DENY")),
                 )
-                .wrap(from_fn(telemetry::record))
+                .wrap(from_fn(record))
                 .wrap(cors(&cors_origins))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

@@ -20,8 +20,6 @@ use crate::throttle::Throttle;
 pub type State = web::Data<AppState>;
 
 pub struct AppState {
-    /// The `Arc` this state lives in, for the closures of [`AppState::with_conn`].
-    pub me: std::sync::Weak<AppState>,
     pub settings: Settings,
     pub db: Database,
     pub codec: TokenCodec,
@@ -39,16 +37,14 @@ pub struct AppState {
 impl AppState {
     /// Runs one request's whole database unit of work on the blocking pool,
     /// with one pooled connection; the closure gets the state too, so no
-    /// flow clones it to move it in.
-    pub async fn with_conn<T, F>(&self, work: F) -> Result<T, ApiError>
+    /// flow clones it to move it in. Called on the `Arc` the state lives in
+    /// (a handler's `State`), which the closure takes along.
+    pub async fn with_conn<T, F>(self: &Arc<Self>, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection, &AppState) -> Result<T, ApiError> + Send + 'static,
     {
-        let state = self
-            .me
-            .upgrade()
-            .ok_or_else(|| ApiError::Unavailable("the server is stopping".into()))?;
+        let state = Arc::clone(self);
         if !self.schema_ready.load(Ordering::Acquire) {
             return Err(ApiError::Unavailable(
                 "the database has not been migrated yet".into(),

@@ -3,11 +3,13 @@
 //! A user's view never holds the password hash.
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
-use latchkey_persistence::User;
+use latchkey_persistence::{Session, User};
 use serde::Serialize;
 
 use crate::error::FieldErrors;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AnyOfBuilder, Ref, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 /// ISO 8601 in UTC with microseconds and `Z`, as DRF renders datetimes.
 /// Written out field by field: chrono's `format` parses its format string
@@ -79,6 +81,39 @@ pub struct SessionView {
     #[schema(example = "login success")]
     pub message: String,
     pub token: TokenPairView,
+}
+
+/// Register under `EMAIL_VERIFICATION=mandatory`: the user and a message,
+/// no tokens.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegisteredView {
+    pub user: UserView,
+    #[schema(example = "Verification e-mail sent.")]
+    pub message: String,
+}
+
+/// The 201 of `POST /register/`, described as either of its bodies: a
+/// [`SessionView`], or under `EMAIL_VERIFICATION=mandatory` a
+/// [`RegisteredView`]. Any of (not one of): a session's body also has
+/// everything a `RegisteredView` asks for.
+pub struct RegisterView;
+
+impl utoipa::PartialSchema for RegisterView {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name(SessionView::name()))
+            .item(Ref::from_schema_name(RegisteredView::name()))
+            .into()
+    }
+}
+
+impl ToSchema for RegisterView {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((SessionView::name().into(), SessionView::schema()));
+        SessionView::schemas(schemas);
+        schemas.push((RegisteredView::name().into(), RegisteredView::schema()));
+        RegisteredView::schemas(schemas);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -201,9 +236,9 @@ pub struct SessionItemView {
     pub aal: u8,
 }
 
-impl From<&crate::flows::sessions::ListedSession> for SessionItemView {
-    fn from(listed: &crate::flows::sessions::ListedSession) -> Self {
-        let session = &listed.session;
+impl SessionItemView {
+    /// A session row, and whether the request's token belongs to it.
+    pub fn new(session: &Session, current: bool) -> Self {
         let assurance = session.assurance();
         SessionItemView {
             id: session.id.clone(),
@@ -212,7 +247,7 @@ impl From<&crate::flows::sessions::ListedSession> for SessionItemView {
             expires_at: timestamp(session.expires_at),
             user_agent: session.user_agent.clone(),
             ip: session.ip.clone(),
-            current: listed.current,
+            current,
             amr: assurance.amr.iter().map(|m| m.amr()).collect(),
             aal: assurance.aal.level(),
         }

@@ -7,6 +7,11 @@ latchkey replaces), with what the tests change:
   LATCHKEY_DJANGO_POSTGRES (a URL), set by make_django_db.py;
 - simplejwt's blacklist app is installed unless LATCHKEY_DJANGO_BLACKLIST=0
   (a team that blacklists tokens has it; one that does not, has not);
+- the second factors a Django project may have (issue 22), only when
+  LATCHKEY_DJANGO_MFA=1 (make_django_db.py --mfa): django-otp with its TOTP
+  and static plugins, and django-allauth's account and mfa apps (the seed
+  has neither, and a database made without the flag has exactly the tables
+  it had before, so the import's existing expectations hold);
 - every stock password hasher, with low work factors (real Django code, cheap
   to verify in a debug build), see hashers.py.
 
@@ -41,6 +46,16 @@ INSTALLED_APPS = [
 ]
 if os.environ.get('LATCHKEY_DJANGO_BLACKLIST', '1') == '1':
     INSTALLED_APPS.append('rest_framework_simplejwt.token_blacklist')
+MFA = os.environ.get('LATCHKEY_DJANGO_MFA', '0') == '1'
+if MFA:
+    INSTALLED_APPS += [
+        'django_otp',
+        'django_otp.plugins.otp_totp',
+        'django_otp.plugins.otp_static',
+        'allauth',
+        'allauth.account',
+        'allauth.mfa',
+    ]
 
 MIDDLEWARE = [
     'django.middleware.security.SecurityMiddleware',
@@ -51,6 +66,13 @@ MIDDLEWARE = [
     'django.contrib.messages.middleware.MessageMiddleware',
     'django.middleware.clickjacking.XFrameOptionsMiddleware',
 ]
+if MFA:
+    # Where the projects' documentation puts them: django-otp's after
+    # AuthenticationMiddleware; allauth.account refuses to start without its.
+    MIDDLEWARE += [
+        'django_otp.middleware.OTPMiddleware',
+        'allauth.account.middleware.AccountMiddleware',
+    ]
 
 ROOT_URLCONF = 'latchkey_django.urls'
 
@@ -112,6 +134,19 @@ REST_FRAMEWORK = {
         'rest_framework_simplejwt.authentication.JWTAuthentication',
     )
 }
+
+if MFA:
+    # allauth for the seed's user model: the email is the login, there is no
+    # username column. MFA_* stay allauth's defaults (TOTP of 6 digits every
+    # 30 s, 10 recovery codes of 8 digits, secrets stored as they are by the
+    # default adapter's encrypt()), the values latchkey's import assumes.
+    AUTHENTICATION_BACKENDS = [
+        'django.contrib.auth.backends.ModelBackend',
+        'allauth.account.auth_backends.AuthenticationBackend',
+    ]
+    ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+    ACCOUNT_LOGIN_METHODS = {'email'}
+    ACCOUNT_SIGNUP_FIELDS = ['email*', 'password1*', 'password2*']
 
 # The seed's SIMPLE_JWT, as far as the tokens it issues depend on it.
 SIMPLE_JWT = {

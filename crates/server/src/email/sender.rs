@@ -11,10 +11,10 @@
 //! a clean shutdown; rows of an instance that died keep their lease until it
 //! expires, then any instance takes them. The task waits between cycles for
 //! [`POLL`] (other instances queue mail too) or until this instance queues
-//! one ([`Mailer::wake`]).
+//! one ([`super::Mailer::wake`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
@@ -25,7 +25,6 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
-use tokio::sync::Notify;
 
 use super::{EmailSettings, SmtpSecurity};
 use crate::state::AppState;
@@ -40,35 +39,6 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// How often sent and failed rows past `EMAIL_RETENTION` are deleted (or
 /// every `EMAIL_RETENTION`, when shorter).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// The handle requests and start-up hold on this instance's sender.
-#[derive(Default)]
-pub struct Mailer {
-    wake: Notify,
-    stop: Notify,
-    stopped: AtomicBool,
-}
-
-impl Mailer {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Mailer::default())
-    }
-
-    /// Something was queued: look at the outbox now.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// The server stopped: the sender ends after its current cycle.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Release);
-        self.stop.notify_one();
-    }
-
-    fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
-    }
-}
 
 /// How emails leave this instance.
 #[derive(Clone)]
@@ -309,8 +279,8 @@ pub fn spawn(state: web::Data<AppState>, delivery: Delivery) {
             }
             tokio::select! {
                 _ = actix_web::rt::time::sleep(wait) => {}
-                _ = mailer.wake.notified() => {}
-                _ = mailer.stop.notified() => {}
+                _ = mailer.woken() => {}
+                _ = mailer.stopping() => {}
             }
         }
     });

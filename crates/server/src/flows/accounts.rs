@@ -5,6 +5,7 @@ use latchkey_domain::{Assurance, NewAccount};
 use latchkey_persistence::{DbConnection, NewUser, User, db_now, write_transaction};
 
 use super::tokens::{Client, TokenPair, start_session};
+use crate::email::Verification;
 use crate::error::{ApiError, EMAIL_TAKEN};
 use crate::forms::{Body, Form, InvalidAccount, PasswordRules, RegisterForm};
 use crate::state::{AppState, State, unix_now};
@@ -20,7 +21,7 @@ pub fn password_rules(state: &AppState) -> PasswordRules {
 /// with the other field errors: a form that failed is looked up here; one
 /// that passed is looked up once by [`create_account_then`], before any
 /// hashing.
-pub async fn new_account_form<F>(state: &AppState, body: &Body<F>) -> Result<F, ApiError>
+pub async fn new_account_form<F>(state: &State, body: &Body<F>) -> Result<F, ApiError>
 where
     F: Form<Context = PasswordRules, Error = InvalidAccount>,
 {
@@ -41,14 +42,14 @@ where
 /// Hashes the password (on the hashing pool) and stores the account. Two
 /// registrations racing past the check above meet the unique constraint:
 /// the loser gets the same 400 field error.
-pub async fn create_account(state: &AppState, account: NewAccount) -> Result<User, ApiError> {
+pub async fn create_account(state: &State, account: NewAccount) -> Result<User, ApiError> {
     create_account_then(state, account, |_, user| Ok(user)).await
 }
 
 /// [`create_account`], then `then` in the same write transaction as the
 /// insert (the verification email of register is queued there).
 pub async fn create_account_then<F>(
-    state: &AppState,
+    state: &State,
     account: NewAccount,
     then: F,
 ) -> Result<User, ApiError>
@@ -79,13 +80,39 @@ where
         .await
 }
 
-/// `POST /register/`: a new active user and their first session.
+/// What `POST /register/` made.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per registration and matched at once by its handler"
+)]
+pub enum Registered {
+    /// The user and their first session.
+    WithSession(User, TokenPair),
+    /// Under `EMAIL_VERIFICATION=mandatory`: the user, no session until the
+    /// address is verified.
+    AwaitingVerification(User),
+}
+
+/// `POST /register/`: a new active user, the verification email (when
+/// verification is on) queued in the same transaction, then their first
+/// session unless verification is mandatory.
 pub async fn register(
     state: &State,
     body: Body<RegisterForm>,
     client: Client,
-) -> Result<(User, TokenPair), ApiError> {
-    let user = register_without_session(state, body).await?;
+) -> Result<Registered, ApiError> {
+    let form = new_account_form(state, &body).await?;
+    let app = state.clone();
+    let user = create_account_then(
+        state,
+        NewAccount::user(form.email, form.password),
+        move |conn, user| super::email::on_register(conn, &app, user),
+    )
+    .await?;
+    state.mailer.wake();
+    if state.settings.email.verification == Verification::Mandatory {
+        return Ok(Registered::AwaitingVerification(user));
+    }
     let user_id = user.id;
     let pair = state
         .with_conn(move |conn, app| {
@@ -101,24 +128,5 @@ pub async fn register(
             })
         })
         .await?;
-    Ok((user, pair))
-}
-
-/// `POST /register/` without a session (all of it under
-/// `EMAIL_VERIFICATION=mandatory`): the user, and the verification email
-/// queued in the same transaction.
-pub async fn register_without_session(
-    state: &State,
-    body: Body<RegisterForm>,
-) -> Result<User, ApiError> {
-    let form = new_account_form(state, &body).await?;
-    let app = state.clone();
-    let user = create_account_then(
-        state,
-        NewAccount::user(form.email, form.password),
-        move |conn, user| super::email::on_register(conn, &app, user),
-    )
-    .await?;
-    state.mailer.wake();
-    Ok(user)
+    Ok(Registered::WithSession(user, pair))
 }

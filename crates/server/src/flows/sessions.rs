@@ -1,7 +1,7 @@
 //! Revoking sessions: logout everywhere, password change, sliding tokens.
 
 use chrono::{NaiveDateTime, Timelike};
-use latchkey_auth::{IssuedToken, Strictness, TokenType};
+use latchkey_auth::{Claims, IssuedToken, Strictness, TokenType};
 use latchkey_domain::Assurance;
 use latchkey_domain::Email;
 use latchkey_persistence::{
@@ -13,7 +13,6 @@ use super::login::still_verified;
 use super::tokens::{
     Client, TokenPair, end_session, refused, session_of, session_state, start_session, token_user,
 };
-use crate::authn::CurrentUser;
 use crate::error::ApiError;
 use crate::forms::{Body, PasswordChangeForm, TokenForm, new_password};
 use crate::state::State;
@@ -50,8 +49,8 @@ pub fn revoke_everything(
 }
 
 /// `DELETE /auth/sessions/`.
-pub async fn logout_everywhere(state: &State, current: &CurrentUser) -> Result<(), ApiError> {
-    let user_id = current.user.id;
+pub async fn logout_everywhere(state: &State, caller: &User) -> Result<(), ApiError> {
+    let user_id = caller.id;
     state
         .with_conn(move |conn, _| {
             revoke_everything(conn, user_id, UserChanges::default()).map(|_| ())
@@ -69,33 +68,30 @@ pub struct ListedSession {
 /// `GET /auth/sessions/`: the caller's live sessions, most recently used first.
 pub async fn list_sessions(
     state: &State,
-    current: &CurrentUser,
+    caller: &User,
+    claims: &Claims,
 ) -> Result<Vec<ListedSession>, ApiError> {
-    let user_id = current.user.id;
+    let user_id = caller.id;
     let sessions = state
         .with_conn(move |conn, _| Ok(Session::live_for_user(conn, user_id, db_now())?))
         .await?;
     Ok(sessions
         .into_iter()
         .map(|session| ListedSession {
-            current: current.claims.sid.as_deref() == Some(session.id.as_str()),
+            current: claims.sid.as_deref() == Some(session.id.as_str()),
             session,
         })
         .collect())
 }
 
 /// `DELETE /auth/sessions/{id}/`: ends one live session of the caller's.
-pub async fn end_one_session(
-    state: &State,
-    current: &CurrentUser,
-    id: String,
-) -> Result<(), ApiError> {
+pub async fn end_one_session(state: &State, caller: &User, id: String) -> Result<(), ApiError> {
     // Not an id latchkey issues (a NUL, which PostgreSQL refuses, among
     // them): no such session, without asking the database.
     if !latchkey_auth::jwt::is_issued_id(&id) {
         return Err(ApiError::NotFound);
     }
-    let user_id = current.user.id;
+    let user_id = caller.id;
     let ended = state
         .with_conn(move |conn, _| end_session(conn, user_id, &id))
         .await?;
@@ -133,20 +129,21 @@ pub async fn logout(
 /// the new one, revokes every session, and starts a new one for the caller.
 pub async fn change_password(
     state: &State,
-    current: &CurrentUser,
+    caller: &User,
+    claims: &Claims,
     body: Body<PasswordChangeForm>,
     client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
     let form = body.parse(&())?;
     verify_own_password(
         state,
-        &current.user,
+        caller,
         form.old_password,
         "old_password",
         WRONG_OLD_PASSWORD,
     )
     .await?;
-    let email = Email::parse(&current.user.email).ok();
+    let email = Email::parse(&caller.email).ok();
     let password = new_password(
         "new_password",
         &form.new_password,
@@ -159,10 +156,10 @@ pub async fn change_password(
         .run(move |hasher| hasher.hash(&password))
         .await?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let checked = current.user.clone();
+    let checked = caller.clone();
     // The caller's new session keeps how their current one was
     // authenticated (a token from before v3 began with a password).
-    let assurance = match &current.claims.assurance {
+    let assurance = match &claims.assurance {
         known if !known.amr.is_empty() => known.clone(),
         _ => Assurance::password(),
     };

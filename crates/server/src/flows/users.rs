@@ -11,7 +11,6 @@ use super::accounts::{create_account, new_account_form, password_rules};
 use super::login::password::{verify_own_password, wrong_password};
 use super::login::still_verified;
 use super::sessions::{WRONG_OLD_PASSWORD, revoke_everything};
-use crate::authn::CurrentUser;
 use crate::error::{ApiError, FieldErrors};
 use crate::forms::{Body, UpdateContext, UpdateKind, UserCreateForm, UserUpdateForm};
 use crate::state::State;
@@ -19,10 +18,10 @@ use crate::state::State;
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE_SIZE: i64 = 1000;
 
-fn actor(current: &CurrentUser) -> Actor {
+fn actor(caller: &User) -> Actor {
     Actor {
-        id: current.user.id,
-        flags: current.user.flags(),
+        id: caller.id,
+        flags: caller.flags(),
     }
 }
 
@@ -152,10 +151,10 @@ pub async fn retrieve(state: &State, id: i64) -> Result<User, ApiError> {
 /// `POST /list/`: staff create accounts; only a superuser creates one.
 pub async fn create(
     state: &State,
-    current: &CurrentUser,
+    caller: &User,
     body: Body<UserCreateForm>,
 ) -> Result<User, ApiError> {
-    let actor = actor(current);
+    let actor = actor(caller);
     permissions::can_create(&actor, &FlagChange::default()).map_err(denied)?;
     let form = new_account_form(state, &body).await?;
     let flags = form.flags();
@@ -170,13 +169,13 @@ pub async fn create(
 /// `PUT` and `PATCH /list/{id}/`.
 pub async fn update(
     state: &State,
-    current: &CurrentUser,
+    caller: &User,
     id: i64,
     body: Body<UserUpdateForm>,
     kind: UpdateKind,
 ) -> Result<User, ApiError> {
     let existing = retrieve(state, id).await?;
-    let actor = actor(current);
+    let actor = actor(caller);
     permissions::can_update(&actor, &target(&existing), &FlagChange::default()).map_err(denied)?;
     let form = body.parse(&UpdateContext {
         kind,
@@ -278,9 +277,9 @@ pub async fn update(
 }
 
 /// `DELETE /list/{id}/`.
-pub async fn destroy(state: &State, current: &CurrentUser, id: i64) -> Result<(), ApiError> {
+pub async fn destroy(state: &State, caller: &User, id: i64) -> Result<(), ApiError> {
     let existing = retrieve(state, id).await?;
-    permissions::can_delete(&actor(current), &target(&existing)).map_err(denied)?;
+    permissions::can_delete(&actor(caller), &target(&existing)).map_err(denied)?;
     // Sessions end first, under the same locks as every revocation, so a
     // refresh racing the deletion cannot deadlock with it.
     state

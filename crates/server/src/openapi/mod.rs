@@ -22,20 +22,20 @@ pub mod shared;
         routes::operations::api_root,
         routes::operations::healthz,
         routes::operations::readyz,
-        crate::telemetry::metrics::metrics,
-        routes::tokens::register,
-        routes::tokens::login,
+        routes::metrics_access::metrics,
+        routes::accounts::register,
+        routes::login::login,
         routes::tokens::current_user,
-        routes::tokens::logout,
+        routes::sessions::logout,
         routes::tokens::refresh,
         routes::tokens::verify,
         routes::sessions::logout_everywhere,
         routes::sessions::list_sessions,
         routes::sessions::end_session,
         routes::sessions::change_password,
-        routes::sessions::obtain_sliding,
+        routes::login::obtain_sliding,
         routes::sessions::refresh_sliding,
-        routes::sessions::jwks,
+        routes::tokens::jwks,
         routes::email::password_reset,
         routes::email::password_reset_confirm,
         routes::email::verify_email,
@@ -88,7 +88,12 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// Where Swagger UI is served.
+pub const DOCS: &str = "/docs/";
+/// Where the description is served.
+pub const DESCRIPTION: &str = "/openapi.json";
+
 /// `/openapi.json` and the Swagger UI at `/docs`.
 pub fn service() -> SwaggerUi {
-    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+    SwaggerUi::new("/docs/{_:.*}").url(DESCRIPTION, ApiDoc::openapi())
 }

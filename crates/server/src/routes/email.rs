@@ -1,36 +1,22 @@
-//! The email endpoints, in dj-rest-auth's shapes: password reset and its
-//! confirmation, email verification and its resend; and `POST /register/`
-//! under `EMAIL_VERIFICATION=mandatory` (no tokens until the address is
-//! verified).
+//! The email endpoints (`flows::email`), in dj-rest-auth's shapes: password
+//! reset and its confirmation, email verification and its resend.
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::tokens;
-use crate::email::Verification;
 use crate::error::ApiError;
 use crate::flows::email as flows;
-use crate::flows::tokens::Client;
-use crate::forms::{Body, EmailForm, PasswordResetConfirmForm, RegisterForm, VerifyEmailForm};
-use crate::openapi::shared::{BodyRefused, Throttled, Unavailable};
+use crate::forms::{Body, EmailForm, PasswordResetConfirmForm, VerifyEmailForm};
+use crate::openapi::shared::{BodyRefused, Throttled, Unavailable, example};
 use crate::state::State;
-use crate::views::{BadRequestView, ErrorView, UserView};
+use crate::views::{BadRequestView, ErrorView};
 
 /// `{"detail": ...}`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DetailView {
     #[schema(example = "ok")]
     pub detail: String,
-}
-
-/// Register under `EMAIL_VERIFICATION=mandatory`: the user and a message,
-/// no tokens.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RegisteredView {
-    pub user: UserView,
-    #[schema(example = "Verification e-mail sent.")]
-    pub message: String,
 }
 
 fn detail(message: &str) -> DetailView {
@@ -85,7 +71,7 @@ pub async fn password_reset_confirm(
     responses(
         (status = 200, description = "The address is verified (the latest key may be used again)", body = DetailView),
         (status = 400, description = "No key", body = BadRequestView),
-        (status = 404, description = "A wrong or expired key, or one superseded by a newer key or a change of address", body = ErrorView),
+        (status = 404, description = "A wrong or expired key, or one superseded by a newer key or a change of address", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unavailable,
         BodyRefused))]
 pub async fn verify_email(
@@ -110,23 +96,4 @@ pub async fn verify_email(
 pub async fn resend_email(state: State, body: Body<EmailForm>) -> Result<HttpResponse, ApiError> {
     flows::resend_verification(&state, body).await?;
     Ok(HttpResponse::Ok().json(detail("ok")))
-}
-
-/// `POST /register/`: under `EMAIL_VERIFICATION=mandatory` the user and
-/// "Verification e-mail sent.", without tokens or cookies; otherwise the
-/// usual answer of [`tokens::register`] (documented there).
-pub async fn register(
-    state: State,
-    req: HttpRequest,
-    client: Client,
-    body: Body<RegisterForm>,
-) -> Result<HttpResponse, ApiError> {
-    if state.settings.email.verification != Verification::Mandatory {
-        return tokens::register(state, req, client, body).await;
-    }
-    let user = crate::flows::accounts::register_without_session(&state, body).await?;
-    Ok(HttpResponse::Created().json(RegisteredView {
-        user: UserView::from(&user),
-        message: flows::VERIFICATION_SENT.to_owned(),
-    }))
 }

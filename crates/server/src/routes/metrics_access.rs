@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::settings::MetricsSettings;
 use crate::state::AppState;
+use crate::telemetry::Readings;
 
 /// `GET /metrics` on the API's address.
 pub async fn on_api_address(
@@ -24,7 +25,24 @@ pub async fn on_api_address(
 /// `GET /metrics` wherever it is served: the token first, if one is set.
 pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_token(&state.settings.metrics, &req)?;
-    Ok(crate::telemetry::metrics(state).await)
+    Ok(metrics(state).await)
+}
+
+/// Prometheus metrics of this instance.
+///
+/// `GET /metrics`: requests, latencies, logins, throttling, the pool, the auth cache, email.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (pool_in_use, pool_idle) = state.db.pool_state();
+    let (content_type, text) = state.metrics.render(Readings {
+        pool_in_use,
+        pool_idle,
+        pool_max: state.db.max_size(),
+        redis_up: state.throttle.redis_up().unwrap_or(false),
+        cache_feed_up: state.auth_cache.is_trusted(),
+    });
+    HttpResponse::Ok().content_type(content_type).body(text)
 }
 
 fn check_token(settings: &MetricsSettings, req: &HttpRequest) -> Result<(), ApiError> {

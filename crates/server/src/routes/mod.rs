@@ -4,9 +4,11 @@
 //! Handlers are short: extract, call one flow, map the result. Every path is
 //! served with and without its trailing slash.
 
+pub mod accounts;
 pub mod email;
 mod fallback;
-mod metrics_access;
+pub mod login;
+pub mod metrics_access;
 pub mod operations;
 pub mod responses;
 pub mod sessions;
@@ -17,8 +19,8 @@ use actix_web::http::{Method, header};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{Route, guard, web};
 
-use crate::authn::authenticate;
-use crate::throttle::limit_per_ip;
+use crate::http::authn::authenticate;
+use crate::http::middleware::{limit_per_ip, other_slash_form};
 use fallback::allow;
 pub use fallback::not_found;
 
@@ -82,14 +84,6 @@ impl Resource {
     }
 }
 
-/// A path's other form: without its trailing slash, or with one.
-pub fn other_slash_form(path: &str) -> String {
-    match path.strip_suffix('/') {
-        Some(bare) => bare.to_owned(),
-        None => format!("{path}/"),
-    }
-}
-
 /// Each resource at its path and, as a second actix resource, at the
 /// other slash form: a single static pattern is matched by comparing
 /// strings, where one resource with both patterns is a regex set that
@@ -122,7 +116,7 @@ pub fn resources() -> Vec<Resource> {
         ),
         api(
             "/register/",
-            vec![(M::POST, throttled(web::post().to(email::register)))],
+            vec![(M::POST, throttled(web::post().to(accounts::register)))],
         ),
         api(
             "/auth/",
@@ -131,8 +125,8 @@ pub fn resources() -> Vec<Resource> {
                     M::GET,
                     protected(get().to(tokens::current_user)).wrap(no_store()),
                 ),
-                (M::POST, throttled(web::post().to(tokens::login))),
-                (M::DELETE, web::delete().to(tokens::logout)),
+                (M::POST, throttled(web::post().to(login::login))),
+                (M::DELETE, web::delete().to(sessions::logout)),
             ],
         ),
         api(
@@ -191,7 +185,7 @@ pub fn resources() -> Vec<Resource> {
         ),
         api(
             "/auth/sliding/",
-            vec![(M::POST, throttled(web::post().to(sessions::obtain_sliding)))],
+            vec![(M::POST, throttled(web::post().to(login::obtain_sliding)))],
         ),
         api(
             "/auth/sliding/refresh/",
@@ -202,7 +196,7 @@ pub fn resources() -> Vec<Resource> {
         ),
         api(
             "/.well-known/jwks.json",
-            vec![(M::GET, get().to(sessions::jwks))],
+            vec![(M::GET, get().to(tokens::jwks))],
         ),
     ]
 }
@@ -229,11 +223,25 @@ pub fn user_resources() -> Vec<Resource> {
     ]
 }
 
+/// The pages beside the API, none of them in `/openapi.json`: the demo
+/// app, Swagger UI, and the description Swagger UI reads.
+pub const PAGES: [&str; 3] = [DEMO, crate::openapi::DOCS, crate::openapi::DESCRIPTION];
+const DEMO: &str = "/demo/";
+
+/// Every path pattern served, as the metrics label it is counted under.
+pub fn patterns() -> impl Iterator<Item = String> {
+    let api = resources().into_iter().map(|r| r.path.to_owned());
+    let users = user_resources()
+        .into_iter()
+        .map(|r| format!("/list{}", r.path));
+    api.chain(users).chain(PAGES.map(str::to_owned))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The pages: Swagger UI at /docs/, the demo app at /demo/.
     cfg.service(crate::openapi::service())
         .service(
-            web::resource("/demo/")
+            web::resource(DEMO)
                 .route(get().to(operations::demo))
                 .default_service(allow("GET, HEAD".into())),
         )
@@ -266,7 +274,27 @@ pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::middleware::RouteLabels;
     use utoipa::OpenApi;
+
+    #[test]
+    fn a_path_is_labelled_with_its_route_pattern() {
+        let labels = RouteLabels::new(patterns());
+        let route_label = |path| labels.label(path);
+        assert_eq!(route_label("/auth/"), "/auth/");
+        assert_eq!(route_label("/auth"), "/auth/");
+        assert_eq!(route_label("/healthz"), "/healthz");
+        assert_eq!(route_label("/list/"), "/list/");
+        assert_eq!(route_label("/list/42/"), "/list/{id}/");
+        assert_eq!(route_label("/list/42"), "/list/{id}/");
+        assert_eq!(route_label("/auth/sessions/abc/"), "/auth/sessions/{id}/");
+        assert_eq!(route_label("/list/42/x"), "unmatched");
+        assert_eq!(route_label("/list//"), "unmatched");
+        assert_eq!(route_label("/wp-admin.php"), "unmatched");
+        assert_eq!(route_label("/docs/swagger-ui.css"), "/docs/");
+        assert_eq!(route_label("/demo"), "/demo/");
+        assert_eq!(route_label("/openapi.json"), "/openapi.json");
+    }
 
     /// A route cannot be served without being described, nor described
     /// without being served.

@@ -4,6 +4,7 @@ use crate::views::{ErrorView, RootView, StatusView};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::ApiError;
+use crate::openapi::shared::example;
 use crate::state::AppState;
 
 /// The API root: links to the resources.
@@ -12,7 +13,7 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/", tag = "operations",
     responses((status = 200, description = "Links to the API", body = RootView)))]
 pub async fn api_root(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let base = crate::origin::base_url(&state, &req);
+    let base = crate::http::origin::base_url(&state, &req);
     HttpResponse::Ok().json(RootView {
         list: format!("{base}/list/"),
         register: format!("{base}/register/"),
@@ -38,7 +39,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "The database answers", body = StatusView),
-        (status = 503, description = "The database does not answer", body = ErrorView)))]
+        (status = 503, description = "The database does not answer", body = ErrorView, example = json!(example(&ApiError::Unavailable(String::new()))))))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state
         .schema_ready

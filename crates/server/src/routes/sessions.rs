@@ -1,21 +1,24 @@
-//! Sessions: logout everywhere, password change, sliding tokens, the JWKS.
+//! Sessions (`flows::sessions`): log out, here or everywhere, list and end
+//! them, change the password (a new session), slide a sliding token.
 
-use crate::forms::{Body, LoginForm, PasswordChangeForm, TokenForm};
+use crate::forms::{Body, PasswordChangeForm, RefreshForm, TokenForm};
 use crate::openapi::shared::{
-    BodyRefused, CsrfFailed, InvalidFields, Throttled, Unauthenticated, Unavailable,
+    BodyRefused, CsrfFailed, Throttled, Unauthenticated, Unavailable, example,
 };
 use crate::views::{
     BadRequestView, ErrorView, MessageView, PasswordChangedView, SessionItemView, SessionListView,
     SlidingView,
 };
 use actix_web::{HttpRequest, HttpResponse, web};
+use latchkey_auth::TokenType;
 
 use super::responses::{CsrfCookie, clearing_cookies, no_store, token_pair, with_tokens};
-use crate::authn::{CredentialSource, CurrentUser};
+use super::tokens::{Presented, presented_refresh};
 use crate::error::ApiError;
-use crate::flows::login;
 use crate::flows::sessions;
 use crate::flows::tokens::Client;
+use crate::http::authn::{check_cookie_request, credentials};
+use crate::http::extract::{CredentialSource, CurrentUser};
 use crate::state::State;
 
 /// Log out everywhere.
@@ -28,7 +31,7 @@ use crate::state::State;
         Unauthenticated,
         CsrfFailed))]
 pub async fn logout_everywhere(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
-    sessions::logout_everywhere(&state, &user).await?;
+    sessions::logout_everywhere(&state, &user.user).await?;
     let mut response = HttpResponse::Accepted();
     clearing_cookies(&mut response, &state);
     response.insert_header(no_store());
@@ -57,7 +60,8 @@ pub async fn change_password(
     client: Client,
     body: Body<PasswordChangeForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, pair) = sessions::change_password(&state, &user, body, client).await?;
+    let (_, pair) =
+        sessions::change_password(&state, &user.user, &user.claims, body, client).await?;
     let mut response = HttpResponse::Ok();
     if user.source == CredentialSource::Cookie {
         with_tokens(
@@ -77,28 +81,6 @@ pub async fn change_password(
     }))
 }
 
-/// Log in for a sliding token.
-///
-/// `POST /auth/sliding/`.
-#[utoipa::path(post, path = "/auth/sliding/", tag = "sessions",
-    request_body(content((LoginForm = "application/json"), (LoginForm = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 200, description = "A sliding token", body = SlidingView),
-        InvalidFields,
-        (status = 401, description = "No active account found with the given credentials", body = ErrorView),
-        Throttled,
-        BodyRefused))]
-pub async fn obtain_sliding(
-    state: State,
-    client: Client,
-    body: Body<LoginForm>,
-) -> Result<HttpResponse, ApiError> {
-    let token = login::password::sliding_login(&state, body, client).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(no_store())
-        .json(SlidingView { token: token.token }))
-}
-
 /// Slide a sliding token.
 ///
 /// `POST /auth/sliding/refresh/`: a new expiry while `refresh_exp` has not passed.
@@ -107,7 +89,7 @@ pub async fn obtain_sliding(
     responses(
         (status = 200, description = "The sliding token with a new expiry", body = SlidingView),
         (status = 400, description = "No token", body = BadRequestView),
-        (status = 401, description = "Token is invalid or expired", body = ErrorView),
+        (status = 401, description = "Token is invalid or expired", body = ErrorView, example = json!(example(&ApiError::token_invalid_or_expired()))),
         Throttled,
         BodyRefused))]
 pub async fn refresh_sliding(
@@ -130,11 +112,14 @@ pub async fn refresh_sliding(
         Unauthenticated,
         Unavailable))]
 pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpResponse, ApiError> {
-    let sessions = sessions::list_sessions(&state, &user).await?;
+    let sessions = sessions::list_sessions(&state, &user.user, &user.claims).await?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .json(SessionListView {
-            results: sessions.iter().map(SessionItemView::from).collect(),
+            results: sessions
+                .iter()
+                .map(|listed| SessionItemView::new(&listed.session, listed.current))
+                .collect(),
         }))
 }
 
@@ -148,24 +133,54 @@ pub async fn list_sessions(state: State, user: CurrentUser) -> Result<HttpRespon
         (status = 204, description = "The session ended: each of its tokens is refused from now on"),
         Unauthenticated,
         CsrfFailed,
-        (status = 404, description = "Not a live session of the caller's", body = ErrorView),
+        (status = 404, description = "Not a live session of the caller's", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unavailable))]
 pub async fn end_session(
     state: State,
     user: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    sessions::end_one_session(&state, &user, id.into_inner()).await?;
+    sessions::end_one_session(&state, &user.user, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().insert_header(no_store()).finish())
 }
 
-/// The public keys that verify tokens.
+#[utoipa::path(delete, path = "/auth/", tag = "tokens",
+    description = "The refresh token to blacklist comes from the body's `refresh` or the `refresh` cookie (then the CSRF header is needed); without one the answer is still 202.",
+    security((), ("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 202, description = "Logged out: cookies cleared, the session blacklisted", body = MessageView),
+        (status = 400, description = "A body that cannot be read", body = BadRequestView),
+        CsrfFailed,
+        BodyRefused,
+        Unavailable))]
+/// Log out.
 ///
-/// `GET /.well-known/jwks.json`: none under HMAC.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "sessions",
-    responses((status = 200, description = "A JWK Set: `{\"keys\": [...]}`", body = Object)))]
-pub async fn jwks(state: State) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("Cache-Control", "public, max-age=300"))
-        .json(state.codec.keys().jwks())
+/// `DELETE /auth/`: ends the session of the token presented (refresh, else access or sliding)
+/// (body or cookie) and clears the cookies; 202 even without tokens.
+pub async fn logout(
+    state: State,
+    req: HttpRequest,
+    body: Body<RefreshForm>,
+) -> Result<HttpResponse, ApiError> {
+    const REFRESH: &[TokenType] = &[TokenType::Refresh];
+    const ACCESS: &[TokenType] = &[TokenType::Access, TokenType::Sliding];
+    let presented = match presented_refresh(&state, &req, &body)? {
+        Some(Presented::Body(token) | Presented::Cookie(token)) => Some((token, REFRESH)),
+        None => match credentials(&state, &req) {
+            Ok(Some((token, source))) => {
+                if source == CredentialSource::Cookie {
+                    check_cookie_request(&req)?;
+                }
+                Some((token, ACCESS))
+            }
+            _ => None,
+        },
+    };
+    sessions::logout(&state, presented).await?;
+    let mut response = HttpResponse::Accepted();
+    clearing_cookies(&mut response, &state);
+    response.insert_header(no_store());
+    Ok(response.json(MessageView {
+        message: "Logout success".into(),
+    }))
 }

@@ -1,79 +1,23 @@
-//! `/register/` and `/auth/...`: the token endpoints. Register, login,
-//! refresh and verify never authenticate the request, so a stale header or
-//! cookie sent along with them is ignored.
+//! The tokens (`flows::tokens`): who am I (refreshing from the cookie when
+//! the access token is gone), refresh, verify, and the keys that verify
+//! them. Refresh and verify never authenticate the request, so a stale
+//! header or cookie sent along with them is ignored.
 
 use actix_web::{HttpRequest, HttpResponse};
-use latchkey_auth::TokenType;
 
-use super::responses::{CsrfCookie, clearing_cookies, no_store, session_response, with_tokens};
+use super::responses::{CsrfCookie, no_store, with_tokens};
 
-use crate::authn::{AuthOutcome, CredentialSource, check_cookie_request, credentials};
 use crate::error::ApiError;
 use crate::flows::tokens::{self as token_flows, Client, Refreshed};
-use crate::flows::{accounts, login};
-use crate::forms::{Body, LoginForm, RefreshForm, RegisterForm, TokenForm, required};
+use crate::forms::{Body, RefreshForm, TokenForm, required};
+use crate::http::authn::check_cookie_request;
+use crate::http::extract::AuthOutcome;
+use crate::net::client_ip::client_ip;
 use crate::openapi::shared::{
-    BodyRefused, CsrfFailed, InvalidFields, Throttled, Unauthenticated, Unavailable,
+    BodyRefused, CsrfFailed, Throttled, Unauthenticated, Unavailable, example,
 };
 use crate::state::State;
-use crate::views::{BadRequestView, ErrorView, MessageView, RefreshView, SessionView, UserView};
-
-/// Create an account.
-///
-/// `POST /register/`: the user, a session, its tokens and cookies.
-#[utoipa::path(post, path = "/register/", tag = "tokens",
-    request_body(content((RegisterForm = "application/json"), (RegisterForm = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 201, description = "Registered: the user, tokens, and the access/refresh/csrftoken cookies", body = SessionView),
-        InvalidFields,
-        BodyRefused,
-        Throttled,
-        Unavailable))]
-pub async fn register(
-    state: State,
-    req: HttpRequest,
-    client: Client,
-    body: Body<RegisterForm>,
-) -> Result<HttpResponse, ApiError> {
-    let (user, pair) = accounts::register(&state, body, client).await?;
-    Ok(session_response(
-        HttpResponse::Created(),
-        &state,
-        &req,
-        &user,
-        "register success",
-        &pair,
-    ))
-}
-
-/// Log in.
-///
-/// `POST /auth/`: the user, a new session, its tokens and cookies.
-#[utoipa::path(post, path = "/auth/", tag = "tokens",
-    request_body(content((LoginForm = "application/json"), (LoginForm = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 200, description = "Logged in: the user, tokens, and the cookies", body = SessionView),
-        InvalidFields,
-        (status = 401, description = "No active account found with the given credentials", body = ErrorView),
-        Throttled,
-        Unavailable,
-        BodyRefused))]
-pub async fn login(
-    state: State,
-    req: HttpRequest,
-    client: Client,
-    body: Body<LoginForm>,
-) -> Result<HttpResponse, ApiError> {
-    let (user, pair) = login::password::login(&state, body, client).await?;
-    Ok(session_response(
-        HttpResponse::Ok(),
-        &state,
-        &req,
-        &user,
-        "login success",
-        &pair,
-    ))
-}
+use crate::views::{BadRequestView, ErrorView, RefreshView, UserView};
 
 #[utoipa::path(get, path = "/auth/", tag = "tokens",
     security(("bearer" = []), ("cookie" = [])),
@@ -112,7 +56,7 @@ pub async fn current_user(
     };
     // A refresh on the server is an auth request like `POST /auth/refresh/`:
     // it takes its place in the same per-IP bucket.
-    if let Some(ip) = state.throttle.client_ip(&req) {
+    if let Some(ip) = client_ip(&req, &state.settings.http.trusted_proxies) {
         state.throttle.hit_ip(ip).await?;
     }
     // A refresh cookie that does not refresh leaves the access token's
@@ -135,7 +79,7 @@ pub async fn current_user(
     Ok(response.json(UserView::from(&refreshed.user)))
 }
 
-fn refresh_cookie(state: &State, req: &HttpRequest) -> Option<String> {
+pub(super) fn refresh_cookie(state: &State, req: &HttpRequest) -> Option<String> {
     req.cookie(&state.settings.cookies.refresh_name)
         .map(|c| c.value().to_owned())
         .filter(|v| !v.is_empty())
@@ -143,7 +87,7 @@ fn refresh_cookie(state: &State, req: &HttpRequest) -> Option<String> {
 
 /// Where a refresh token came from: a cookie makes the request
 /// cookie-authenticated (its answer sets cookies too).
-enum Presented {
+pub(super) enum Presented {
     Body(String),
     Cookie(String),
 }
@@ -152,7 +96,7 @@ enum Presented {
 /// else the cookie, for which CSRF is checked. (These two routes read their
 /// form themselves: where the token came from decides the cookies of the
 /// answer and whether CSRF applies.)
-fn presented_refresh(
+pub(super) fn presented_refresh(
     state: &State,
     req: &HttpRequest,
     body: &Body<RefreshForm>,
@@ -181,7 +125,7 @@ fn presented_refresh(
     responses(
         (status = 200, description = "A new access token (and, with rotation, refresh token)", body = RefreshView),
         (status = 400, description = "No refresh token", body = BadRequestView),
-        (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
+        (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView, example = json!(example(&ApiError::token_invalid_or_expired()))),
         CsrfFailed,
         Throttled,
         Unavailable,
@@ -228,7 +172,7 @@ pub async fn refresh(
     responses(
         (status = 200, description = "The token is good: `{}`", body = Object),
         (status = 400, description = "No token", body = BadRequestView),
-        (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView),
+        (status = 401, description = "Token is invalid or expired, or blacklisted", body = ErrorView, example = json!(example(&ApiError::token_invalid_or_expired()))),
         Unavailable,
         BodyRefused))]
 pub async fn verify(state: State, body: Body<TokenForm>) -> Result<HttpResponse, ApiError> {
@@ -236,43 +180,13 @@ pub async fn verify(state: State, body: Body<TokenForm>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(serde_json::Map::new()))
 }
 
-#[utoipa::path(delete, path = "/auth/", tag = "tokens",
-    description = "The refresh token to blacklist comes from the body's `refresh` or the `refresh` cookie (then the CSRF header is needed); without one the answer is still 202.",
-    security((), ("cookie" = [], "csrf" = [])),
-    responses(
-        (status = 202, description = "Logged out: cookies cleared, the session blacklisted", body = MessageView),
-        (status = 400, description = "A body that cannot be read", body = BadRequestView),
-        CsrfFailed,
-        BodyRefused,
-        Unavailable))]
-/// Log out.
+/// The public keys that verify tokens.
 ///
-/// `DELETE /auth/`: ends the session of the token presented (refresh, else access or sliding)
-/// (body or cookie) and clears the cookies; 202 even without tokens.
-pub async fn logout(
-    state: State,
-    req: HttpRequest,
-    body: Body<RefreshForm>,
-) -> Result<HttpResponse, ApiError> {
-    const REFRESH: &[TokenType] = &[TokenType::Refresh];
-    const ACCESS: &[TokenType] = &[TokenType::Access, TokenType::Sliding];
-    let presented = match presented_refresh(&state, &req, &body)? {
-        Some(Presented::Body(token) | Presented::Cookie(token)) => Some((token, REFRESH)),
-        None => match credentials(&state, &req) {
-            Ok(Some((token, source))) => {
-                if source == CredentialSource::Cookie {
-                    check_cookie_request(&req)?;
-                }
-                Some((token, ACCESS))
-            }
-            _ => None,
-        },
-    };
-    crate::flows::sessions::logout(&state, presented).await?;
-    let mut response = HttpResponse::Accepted();
-    clearing_cookies(&mut response, &state);
-    response.insert_header(no_store());
-    Ok(response.json(MessageView {
-        message: "Logout success".into(),
-    }))
+/// `GET /.well-known/jwks.json`: none under HMAC.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "sessions",
+    responses((status = 200, description = "A JWK Set: `{\"keys\": [...]}`", body = Object)))]
+pub async fn jwks(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .json(state.codec.keys().jwks())
 }

@@ -2,11 +2,13 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::authn::CurrentUser;
 use crate::error::ApiError;
 use crate::flows::users::{self, Page, PageRequest};
 use crate::forms::{Body, UpdateKind, UserCreateForm, UserUpdateForm};
-use crate::openapi::shared::{BodyRefused, Forbidden, InvalidFields, Unauthenticated, Unavailable};
+use crate::http::extract::CurrentUser;
+use crate::openapi::shared::{
+    BodyRefused, Forbidden, InvalidFields, Unauthenticated, Unavailable, example,
+};
 use crate::state::State;
 use crate::views::{BadRequestView, ErrorView, UserList, UserPageView, UserView};
 
@@ -20,7 +22,11 @@ fn page_url(state: &State, req: &HttpRequest, page: i64) -> String {
         pairs.push(("page".into(), page.to_string()));
     }
     let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    let base = format!("{}{}", crate::origin::base_url(state, req), req.path());
+    let base = format!(
+        "{}{}",
+        crate::http::origin::base_url(state, req),
+        req.path()
+    );
     if query.is_empty() {
         base
     } else {
@@ -45,7 +51,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     responses(
         (status = 200, description = "One page of users", body = UserPageView),
         (status = 400, description = "A search with a NUL character", body = BadRequestView),
-        (status = 404, description = "Invalid page", body = ErrorView),
+        (status = 404, description = "Invalid page", body = ErrorView, example = json!(example(&ApiError::NotFoundWith("Invalid page.")))),
         Unauthenticated,
         Unavailable))]
 pub async fn list(
@@ -104,7 +110,7 @@ pub async fn create(
     user: CurrentUser,
     body: Body<UserCreateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = users::create(&state, &user, body).await?;
+    let created = users::create(&state, &user.user, body).await?;
     Ok(HttpResponse::Created().json(UserView::from(&created)))
 }
 
@@ -115,7 +121,7 @@ pub async fn create(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable))]
 pub async fn retrieve(
@@ -142,7 +148,7 @@ pub async fn retrieve(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
         InvalidFields,
         Forbidden,
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable,
         BodyRefused))]
@@ -152,7 +158,7 @@ pub async fn update(
     id: web::Path<String>,
     body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, body, UpdateKind::Put).await?;
+    let updated = users::update(&state, &user.user, parse_id(&id)?, body, UpdateKind::Put).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -166,7 +172,7 @@ pub async fn update(
         (status = 200, description = "Updated (self or staff; flags by the contract's rules)", body = UserView),
         InvalidFields,
         Forbidden,
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable,
         BodyRefused))]
@@ -176,7 +182,8 @@ pub async fn partial_update(
     id: web::Path<String>,
     body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user, parse_id(&id)?, body, UpdateKind::Patch).await?;
+    let updated =
+        users::update(&state, &user.user, parse_id(&id)?, body, UpdateKind::Patch).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -188,7 +195,7 @@ pub async fn partial_update(
     responses(
         (status = 204, description = "Deleted (staff; a superuser only by a superuser)"),
         Forbidden,
-        (status = 404, description = "Not found", body = ErrorView),
+        (status = 404, description = "Not found", body = ErrorView, example = json!(example(&ApiError::NotFound))),
         Unauthenticated,
         Unavailable))]
 pub async fn destroy(
@@ -196,6 +203,6 @@ pub async fn destroy(
     user: CurrentUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    users::destroy(&state, &user, parse_id(&id)?).await?;
+    users::destroy(&state, &user.user, parse_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }

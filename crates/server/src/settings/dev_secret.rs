@@ -4,14 +4,15 @@
 
 use std::path::Path;
 
-use super::{MIN_PRODUCTION_SECRET, SettingsError};
+use super::env::SettingsError;
 
 /// The development secret: generated once, kept in `DATA_DIR/secret_key`
 /// with mode 0600, so tokens survive restarts without any set-up. A key
 /// file that others may read, or that is too short to be a key, is refused
-/// rather than used or overwritten.
+/// rather than used or overwritten; so is one shorter than `min_len`.
 pub(super) fn development_secret(
     data_dir: &Path,
+    min_len: usize,
     notices: &mut Vec<String>,
 ) -> Result<Vec<u8>, SettingsError> {
     let path = data_dir.join("secret_key");
@@ -26,9 +27,9 @@ pub(super) fn development_secret(
             refuse_shared_key_file(&path, &metadata)?;
             let existing = std::fs::read_to_string(&path).map_err(io_error)?;
             let existing = existing.trim();
-            if existing.len() < MIN_PRODUCTION_SECRET {
+            if existing.len() < min_len {
                 return Err(SettingsError(format!(
-                    "SECRET_KEY is not set and {} holds a key shorter than {MIN_PRODUCTION_SECRET} bytes: delete the file to generate a new key, or set SECRET_KEY",
+                    "SECRET_KEY is not set and {} holds a key shorter than {min_len} bytes: delete the file to generate a new key, or set SECRET_KEY",
                     path.display()
                 )));
             }

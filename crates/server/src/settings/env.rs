@@ -2,13 +2,35 @@
 //! map in tests) and the parsers of the value formats (durations, rates,
 //! booleans, lists, addresses), each error naming the variable and value.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::SettingsError;
-use crate::throttle::{IpNet, Rate};
+use crate::net::client_ip::IpNet;
+use crate::throttle::Rate;
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
+/// A secret whose `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub(super) Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
 
 pub(super) fn bad(name: &str, value: &str, expected: &str) -> SettingsError {
     SettingsError(format!(

@@ -4,8 +4,7 @@
 //! production it is never public: it is served behind a bearer token, or on
 //! a listen address of its own (the operator's network), or not at all.
 
-use super::env::{Reader, bad};
-use super::{Secret, SettingsError};
+use super::env::{Reader, Secret, SettingsError, bad};
 
 /// Where `/metrics` is served.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,22 +1,13 @@
-//! Metrics (Prometheus text at `/metrics`) and one log line per request.
-//!
-//! The log line holds the method, the path without its query string, the
-//! status, the latency and the user id when known: never a token, a
-//! password or a hash.
+//! The metrics of this instance, as Prometheus text at `/metrics`. The
+//! request middleware that feeds them (and writes one log line per request:
+//! the method, the path without its query string, the status, the latency
+//! and the user id when known, never a token, a password or a hash) is
+//! `crate::http::middleware::record`.
 
-use std::time::Instant;
-
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, web};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-
-use crate::authn::AuthOutcome;
-use crate::state::AppState;
 
 pub struct Metrics {
     registry: Registry,
@@ -122,7 +113,8 @@ impl Metrics {
         self.registry.register(Box::new(counter.clone()))
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// One request: its route label, method label, status and latency.
+    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests
             .with_label_values(&[route, method, &status.to_string()])
             .inc();
@@ -133,156 +125,30 @@ impl Metrics {
             self.throttled.inc();
         }
     }
-}
 
-/// The route table's pattern for a path, as the metrics label: a hash
-/// lookup for the fixed paths and a prefix test for the few with an id —
-/// not actix's `match_pattern`, which runs every route's regex again on each
-/// request (a tenth of a cached request's CPU).
-fn route_label(path: &str) -> &'static str {
-    struct Labels {
-        fixed: std::collections::HashMap<String, &'static str>,
-        /// (pattern, before the id, after the id)
-        with_id: Vec<(&'static str, &'static str, &'static str)>,
-    }
-    static LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(|| {
-        let mut fixed = std::collections::HashMap::new();
-        let mut with_id = Vec::new();
-        let patterns = crate::routes::resources()
-            .into_iter()
-            .map(|r| r.path.to_owned())
-            .chain(
-                crate::routes::user_resources()
-                    .into_iter()
-                    .map(|r| format!("/list{}", r.path)),
-            )
-            .chain([
-                "/demo/".to_owned(),
-                "/docs/".to_owned(),
-                "/openapi.json".to_owned(),
-            ]);
-        for pattern in patterns {
-            let pattern: &'static str = Box::leak(pattern.into_boxed_str());
-            match pattern.split_once("{id}") {
-                Some((before, after)) => with_id.push((pattern, before, after)),
-                None => {
-                    fixed.insert(pattern.to_owned(), pattern);
-                    fixed.insert(crate::routes::other_slash_form(pattern), pattern);
-                }
-            }
+    /// The Prometheus text exposition and its content type, the gauges
+    /// first set from what the rest of the server reads now.
+    pub fn render(&self, now: Readings) -> (String, Vec<u8>) {
+        self.pool_in_use.set(i64::from(now.pool_in_use));
+        self.pool_idle.set(i64::from(now.pool_idle));
+        self.pool_max.set(i64::from(now.pool_max));
+        self.redis_up.set(i64::from(now.redis_up));
+        self.cache_feed_up.set(i64::from(now.cache_feed_up));
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(error) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            log::error!("metrics encoding failed: {error}");
         }
-        Labels { fixed, with_id }
-    });
-    let labels = &*LABELS;
-    if let Some(label) = labels.fixed.get(path) {
-        return label;
-    }
-    for (pattern, before, after) in &labels.with_id {
-        if let Some(rest) = path.strip_prefix(before) {
-            let (id, tail) = rest
-                .split_once('/')
-                .map_or((rest, ""), |(id, _)| (id, &rest[id.len()..]));
-            if !id.is_empty() && (tail == *after || after.strip_suffix('/') == Some(tail)) {
-                return pattern;
-            }
-        }
-    }
-    if path.starts_with("/docs/") {
-        return "/docs/";
-    }
-    "unmatched"
-}
-
-/// The method as a metrics label: only the standard methods have series of
-/// their own, so arbitrary method tokens cannot grow `/metrics`.
-fn method_label(method: &actix_web::http::Method) -> &'static str {
-    use actix_web::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        (encoder.format_type().to_owned(), buffer)
     }
 }
 
-/// Times and counts every request, and logs it.
-pub async fn record(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = method_label(req.method());
-    let path = req.path().to_owned();
-    // Unmatched paths share one label, so scanners cannot grow the series.
-    let route = route_label(req.path());
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(req).await?;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    let user = match response.request().extensions().get::<AuthOutcome>() {
-        Some(AuthOutcome::Authenticated(current)) => current.user.id.to_string(),
-        _ => "-".into(),
-    };
-    if let Some(state) = state {
-        state
-            .metrics
-            .observe(route, method, status, elapsed.as_secs_f64());
-    }
-    log::info!(
-        target: "latchkey::request",
-        "{method} {path} {status} {:.3}ms user={user}",
-        elapsed.as_secs_f64() * 1000.0
-    );
-    Ok(response)
-}
-
-/// Prometheus metrics of this instance.
-///
-/// `GET /metrics`: requests, latencies, logins, throttling, the pool, the auth cache, email.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let (in_use, idle) = state.db.pool_state();
-    state.metrics.pool_in_use.set(i64::from(in_use));
-    state.metrics.pool_idle.set(i64::from(idle));
-    state.metrics.pool_max.set(i64::from(state.db.max_size()));
-    // Without Redis the gauge reads 0 too: no shared counters answer.
-    let redis_up = state.throttle.redis_up().unwrap_or(false);
-    state.metrics.redis_up.set(i64::from(redis_up));
-    state
-        .metrics
-        .cache_feed_up
-        .set(i64::from(state.auth_cache.is_trusted()));
-    let mut buffer = Vec::new();
-    let encoder = TextEncoder::new();
-    if let Err(error) = encoder.encode(&state.metrics.registry.gather(), &mut buffer) {
-        log::error!("metrics encoding failed: {error}");
-    }
-    HttpResponse::Ok()
-        .content_type(encoder.format_type())
-        .body(buffer)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_label;
-
-    #[test]
-    fn a_path_is_labelled_with_its_route_pattern() {
-        assert_eq!(route_label("/auth/"), "/auth/");
-        assert_eq!(route_label("/auth"), "/auth/");
-        assert_eq!(route_label("/healthz"), "/healthz");
-        assert_eq!(route_label("/list/"), "/list/");
-        assert_eq!(route_label("/list/42/"), "/list/{id}/");
-        assert_eq!(route_label("/list/42"), "/list/{id}/");
-        assert_eq!(route_label("/auth/sessions/abc/"), "/auth/sessions/{id}/");
-        assert_eq!(route_label("/list/42/x"), "unmatched");
-        assert_eq!(route_label("/list//"), "unmatched");
-        assert_eq!(route_label("/wp-admin.php"), "unmatched");
-        assert_eq!(route_label("/docs/swagger-ui.css"), "/docs/");
-    }
+/// The gauges' values, read when `/metrics` is asked for.
+pub struct Readings {
+    pub pool_in_use: u32,
+    pub pool_idle: u32,
+    pub pool_max: u32,
+    /// Without Redis this reads false too: no shared counters answer.
+    pub redis_up: bool,
+    pub cache_feed_up: bool,
 }

@@ -5,4 +5,4 @@ pub mod logging;
 pub mod metrics;
 
 pub use logging::init_logging;
-pub use metrics::{Metrics, metrics, record};
+pub use metrics::{Metrics, Readings};

@@ -2,18 +2,18 @@
 //! (actix-web-httpauth's Bearer parsing, plus any other `AUTH_HEADER_TYPES`),
 //! else the access cookie; the token verified once, the user loaded once,
 //! CSRF and `Origin` checked for cookie-authenticated unsafe requests. The
-//! result goes into the request's extensions; handlers ask for it with the
-//! [`CurrentUser`] extractor.
+//! result goes into the request's extensions as an [`AuthOutcome`];
+//! handlers ask for it with the `CurrentUser` extractor
+//! (`crate::http::extract`).
 
-use std::future::{Ready, ready};
 use std::rc::Rc;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::http::header::Header;
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use actix_web_httpauth::headers::authorization::{Authorization, Bearer};
 use latchkey_auth::cookies::CSRF_COOKIE_NAME;
 use latchkey_auth::csrf::{CSRF_HEADER, check_csrf};
@@ -21,35 +21,9 @@ use latchkey_auth::{Claims, Refusal, Strictness, TokenError, TokenType, check_ho
 use latchkey_persistence::{SessionState, User};
 
 use crate::error::ApiError;
-use crate::flows::tokens::{Client, holder};
-use crate::state::{AppState, unix_now};
-
-/// Where the credentials came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialSource {
-    Header,
-    Cookie,
-}
-
-/// The authenticated user of this request.
-#[derive(Debug, Clone)]
-pub struct CurrentUser {
-    pub user: User,
-    pub claims: Claims,
-    pub source: CredentialSource,
-}
-
-/// What authentication concluded, kept in the request's extensions.
-#[derive(Debug, Clone)]
-pub enum AuthOutcome {
-    Authenticated(Rc<CurrentUser>),
-    Failed {
-        error: ApiError,
-        /// No usable access cookie (missing or expired) and no header: the
-        /// case where `GET /auth/` may refresh from the refresh cookie.
-        may_refresh_from_cookie: bool,
-    },
-}
+use crate::flows::tokens::holder;
+use crate::http::extract::{AuthOutcome, CredentialSource, CurrentUser};
+use crate::state::{AppState, State, unix_now};
 
 /// Middleware for the protected scopes.
 pub async fn authenticate(
@@ -57,7 +31,7 @@ pub async fn authenticate(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let outcome = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => resolve(state.get_ref(), req.request()).await,
+        Some(state) => resolve(state, req.request()).await,
         None => AuthOutcome::Failed {
             error: ApiError::Internal("application state missing".into()),
             may_refresh_from_cookie: false,
@@ -107,7 +81,7 @@ fn single_token(token: String) -> Result<String, ApiError> {
     }
 }
 
-async fn resolve(state: &AppState, req: &HttpRequest) -> AuthOutcome {
+async fn resolve(state: &State, req: &HttpRequest) -> AuthOutcome {
     let failed = |error: ApiError, may_refresh_from_cookie: bool| AuthOutcome::Failed {
         error,
         may_refresh_from_cookie,
@@ -189,64 +163,13 @@ pub fn check_user(found: Option<(User, SessionState)>, claims: &Claims) -> Resul
 
 /// CSRF (double submit) for a request that a cookie authenticates; safe
 /// methods need none. (`Origin` is checked for every unsafe request, by
-/// [`crate::origin`].)
+/// [`crate::http::origin`].)
 pub fn check_cookie_request(req: &HttpRequest) -> Result<(), ApiError> {
-    if !crate::origin::is_unsafe(req.method()) {
+    if !crate::http::origin::is_unsafe(req.method()) {
         return Ok(());
     }
     let cookie = req.cookie(CSRF_COOKIE_NAME);
     let header = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     check_csrf(cookie.as_ref().map(|c| c.value()), header)
         .map_err(|failure| ApiError::Csrf(failure.reason().to_owned()))
-}
-
-impl FromRequest for AuthOutcome {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<AuthOutcome>()
-                .cloned()
-                .ok_or_else(|| {
-                    ApiError::Internal("route is not behind the authentication middleware".into())
-                }),
-        )
-    }
-}
-
-/// "Must be logged in", as a handler argument.
-impl FromRequest for CurrentUser {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match req.extensions().get::<AuthOutcome>() {
-            Some(AuthOutcome::Authenticated(user)) => Ok(CurrentUser::clone(user)),
-            Some(AuthOutcome::Failed { error, .. }) => Err(error.clone()),
-            None => Err(ApiError::Internal(
-                "route is not behind the authentication middleware".into(),
-            )),
-        })
-    }
-}
-
-/// Who is starting a session: the `User-Agent` and the client address.
-impl FromRequest for Client {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ip = req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|state| state.throttle.client_ip(req))
-            .map(|ip| ip.to_string());
-        let user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .filter(|v| !v.is_empty());
-        ready(Ok(Client { user_agent, ip }))
-    }
 }

@@ -7,13 +7,11 @@
 //! `Host`, where `Forwarded` and `X-Forwarded-Host`/`-Proto` count only when
 //! the peer is one of `TRUSTED_PROXIES` (anyone else could name any host).
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::HttpRequest;
 use actix_web::http::{Method, header};
-use actix_web::middleware::Next;
-use actix_web::{HttpRequest, ResponseError, web};
 
 use crate::error::ApiError;
+use crate::net::client_ip::is_trusted_proxy;
 use crate::state::AppState;
 
 /// `scheme://host[:port]` of this server as the client sees it.
@@ -34,7 +32,7 @@ pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
 }
 
 fn request_origin(state: &AppState, req: &HttpRequest) -> String {
-    if state.throttle.is_trusted_proxy(req) {
+    if is_trusted_proxy(req, &state.settings.http.trusted_proxies) {
         let info = req.connection_info();
         return format!("{}://{}", info.scheme(), info.host());
     }
@@ -93,24 +91,6 @@ pub fn check_origin(state: &AppState, req: &HttpRequest) -> Result<(), ApiError>
         Err(ApiError::Csrf(format!(
             "Origin checking failed - {origin} does not match any trusted origins."
         )))
-    }
-}
-
-/// Middleware on every route: the `Origin` rule before anything else runs.
-pub async fn refuse_foreign_origins(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    let verdict = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => check_origin(state, req.request()),
-        None => Ok(()),
-    };
-    match verdict {
-        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
-        Err(error) => {
-            let response = error.error_response();
-            Ok(req.into_response(response).map_into_right_body())
-        }
     }
 }
 
