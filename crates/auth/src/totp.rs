@@ -11,6 +11,8 @@
 //! step, in one statement.
 
 use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use rand::RngCore;
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
@@ -74,6 +76,72 @@ impl TotpParams {
             .checked_mul(self.step)?
             .checked_add(self.t0)
     }
+}
+
+/// Bytes in a new secret: 160 bits, RFC 4226's recommendation.
+pub const SECRET_BYTES: usize = 20;
+
+/// A new secret from the OS's CSPRNG.
+pub fn new_secret() -> [u8; SECRET_BYTES] {
+    let mut secret = [0u8; SECRET_BYTES];
+    rand::rng().fill_bytes(&mut secret);
+    secret
+}
+
+/// RFC 4648's base32 alphabet, as authenticator apps read secrets.
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// A secret as authenticator apps take it: base32, without padding.
+pub fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    for chunk in bytes.chunks(5) {
+        let mut block = [0u8; 5];
+        block[..chunk.len()].copy_from_slice(chunk);
+        let bits = block.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let chars = (chunk.len() * 8).div_ceil(5);
+        for i in 0..chars {
+            let index = (bits >> (35 - 5 * i)) & 0x1f;
+            out.push(char::from(BASE32[index as usize]));
+        }
+    }
+    out
+}
+
+/// A base32 secret as typed or stored by another system (any case,
+/// padding and spaces ignored), or `None` when it is not base32.
+pub fn from_base32(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u64;
+    let mut held = 0u32;
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    for c in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
+        let upper = c.to_ascii_uppercase();
+        let value = BASE32.iter().position(|b| char::from(*b) == upper)?;
+        bits = (bits << 5) | value as u64;
+        held += 5;
+        if held >= 8 {
+            held -= 8;
+            out.push((bits >> held) as u8);
+            bits &= (1 << held) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// What the `otpauth://` label and parameters escape: everything but
+/// letters and digits, as Google Authenticator's key URI format asks.
+const URI_ESCAPED: &AsciiSet = NON_ALPHANUMERIC;
+
+/// The key URI an authenticator app scans (Google Authenticator's
+/// `otpauth://totp/ISSUER:ACCOUNT?secret=…&issuer=ISSUER&algorithm=SHA1&digits=6&period=30`).
+pub fn otpauth_url(issuer: &str, account: &str, secret: &[u8], params: &TotpParams) -> String {
+    let issuer = utf8_percent_encode(issuer, URI_ESCAPED).to_string();
+    let account = utf8_percent_encode(account, URI_ESCAPED);
+    format!(
+        "otpauth://totp/{issuer}:{account}?secret={}&issuer={issuer}&algorithm=SHA1&digits={}&period={}",
+        base32(secret),
+        params.digits,
+        params.step
+    )
 }
 
 /// RFC 4226's HOTP value for `counter`, as `digits` decimal digits.
@@ -289,6 +357,43 @@ mod tests {
         assert_eq!(
             check(RFC_SEED, &zero_step, "123456", 100, None),
             Err(CodeError::Incorrect)
+        );
+    }
+
+    #[test]
+    fn base32_is_rfc_4648s_and_reads_back() {
+        // RFC 4648 section 10's vectors, without padding.
+        for (raw, encoded) in [
+            ("", ""),
+            ("f", "MY"),
+            ("fo", "MZXQ"),
+            ("foo", "MZXW6"),
+            ("foob", "MZXW6YQ"),
+            ("fooba", "MZXW6YTB"),
+            ("foobar", "MZXW6YTBOI"),
+        ] {
+            assert_eq!(base32(raw.as_bytes()), encoded);
+            assert_eq!(from_base32(encoded).unwrap(), raw.as_bytes());
+        }
+        assert_eq!(from_base32("mzxw 6ytb oi======").unwrap(), b"foobar");
+        assert_eq!(from_base32("MZXW1"), None);
+        let secret = new_secret();
+        assert_eq!(base32(&secret).len(), 32);
+        assert_eq!(from_base32(&base32(&secret)).unwrap(), secret);
+        assert_ne!(new_secret(), secret);
+    }
+
+    #[test]
+    fn the_key_uri_escapes_issuer_and_account() {
+        let url = otpauth_url(
+            "Acme Co",
+            "jae+1@example.com",
+            b"12345678901234567890",
+            &TotpParams::default(),
+        );
+        assert_eq!(
+            url,
+            "otpauth://totp/Acme%20Co:jae%2B1%40example%2Ecom?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Acme%20Co&algorithm=SHA1&digits=6&period=30"
         );
     }
 }

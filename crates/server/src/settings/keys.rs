@@ -11,15 +11,18 @@ use super::dev_secret::development_secret;
 use super::env::{Reader, Secret, SettingsError, parse_algorithm};
 
 /// Shortest HMAC secret accepted in production (the HS256 output size).
-const MIN_PRODUCTION_SECRET: usize = 32;
+pub(super) const MIN_PRODUCTION_SECRET: usize = 32;
 /// Fewest distinct bytes a production HMAC key may have.
-const MIN_DISTINCT_BYTES: usize = 12;
+pub(super) const MIN_DISTINCT_BYTES: usize = 12;
 
 /// Where the signing key comes from.
 #[derive(Debug, Clone)]
 pub struct KeySettings {
     pub algorithm: Algorithm,
     pub secret: Secret,
+    /// `SECRET_KEY`'s value (in development without it, the kept
+    /// development key): what keys other than the signing key derive from.
+    pub secret_key: Secret,
     pub signing_key_file: Option<PathBuf>,
     pub verifying_key_files: Vec<PathBuf>,
     /// `VERIFYING_KEY`: a PEM public key given inline, as simplejwt takes it.
@@ -78,6 +81,7 @@ pub(super) fn read(
     Ok(KeySettings {
         algorithm,
         secret: signing_secret,
+        secret_key,
         signing_key_file: env.raw("SIGNING_KEY_FILE").map(PathBuf::from),
         verifying_key: env.raw("VERIFYING_KEY"),
         verifying_key_files,

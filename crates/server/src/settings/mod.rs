@@ -29,6 +29,7 @@ mod hashing;
 mod http;
 mod keys;
 mod metrics;
+mod mfa;
 mod throttle;
 mod tokens;
 
@@ -38,6 +39,7 @@ pub use hashing::DEFAULT_HASHING_QUEUE;
 pub use http::HttpSettings;
 pub use keys::KeySettings;
 pub use metrics::{MetricsListen, MetricsSettings};
+pub use mfa::MfaSettings;
 
 use env::{Reader, bad};
 
@@ -93,6 +95,8 @@ pub struct Settings {
     /// Where and to whom `/metrics` answers (`METRICS`, `METRICS_TOKEN`,
     /// `METRICS_BIND`).
     pub metrics: MetricsSettings,
+    /// `MFA_ISSUER`, `MFA_ENCRYPTION_KEY`, `MFA_PREVIOUS_ENCRYPTION_KEYS`.
+    pub mfa: MfaSettings,
     /// Warnings about the configuration, logged when the server starts.
     pub notices: Vec<String>,
 }
@@ -132,6 +136,7 @@ impl Settings {
         let database = database::read(&env, &data_dir)?;
         let mut notices = Vec::new();
         let keys = keys::read(&env, production, &data_dir, &mut notices)?;
+        let mfa = mfa::read(&env, production, &keys.secret_key)?;
         let cookies = cookies::read(&env, production)?;
         let hasher = hashing::hasher(&env)?;
         let throttle = throttle::read(&env)?;
@@ -161,6 +166,7 @@ impl Settings {
             auth_cache: env.boolean("AUTH_CACHE", true)?,
             email,
             metrics: MetricsSettings::read(&env, production, &mut notices)?,
+            mfa,
             notices,
         })
     }
@@ -347,5 +353,34 @@ mod tests {
         assert!(err.0.starts_with("METRICS_BIND="), "{err}");
         let err = with_key(&[("METRICS", "maybe")]).unwrap_err();
         assert!(err.0.starts_with("METRICS="), "{err}");
+    }
+
+    #[test]
+    fn mfa_keys_default_to_the_secret_key_and_production_refuses_weak_ones() {
+        let s = with_key(&[]).unwrap();
+        assert_eq!(s.mfa.issuer, "latchkey");
+        assert_eq!(s.mfa.encryption_key.expose(), "k".repeat(40).as_bytes());
+        assert!(s.mfa.previous_encryption_keys.is_empty());
+        let s = with_key(&[
+            ("MFA_ISSUER", "Acme"),
+            ("MFA_ENCRYPTION_KEY", "an-mfa-key"),
+            ("MFA_PREVIOUS_ENCRYPTION_KEYS", "old-one, older-one"),
+        ])
+        .unwrap();
+        assert_eq!(s.mfa.issuer, "Acme");
+        assert_eq!(s.mfa.encryption_key.expose(), b"an-mfa-key");
+        assert_eq!(s.mfa.previous_encryption_keys.len(), 2);
+        assert!(!format!("{:?}", s.mfa).contains("an-mfa-key"));
+        let strong = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+        for weak in ["short", &"a".repeat(48)] {
+            let err = settings(&[
+                ("LATCHKEY_ENV", "production"),
+                ("SECRET_KEY", strong),
+                ("PUBLIC_URL", "https://auth.example.com"),
+                ("MFA_ENCRYPTION_KEY", weak),
+            ])
+            .unwrap_err();
+            assert!(err.0.contains("MFA_ENCRYPTION_KEY"), "{}", err.0);
+        }
     }
 }
