@@ -16,6 +16,7 @@ pub mod keys;
 pub mod password;
 pub mod recovery_codes;
 pub mod sealing;
+pub mod secrets;
 pub mod sessions;
 pub mod totp;
 

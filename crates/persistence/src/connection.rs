@@ -136,6 +136,18 @@ fn redact_password(url: &str) -> String {
     }
 }
 
+/// Makes PostgreSQL plan each statement for the tables as they are, until
+/// the transaction ends (SQLite plans each one anyway). diesel prepares each
+/// statement once; after five runs PostgreSQL may keep a generic plan made
+/// while a table was still empty (a sequential scan), and a transaction
+/// that fills the tables it also looks up grows quadratic with its rows.
+pub fn plan_each_statement_afresh(conn: &mut DbConnection) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SET LOCAL plan_cache_mode = force_custom_plan").execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Runs `work` in a transaction that writes. On SQLite it begins with
 /// `BEGIN IMMEDIATE`, taking the write lock first (waiting up to
 /// `busy_timeout` for it): a deferred transaction that reads and then

@@ -23,7 +23,7 @@ pub fn init_tls() {
 pub mod ceremonies;
 pub mod changes;
 mod connection;
-pub mod django;
+pub mod django_imports;
 pub mod email_state;
 mod error;
 mod migrations;
@@ -38,21 +38,24 @@ pub mod users;
 pub use ceremonies::{Ceremony, CeremonyKind, NewCeremony};
 pub use connection::{
     Backend, Conn, Database, DatabaseUrl, DbConnection, Manager, PoolOptions, PooledConnection,
-    UrlError, write_transaction,
+    UrlError, plan_each_statement_afresh, write_transaction,
 };
-pub use django::{
-    DjangoSource, ImportError, ImportEvent, ImportOptions, ImportSummary, SkipReason, SkippedRow,
-    UserTable, latest_import_at,
-};
+pub use django_imports::latest_import_at;
 pub use error::StoreError;
 pub use migrations::run_pending_migrations;
 pub use recovery_codes::{CodeFormat, RecoveryCodes};
-pub use sessions::{NewSession, Session, SessionState};
-pub use tokens::{NewOutstandingToken, OutstandingToken, TokenRecord};
+pub use sessions::{ImportedSession, NewSession, Session, SessionState};
+pub use tokens::{KnownToken, NewOutstandingToken, OutstandingToken, TokenRecord};
 pub use totp_devices::{DeviceShape, SealedSecret, TotpDevice};
-pub use users::{ListOrder, ListQuery, NewUser, User, UserChanges, UserPage};
+pub use users::{
+    ImportedUser, ListOrder, ListQuery, NewUser, PriorImport, User, UserChanges, UserPage,
+};
 
 use chrono::{NaiveDateTime, Timelike, Utc};
+
+/// Rows a multi-row `INSERT` writes at most: 13 bound parameters a row
+/// (a user), far below SQLite's 32766 and PostgreSQL's 65535.
+const BATCH_ROWS: usize = 500;
 
 /// The current instant as stored: naive UTC with microsecond precision, the
 /// finest both backends keep, so a value reads back exactly as written.

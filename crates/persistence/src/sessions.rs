@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{blacklisted_tokens, outstanding_tokens, sessions, users};
-use crate::{DbConnection, StoreError, User};
+use crate::{BATCH_ROWS, DbConnection, StoreError, User};
 pub use latchkey_domain::SessionState;
 use latchkey_domain::{Aal, Assurance, Method};
 
@@ -40,6 +40,23 @@ pub struct NewSession<'a> {
     pub expires_at: NaiveDateTime,
     pub user_agent: Option<&'a str>,
     pub ip: Option<&'a str>,
+    pub amr: String,
+    pub aal: i32,
+}
+
+/// A session `import-django` starts for a Django refresh token it adopts:
+/// ended already when Django blacklisted the token. Every column is given
+/// (the batch insert binds each one); the ones left out take their defaults.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sessions, treat_none_as_default_value = false)]
+pub struct ImportedSession {
+    pub id: String,
+    pub user_id: i64,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub ended_at: Option<NaiveDateTime>,
+    /// As [`NewSession::assurance_columns`] stores it.
     pub amr: String,
     pub aal: i32,
 }
@@ -192,6 +209,36 @@ impl Session {
         crate::changes::user_changed(user_id);
         blacklist_tokens(conn, Scope::User(user_id), at)?;
         Ok(ended)
+    }
+
+    /// Inserts the sessions, a few hundred rows a statement.
+    pub fn insert_batch(
+        conn: &mut DbConnection,
+        rows: &[ImportedSession],
+    ) -> Result<(), StoreError> {
+        for chunk in rows.chunks(BATCH_ROWS) {
+            crate::per_backend!(conn, c => diesel::insert_into(sessions::table).values(chunk).execute(c))?;
+        }
+        Ok(())
+    }
+
+    /// Ends each session at its instant, unless it has ended already. Its
+    /// tokens are left as they are: the caller blacklists the ones it
+    /// means to.
+    pub fn end_batch(
+        conn: &mut DbConnection,
+        ended: &[(String, NaiveDateTime)],
+    ) -> Result<(), StoreError> {
+        for (id, at) in ended {
+            diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::ended_at.is_null()),
+            )
+            .set(sessions::ended_at.eq(at))
+            .execute(conn)?;
+        }
+        Ok(())
     }
 
     /// `flush-expired-tokens`: sessions whose last token expired before

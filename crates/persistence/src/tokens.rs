@@ -1,11 +1,13 @@
 //! The refresh tokens ever issued (`outstanding_tokens`) and the blacklist
 //! (`blacklisted_tokens`), as simplejwt's `token_blacklist` app keeps them.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{blacklisted_tokens, outstanding_tokens};
-use crate::{DbConnection, StoreError, write_transaction};
+use crate::{BATCH_ROWS, DbConnection, StoreError, write_transaction};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, PartialEq, Eq)]
 #[diesel(table_name = outstanding_tokens)]
@@ -35,6 +37,16 @@ pub struct NewOutstandingToken<'a> {
 struct NewBlacklistedToken {
     token_id: i64,
     blacklisted_at: NaiveDateTime,
+}
+
+/// What latchkey knows of a token `import-django` finds in Django.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownToken {
+    pub id: i64,
+    pub session_id: String,
+    /// Rotated into another token (`replaced_by_jti`).
+    pub replaced: bool,
+    pub blacklisted: bool,
 }
 
 /// A stored refresh token with its blacklist entry, if any.
@@ -159,6 +171,79 @@ impl OutstandingToken {
         at: NaiveDateTime,
     ) -> Result<bool, StoreError> {
         Ok(blacklist_ids(conn, &[token_id], at)? > 0)
+    }
+
+    /// Records the tokens, a few hundred rows a statement.
+    pub fn record_batch(
+        conn: &mut DbConnection,
+        rows: &[NewOutstandingToken<'_>],
+    ) -> Result<(), StoreError> {
+        for chunk in rows.chunks(BATCH_ROWS) {
+            crate::per_backend!(conn, c => diesel::insert_into(outstanding_tokens::table).values(chunk).execute(c))?;
+        }
+        Ok(())
+    }
+
+    /// The tokens among `jtis` that latchkey recorded, by `jti`.
+    pub fn known_by_jti(
+        conn: &mut DbConnection,
+        jtis: &[&str],
+    ) -> Result<HashMap<String, KnownToken>, StoreError> {
+        Ok(outstanding_tokens::table
+            .left_join(blacklisted_tokens::table)
+            .filter(outstanding_tokens::jti.eq_any(jtis))
+            .select((
+                outstanding_tokens::jti,
+                outstanding_tokens::id,
+                outstanding_tokens::session_id,
+                outstanding_tokens::replaced_by_jti.is_not_null(),
+                blacklisted_tokens::id.nullable().is_not_null(),
+            ))
+            .load::<(String, i64, String, bool, bool)>(conn)?
+            .into_iter()
+            .map(|(jti, id, session_id, replaced, blacklisted)| {
+                (
+                    jti,
+                    KnownToken {
+                        id,
+                        session_id,
+                        replaced,
+                        blacklisted,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The ids of the tokens among `jtis` that are recorded, with their `jti`.
+    pub fn ids_by_jti(
+        conn: &mut DbConnection,
+        jtis: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(outstanding_tokens::table
+            .filter(outstanding_tokens::jti.eq_any(jtis))
+            .select((outstanding_tokens::jti, outstanding_tokens::id))
+            .load(conn)?)
+    }
+
+    /// Blacklists each token (by id) at its instant, a few hundred rows a
+    /// statement. None may be blacklisted already: unlike
+    /// [`OutstandingToken::blacklist`], a second entry is an error.
+    pub fn blacklist_batch(
+        conn: &mut DbConnection,
+        entries: &[(i64, NaiveDateTime)],
+    ) -> Result<(), StoreError> {
+        let rows: Vec<NewBlacklistedToken> = entries
+            .iter()
+            .map(|&(token_id, blacklisted_at)| NewBlacklistedToken {
+                token_id,
+                blacklisted_at,
+            })
+            .collect();
+        for chunk in rows.chunks(BATCH_ROWS) {
+            crate::per_backend!(conn, c => diesel::insert_into(blacklisted_tokens::table).values(chunk).execute(c))?;
+        }
+        Ok(())
     }
 
     /// `flush-expired-tokens`: deletes the tokens (and so their blacklist

@@ -1,5 +1,6 @@
 //! The `users` table.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use chrono::NaiveDateTime;
@@ -7,7 +8,7 @@ use diesel::prelude::*;
 use latchkey_domain::{Email, UserFlags};
 
 use crate::schema::users;
-use crate::{DbConnection, StoreError, write_transaction};
+use crate::{BATCH_ROWS, DbConnection, StoreError, write_transaction};
 
 /// A stored user. `Debug` leaves the password hash out.
 #[derive(Clone, Queryable, Selectable, Identifiable, PartialEq, Eq)]
@@ -318,6 +319,178 @@ impl User {
 
     pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
         Ok(users::table.count().get_result(conn)?)
+    }
+}
+
+/// A user as `import-django` writes them: Django's id kept, every column
+/// given (the batch insert binds each one).
+#[derive(Insertable)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
+pub struct ImportedUser {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub is_superuser: bool,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub last_login: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub tokens_valid_after: NaiveDateTime,
+    pub email_verified: bool,
+    pub imported_from_django: bool,
+    /// Of the Django hash (`password_hash` may become the stored one).
+    pub django_hash_digest: Option<String>,
+}
+
+/// A user an earlier `import-django` run wrote, as a re-run weighs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorImport {
+    pub password_hash: String,
+    /// Whether latchkey changed them since (`changed_in_latchkey_at`).
+    pub changed_in_latchkey: bool,
+    /// Of the Django hash the last run wrote (`None` before this was kept).
+    pub django_hash_digest: Option<String>,
+}
+
+/// What `import-django` reads and writes of `users`. Its writes reach the
+/// other instances' caches through the change triggers; none is journaled
+/// for this process (the import's memory stays bounded).
+impl User {
+    /// Users that no `import-django` run wrote.
+    pub fn count_native(conn: &mut DbConnection) -> Result<i64, StoreError> {
+        Ok(users::table
+            .filter(users::imported_from_django.eq(false))
+            .count()
+            .get_result(conn)?)
+    }
+
+    /// The ids holding any of `emails` (stored form), by email.
+    pub fn ids_by_email(
+        conn: &mut DbConnection,
+        emails: &[&str],
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        Ok(users::table
+            .filter(users::email.eq_any(emails))
+            .select((users::email, users::id))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .collect())
+    }
+
+    /// The ids among `ids` that exist.
+    pub fn existing_ids(conn: &mut DbConnection, ids: &[i64]) -> Result<HashSet<i64>, StoreError> {
+        Ok(users::table
+            .filter(users::id.eq_any(ids))
+            .select(users::id)
+            .load::<i64>(conn)?
+            .into_iter()
+            .collect())
+    }
+
+    /// The users among `ids` (all written by an earlier import: the caller
+    /// refused native users first), by id. On PostgreSQL the rows stay
+    /// locked (`FOR UPDATE`) until the transaction ends, so a change racing
+    /// the import waits for it and lands on top of it (SQLite's write lock
+    /// holds them already).
+    pub fn lock_prior_imports(
+        conn: &mut DbConnection,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, PriorImport>, StoreError> {
+        let query = users::table
+            .filter(users::id.eq_any(ids))
+            .order(users::id)
+            .select((
+                users::id,
+                users::password_hash,
+                users::changed_in_latchkey_at.is_not_null(),
+                users::django_hash_digest,
+            ));
+        let rows: Vec<(i64, String, bool, Option<String>)> = match conn {
+            DbConnection::Postgresql(c) => query.for_update().load(c)?,
+            DbConnection::Sqlite(c) => query.load(c)?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, password_hash, changed_in_latchkey, django_hash_digest)| {
+                    (
+                        id,
+                        PriorImport {
+                            password_hash,
+                            changed_in_latchkey,
+                            django_hash_digest,
+                        },
+                    )
+                },
+            )
+            .collect())
+    }
+
+    /// Inserts the new users and updates those already stored (matched by
+    /// id) to the rows' values: the address confirmed, latchkey's change
+    /// stamp cleared. A taken email is [`StoreError::EmailTaken`].
+    pub fn upsert_imported_batch(
+        conn: &mut DbConnection,
+        rows: &[ImportedUser],
+    ) -> Result<(), StoreError> {
+        use diesel::upsert::excluded;
+        let no_instant: Option<NaiveDateTime> = None;
+        for chunk in rows.chunks(BATCH_ROWS) {
+            crate::per_backend!(conn, c => diesel::insert_into(users::table)
+                .values(chunk)
+                .on_conflict(users::id)
+                .do_update()
+                .set((
+                    users::email.eq(excluded(users::email)),
+                    users::password_hash.eq(excluded(users::password_hash)),
+                    users::is_superuser.eq(excluded(users::is_superuser)),
+                    users::is_active.eq(excluded(users::is_active)),
+                    users::is_staff.eq(excluded(users::is_staff)),
+                    users::last_login.eq(excluded(users::last_login)),
+                    users::updated_at.eq(excluded(users::updated_at)),
+                    users::email_verified.eq(true),
+                    users::changed_in_latchkey_at.eq(no_instant),
+                    users::django_hash_digest.eq(excluded(users::django_hash_digest)),
+                ))
+                .execute(c))
+            .map_err(StoreError::from_user_write)?;
+        }
+        Ok(())
+    }
+
+    /// The password of each of `ids` was replaced at `changed_at`: reset
+    /// tokens issued before die, and tokens issued before
+    /// `tokens_valid_after` are refused. Their sessions are left to
+    /// [`crate::Session::end_all_for_user`].
+    pub fn mark_passwords_replaced(
+        conn: &mut DbConnection,
+        ids: &[i64],
+        changed_at: NaiveDateTime,
+        tokens_valid_after: NaiveDateTime,
+    ) -> Result<(), StoreError> {
+        diesel::update(users::table.filter(users::id.eq_any(ids)))
+            .set((
+                users::password_changed_at.eq(changed_at),
+                users::tokens_valid_after.eq(tokens_valid_after),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// New users' ids continue after the highest stored one, whatever ids
+    /// were inserted explicitly. On PostgreSQL this moves the identity's
+    /// sequence, which no rollback undoes; SQLite's AUTOINCREMENT follows
+    /// the highest rowid by itself.
+    pub fn continue_ids_after_highest(conn: &mut DbConnection) -> Result<(), StoreError> {
+        if let DbConnection::Postgresql(pg) = conn {
+            diesel::sql_query(
+                "SELECT setval(pg_get_serial_sequence('users', 'id'), m) \
+                 FROM (SELECT MAX(id) AS m FROM users) AS t WHERE m IS NOT NULL",
+            )
+            .execute(pg)?;
+        }
+        Ok(())
     }
 }
 

@@ -36,7 +36,7 @@ pub enum Command {
     /// and expired password reset tokens and email verification keys.
     FlushExpiredTokens,
     /// Import the users and refresh tokens of a Django database.
-    ImportDjango(crate::import_django::ImportDjangoArgs),
+    ImportDjango(latchkey_import_django::ImportDjangoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,7 +69,10 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Migrate => migrate(&settings),
         Command::CreateSuperuser(args) => create_superuser(&settings, &args),
         Command::FlushExpiredTokens => flush_expired_tokens(&settings),
-        Command::ImportDjango(args) => crate::import_django::import_django(&settings, &args),
+        Command::ImportDjango(args) => {
+            latchkey_import_django::run(&args, settings.hasher, || open_database(&settings))
+                .map_err(CommandError::from)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `latchkey` server: configuration, the command line, routes, the
-//! authentication middleware and the error policy. It wires the domain, auth
-//! and persistence crates together; none of them knows about it.
+//! authentication middleware and the error policy. It wires the domain, auth,
+//! persistence and import-django crates together; none of them knows about
+//! it.
 
 pub mod body;
 pub mod cache;
@@ -14,7 +15,6 @@ pub mod forms;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod http;
-pub mod import_django;
 #[cfg(test)]
 mod layering_tests;
 pub mod net;

@@ -1,7 +1,8 @@
 //! Outgoing mail: the settings (`SMTP_URL`, `EMAIL_FROM`, the link
 //! templates, the outbox's retry rule), the messages (from the template
-//! files under `crates/server/templates/email/`, compiled in), the links'
-//! secrets, and the background sender ([`sender`]).
+//! files under `crates/server/templates/email/`, compiled in), and the
+//! background sender ([`sender`]). The links' secrets are made by
+//! `latchkey_auth::secrets`.
 //!
 //! Design (see docs/email.md):
 //! - Every email is a row of the outbox, written in the transaction of the
@@ -26,7 +27,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lettre::message::Mailbox;
-use sha2::{Digest, Sha256};
 
 use crate::throttle::Rate;
 
@@ -269,19 +269,6 @@ pub fn decode_uid(uid: &str) -> Option<i64> {
         return None;
     }
     text.parse().ok()
-}
-
-/// A new secret for a link: 32 random bytes, URL-safe base64 (43 chars).
-pub fn new_link_secret() -> String {
-    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}
-
-/// What is stored of a link's secret: its SHA-256, in hex.
-pub fn secret_hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //!   outbox row) for every address; the sender resolves the row later.
 
 use chrono::NaiveDateTime;
+use latchkey_auth::secrets::{new_link_secret, secret_hash};
 use latchkey_domain::Email;
 use latchkey_persistence::email_state::{
     EmailVerificationKey, NewEmailVerificationKey, NewPasswordResetToken, PasswordResetToken,
@@ -27,7 +28,7 @@ use latchkey_persistence::{
 
 use super::sessions::revoke_everything;
 use crate::email::templates::{self, Kind, human_duration, site_name};
-use crate::email::{decode_uid, encode_uid, new_link_secret, secret_hash};
+use crate::email::{decode_uid, encode_uid};
 use crate::error::{ApiError, FieldErrors};
 use crate::forms::{Body, EmailForm, PasswordResetConfirmForm, VerifyEmailForm, new_password};
 use crate::state::{AppState, State};

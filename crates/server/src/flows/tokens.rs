@@ -15,7 +15,7 @@ use latchkey_auth::{
     TokenType, check_holder, decide_refresh,
 };
 use latchkey_domain::Assurance;
-use latchkey_persistence::django::latest_import_at;
+use latchkey_persistence::django_imports::latest_import_at;
 use latchkey_persistence::sessions::truncate_user_agent;
 use latchkey_persistence::{
     DbConnection, NewOutstandingToken, NewSession, OutstandingToken, Session, SessionState,

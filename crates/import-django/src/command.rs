@@ -12,13 +12,13 @@
 
 use std::io::Write;
 
-use latchkey_auth::PasswordHasher;
-use latchkey_persistence::django::{self, DjangoSource, ImportEvent, ImportOptions};
-use latchkey_persistence::run_pending_migrations;
+use latchkey_auth::{HasherConfig, PasswordHasher};
+use latchkey_persistence::{Database, run_pending_migrations};
 
-use crate::cli::CommandError;
-use crate::settings::Settings;
-use crate::startup::open_database;
+use crate::{DjangoSource, ImportEvent, ImportOptions, write};
+
+/// Why the command stopped: its one line for stderr.
+pub type CommandFailed = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, clap::Args)]
 pub struct ImportDjangoArgs {
@@ -37,17 +37,23 @@ pub struct ImportDjangoArgs {
     pub overwrite: bool,
 }
 
-/// Why a stored hash can never verify, or `None`. Django's unusable
-/// password (`!…`) is not listed: Django refused it too, by design.
-pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(), CommandError> {
+/// Runs the command. `open_latchkey` opens latchkey's database, once the
+/// Django one is open and its user table found; `hasher` is latchkey's
+/// configured hasher, whose bounds each stored hash is held to.
+pub fn run<E: Into<CommandFailed>>(
+    args: &ImportDjangoArgs,
+    hasher: HasherConfig,
+    open_latchkey: impl FnOnce() -> Result<Database, E>,
+) -> Result<(), CommandFailed> {
     let mut source = DjangoSource::open(&args.from)?;
     let table = source.user_table(args.table.as_deref())?;
-    let db = open_database(settings)?;
+    let db = open_latchkey().map_err(Into::into)?;
     run_pending_migrations(&db)?;
     let mut conn = db.get()?;
     // Each row's hash is looked at (never computed) under the configured
-    // bounds, which latchkey's logins apply too.
-    let hasher = PasswordHasher::with_config(settings.hasher)?;
+    // bounds, which latchkey's logins apply too. Django's unusable password
+    // (`!…`) is not listed: Django refused it too, by design.
+    let hasher = PasswordHasher::with_config(hasher)?;
     let hash_problem = |stored: &str| hasher.stored_hash_problem(stored).map(|p| p.to_string());
     let stderr = std::io::stderr();
     let mut on_event = |event: ImportEvent<'_>| {
@@ -67,7 +73,7 @@ pub fn import_django(settings: &Settings, args: &ImportDjangoArgs) -> Result<(),
         };
     };
     let mut new_session_id = latchkey_auth::jwt::new_jti;
-    let summary = django::import(
+    let summary = write::import(
         &mut conn,
         &mut source,
         &table,

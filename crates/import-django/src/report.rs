@@ -1,0 +1,101 @@
+//! What an import tells its caller: the events while it runs, and the
+//! summary, whose line is the contract's.
+
+use std::fmt;
+
+use crate::rows::SkippedRow;
+
+/// What the import tells its caller while it runs.
+#[derive(Debug)]
+pub enum ImportEvent<'a> {
+    Skipped(&'a SkippedRow),
+    /// An earlier run imported this user and latchkey changed them since
+    /// (a password set, the email or a flag): left as latchkey has them,
+    /// since the run was not told to overwrite.
+    Kept {
+        id: i64,
+    },
+    /// Imported, but its stored hash can never verify (`problem` says why,
+    /// as [`crate::ImportOptions::hash_problem`] found it): no password logs in
+    /// until a reset.
+    UnusableHash {
+        id: i64,
+        problem: &'a str,
+    },
+    /// This many Django user rows were read so far (every [`crate::PROGRESS_EVERY`]).
+    Progress {
+        users: u64,
+    },
+}
+
+/// What an import did (or, for a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub table: String,
+    /// Users created or updated.
+    pub users: u64,
+    pub skipped: u64,
+    /// Users an earlier run imported and latchkey changed since, left as
+    /// latchkey has them (not in `users`).
+    pub kept: u64,
+    /// Users imported with a hash that can never verify (in `users`).
+    pub unusable_hashes: u64,
+    /// Unexpired outstanding tokens added (blacklisted ones included).
+    pub tokens: u64,
+    /// Blacklist entries added.
+    pub blacklisted: u64,
+    /// Rows of `<table>_groups`, when the table exists.
+    pub group_memberships: Option<u64>,
+    /// Rows of `<table>_user_permissions`, when the table exists.
+    pub user_permissions: Option<u64>,
+    pub dry_run: bool,
+}
+
+impl fmt::Display for ImportSummary {
+    /// The contract's summary line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} users ({} skipped), {} tokens, {} blacklisted",
+            if self.dry_run {
+                "would import"
+            } else {
+                "imported"
+            },
+            self.users,
+            self.skipped,
+            self.tokens,
+            self.blacklisted
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_is_the_contracts() {
+        let mut summary = ImportSummary {
+            table: "user_user".into(),
+            users: 8,
+            skipped: 3,
+            kept: 2,
+            unusable_hashes: 1,
+            tokens: 3,
+            blacklisted: 1,
+            group_memberships: Some(2),
+            user_permissions: Some(1),
+            dry_run: false,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "imported 8 users (3 skipped), 3 tokens, 1 blacklisted"
+        );
+        summary.dry_run = true;
+        assert_eq!(
+            summary.to_string(),
+            "would import 8 users (3 skipped), 3 tokens, 1 blacklisted"
+        );
+    }
+}
