@@ -52,7 +52,8 @@ pub struct ImportOptions<'a> {
 /// How the transaction ends: an error, or a dry run's rollback.
 enum Abort {
     Failed(ImportError),
-    DryRun(ImportSummary),
+    /// Boxed: the summary is far larger than an error.
+    DryRun(Box<ImportSummary>),
 }
 
 impl From<StoreError> for Abort {
@@ -81,12 +82,13 @@ pub fn import(
     let outcome = write_transaction::<ImportSummary, Abort, _>(target, |conn| {
         let summary = import_in_transaction(conn, source, table, options)?;
         if dry_run {
-            return Err(Abort::DryRun(summary));
+            return Err(Abort::DryRun(Box::new(summary)));
         }
         Ok(summary)
     });
     match outcome {
-        Ok(summary) | Err(Abort::DryRun(summary)) => Ok(summary),
+        Ok(summary) => Ok(summary),
+        Err(Abort::DryRun(summary)) => Ok(*summary),
         Err(Abort::Failed(error)) => Err(error),
     }
 }
