@@ -41,19 +41,19 @@ fn script() -> PathBuf {
 }
 
 /// The SECRET_KEY of the seed's settings: simplejwt signs with it.
-const DJANGO_SECRET_KEY: &str =
+pub(crate) const DJANGO_SECRET_KEY: &str =
     "django-insecure-ux1fai&rd72d8gi4zdp=-$dz2k!e(u@yny_ivje-qxa-5czy)y";
 
 /// A Django database made by the real Django, dropped afterwards.
-struct DjangoDb {
+pub(crate) struct DjangoDb {
     backend: Backend,
-    url: String,
+    pub(crate) url: String,
     pg_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl DjangoDb {
-    fn create(backend: Backend) -> Self {
+    pub(crate) fn create(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -95,7 +95,7 @@ impl DjangoDb {
 
     /// Runs make_django_db.py with `args` (and `spec` on stdin, with
     /// `--spec`); returns what it printed.
-    fn django(&self, args: &[&str], spec: Option<&Value>) -> Value {
+    pub(crate) fn django(&self, args: &[&str], spec: Option<&Value>) -> Value {
         use std::io::Write;
         let mut command = Command::new(django::python());
         command
@@ -130,7 +130,7 @@ impl DjangoDb {
     }
 
     /// Runs raw SQL on the Django database (as a Django operator would).
-    fn execute(&self, sql: &str) {
+    pub(crate) fn execute(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {
                 SqliteConnection::establish(self.url.trim_start_matches("sqlite://"))
@@ -157,7 +157,7 @@ impl Drop for DjangoDb {
     }
 }
 
-fn other(backend: Backend) -> Backend {
+pub(crate) fn other(backend: Backend) -> Backend {
     match backend {
         Backend::Sqlite => Backend::Postgres,
         Backend::Postgres => Backend::Sqlite,
@@ -171,11 +171,11 @@ fn import(latchkey_url: &str, args: &[&str]) -> Output {
     run_latchkey(dir.path(), &all, &[("DATABASE_URL", latchkey_url)], None)
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

@@ -16,6 +16,7 @@ mod hardening;
 mod hardening_cli;
 mod hardening_v3;
 mod import_django;
+mod import_second_factors;
 mod instances;
 mod keys;
 mod login;
@@ -73,6 +74,7 @@ fn main() -> std::process::ExitCode {
         second_factor_storage::tests(),
         session_lifecycle::tests(),
         import_django::django_tests(),
+        import_second_factors::django_tests(),
         email_flows::tests(),
         email_flows::postgres_tests(),
     ]

@@ -48,6 +48,15 @@ pub fn normalise(typed: &str) -> Option<String> {
     (kept.len() == LENGTH && kept.bytes().all(|b| ALPHABET.contains(&b))).then_some(kept)
 }
 
+/// An imported code (a django-otp static token, an allauth code) in the
+/// form its hash is taken of (`CodeFormat::AsStored`): whitespace anywhere
+/// removed, every other character kept as typed; `None` when nothing is
+/// left.
+pub fn normalise_as_stored(typed: &str) -> Option<String> {
+    let kept: String = typed.chars().filter(|c| !c.is_whitespace()).collect();
+    (!kept.is_empty()).then_some(kept)
+}
+
 /// The stored form of a normalised code: HMAC-SHA-256 under `key`, in hex.
 pub fn keyed_hash(key: &[u8], normalised: &str) -> String {
     // HMAC accepts a key of any length.
@@ -100,6 +109,13 @@ mod tests {
         ] {
             assert_eq!(normalise(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn imported_codes_ignore_whitespace_only() {
+        assert_eq!(normalise_as_stored(" gu3k zh2y\n"), Some("gu3kzh2y".into()));
+        assert_eq!(normalise_as_stored("GU3K-ZH2Y"), Some("GU3K-ZH2Y".into()));
+        assert_eq!(normalise_as_stored(" \t"), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `latchkey import-django --from URL [--table NAME] [--dry-run] [--overwrite]`: moves a
-//! Django (DRF + simplejwt) database's users and refresh tokens into latchkey
+//! Django (DRF + simplejwt) database's users, second factors and refresh
+//! tokens into latchkey
 //! (see "Moving from Django" in the contract and docs/migrating-from-django.md).
 //!
 //! The Django database is opened read only and its user table found before
@@ -12,6 +13,7 @@
 
 use std::io::Write;
 
+use latchkey_auth::sealing::Sealed;
 use latchkey_auth::{HasherConfig, PasswordHasher};
 use latchkey_persistence::{Database, run_pending_migrations};
 
@@ -37,12 +39,23 @@ pub struct ImportDjangoArgs {
     pub overwrite: bool,
 }
 
+/// How second factors are protected at rest, from the server's keys: the
+/// import seals and hashes through these and never sees a key.
+pub struct SecondFactorSealing<'a> {
+    /// Seals a TOTP secret for the user of that id.
+    pub seal_secret: &'a dyn Fn(i64, &[u8]) -> Sealed,
+    /// The keyed hash of a recovery code in its `AsStored` form.
+    pub hash_recovery_code: &'a dyn Fn(&str) -> String,
+}
+
 /// Runs the command. `open_latchkey` opens latchkey's database, once the
 /// Django one is open and its user table found; `hasher` is latchkey's
-/// configured hasher, whose bounds each stored hash is held to.
+/// configured hasher, whose bounds each stored hash is held to; `sealing`
+/// protects the second factors carried over.
 pub fn run<E: Into<CommandFailed>>(
     args: &ImportDjangoArgs,
     hasher: HasherConfig,
+    sealing: SecondFactorSealing<'_>,
     open_latchkey: impl FnOnce() -> Result<Database, E>,
 ) -> Result<(), CommandFailed> {
     let mut source = DjangoSource::open(&args.from)?;
@@ -69,6 +82,10 @@ pub fn run<E: Into<CommandFailed>>(
                 err,
                 "unusable password hash for id {id} ({problem}): imported, but it cannot log in until a password reset"
             ),
+            ImportEvent::UnparsableSecondFactor { id, what } => writeln!(
+                err,
+                "unparsable second factor for id {id} ({what}): not imported"
+            ),
             ImportEvent::Progress { users } => writeln!(err, "read {users} users"),
         };
     };
@@ -83,6 +100,8 @@ pub fn run<E: Into<CommandFailed>>(
             hash_problem: &hash_problem,
             new_session_id: &mut new_session_id,
             on_event: &mut on_event,
+            seal_secret: sealing.seal_secret,
+            hash_recovery_code: sealing.hash_recovery_code,
         },
     )?;
     if summary.kept > 0 {
@@ -96,6 +115,9 @@ pub fn run<E: Into<CommandFailed>>(
         summary.group_memberships.unwrap_or(0),
         summary.user_permissions.unwrap_or(0)
     );
+    if let Some(line) = summary.second_factors_line() {
+        println!("{line}");
+    }
     println!("{summary}");
     Ok(())
 }

@@ -22,6 +22,12 @@ pub enum ImportEvent<'a> {
         id: i64,
         problem: &'a str,
     },
+    /// A second factor of the user `id` that cannot be read (`what` names
+    /// the row and why): not imported; the user is.
+    UnparsableSecondFactor {
+        id: i64,
+        what: &'a str,
+    },
     /// This many Django user rows were read so far (every [`crate::PROGRESS_EVERY`]).
     Progress {
         users: u64,
@@ -48,7 +54,42 @@ pub struct ImportSummary {
     pub group_memberships: Option<u64>,
     /// Rows of `<table>_user_permissions`, when the table exists.
     pub user_permissions: Option<u64>,
+    /// Second factors added, when the Django database has django-otp's or
+    /// allauth's tables.
+    pub second_factors: Option<SecondFactorCounts>,
     pub dry_run: bool,
+}
+
+/// Second factors added by an import.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecondFactorCounts {
+    pub totp_devices: u64,
+    /// Codes, not sets.
+    pub recovery_codes: u64,
+}
+
+impl ImportSummary {
+    fn verb(&self) -> &'static str {
+        if self.dry_run {
+            "would import"
+        } else {
+            "imported"
+        }
+    }
+
+    /// The contract's line before the summary, when the Django database
+    /// has second factors' tables.
+    pub fn second_factors_line(&self) -> Option<String> {
+        self.second_factors.map(|counts| {
+            format!(
+                "{} {} second factors ({} TOTP devices, {} recovery codes)",
+                self.verb(),
+                counts.totp_devices + counts.recovery_codes,
+                counts.totp_devices,
+                counts.recovery_codes
+            )
+        })
+    }
 }
 
 impl fmt::Display for ImportSummary {
@@ -57,11 +98,7 @@ impl fmt::Display for ImportSummary {
         write!(
             f,
             "{} {} users ({} skipped), {} tokens, {} blacklisted",
-            if self.dry_run {
-                "would import"
-            } else {
-                "imported"
-            },
+            self.verb(),
             self.users,
             self.skipped,
             self.tokens,
@@ -86,8 +123,10 @@ mod tests {
             blacklisted: 1,
             group_memberships: Some(2),
             user_permissions: Some(1),
+            second_factors: None,
             dry_run: false,
         };
+        assert_eq!(summary.second_factors_line(), None);
         assert_eq!(
             summary.to_string(),
             "imported 8 users (3 skipped), 3 tokens, 1 blacklisted"
@@ -96,6 +135,14 @@ mod tests {
         assert_eq!(
             summary.to_string(),
             "would import 8 users (3 skipped), 3 tokens, 1 blacklisted"
+        );
+        summary.second_factors = Some(SecondFactorCounts {
+            totp_devices: 2,
+            recovery_codes: 13,
+        });
+        assert_eq!(
+            summary.second_factors_line().as_deref(),
+            Some("would import 15 second factors (2 TOTP devices, 13 recovery codes)")
         );
     }
 }

@@ -20,6 +20,10 @@ pub(crate) const PAGE: i64 = 1000;
 
 const OUTSTANDING: &str = "token_blacklist_outstandingtoken";
 const BLACKLISTED: &str = "token_blacklist_blacklistedtoken";
+const OTP_TOTP: &str = "otp_totp_totpdevice";
+const OTP_STATIC_DEVICE: &str = "otp_static_staticdevice";
+const OTP_STATIC_TOKEN: &str = "otp_static_statictoken";
+const ALLAUTH_AUTHENTICATOR: &str = "mfa_authenticator";
 
 /// The Django user table and the columns the import reads from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +93,61 @@ pub(crate) struct DjangoToken {
     pub(crate) blacklisted_at: Option<String>,
 }
 
+/// A confirmed django-otp TOTP device.
+#[derive(QueryableByName)]
+pub(crate) struct DjangoTotpDevice {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) user_id: i64,
+    /// Hex, as django-otp stores it.
+    #[diesel(sql_type = Text)]
+    pub(crate) key: String,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) digits: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) step: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) t0: i64,
+    /// The last step counter accepted (from `t0`), -1 when none was.
+    #[diesel(sql_type = BigInt)]
+    pub(crate) last_t: i64,
+}
+
+/// A token of a confirmed django-otp static device (used ones are deleted
+/// by django-otp, so every row is unused).
+#[derive(QueryableByName)]
+pub(crate) struct DjangoStaticToken {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) user_id: i64,
+    #[diesel(sql_type = Text)]
+    pub(crate) token: String,
+}
+
+/// An allauth `mfa_authenticator` row of type `totp` or `recovery_codes`.
+#[derive(QueryableByName)]
+pub(crate) struct DjangoAuthenticator {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) user_id: i64,
+    #[diesel(sql_type = Text)]
+    pub(crate) kind: String,
+    /// The JSON of `data`.
+    #[diesel(sql_type = Text)]
+    pub(crate) data: String,
+}
+
 fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// Ids for an `IN (…)` list: integers, so written inline.
+fn id_list(ids: &[i64]) -> String {
+    ids.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An SQLite path as a `file:` URI (so that `mode=ro` can be given).
@@ -242,6 +299,75 @@ impl DjangoSource {
     /// Whether simplejwt's blacklist app kept its outstanding tokens here.
     pub(crate) fn has_outstanding_tokens(&self) -> bool {
         self.has_table(OUTSTANDING)
+    }
+
+    /// Whether any table of django-otp's TOTP or static devices or
+    /// allauth's authenticators is here (then the second factors' line is
+    /// printed).
+    pub(crate) fn has_second_factor_tables(&self) -> bool {
+        [OTP_TOTP, OTP_STATIC_DEVICE, ALLAUTH_AUTHENTICATOR]
+            .iter()
+            .any(|table| self.has_table(table))
+    }
+
+    /// The confirmed django-otp TOTP devices of `user_ids`.
+    pub(crate) fn totp_devices(
+        &mut self,
+        user_ids: &[i64],
+    ) -> Result<Vec<DjangoTotpDevice>, ImportError> {
+        if !self.has_table(OTP_TOTP) || user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT CAST(id AS BIGINT) AS id, CAST(user_id AS BIGINT) AS user_id, \
+                    CAST(\"key\" AS TEXT) AS key, CAST(digits AS BIGINT) AS digits, \
+                    CAST(step AS BIGINT) AS step, CAST(t0 AS BIGINT) AS t0, \
+                    CAST(last_t AS BIGINT) AS last_t \
+             FROM {OTP_TOTP} WHERE confirmed AND user_id IN ({}) ORDER BY user_id, id",
+            id_list(user_ids)
+        );
+        latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
+            .map_err(ImportError::Source)
+    }
+
+    /// The tokens of the confirmed django-otp static devices of `user_ids`.
+    pub(crate) fn static_tokens(
+        &mut self,
+        user_ids: &[i64],
+    ) -> Result<Vec<DjangoStaticToken>, ImportError> {
+        if !self.has_table(OTP_STATIC_DEVICE)
+            || !self.has_table(OTP_STATIC_TOKEN)
+            || user_ids.is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT CAST(d.user_id AS BIGINT) AS user_id, CAST(t.token AS TEXT) AS token \
+             FROM {OTP_STATIC_TOKEN} AS t JOIN {OTP_STATIC_DEVICE} AS d ON t.device_id = d.id \
+             WHERE d.confirmed AND d.user_id IN ({}) ORDER BY d.user_id, t.id",
+            id_list(user_ids)
+        );
+        latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
+            .map_err(ImportError::Source)
+    }
+
+    /// allauth's TOTP and recovery-code authenticators of `user_ids`.
+    pub(crate) fn allauth_authenticators(
+        &mut self,
+        user_ids: &[i64],
+    ) -> Result<Vec<DjangoAuthenticator>, ImportError> {
+        if !self.has_table(ALLAUTH_AUTHENTICATOR) || user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT CAST(id AS BIGINT) AS id, CAST(user_id AS BIGINT) AS user_id, \
+                    CAST(\"type\" AS TEXT) AS kind, CAST(data AS TEXT) AS data \
+             FROM {ALLAUTH_AUTHENTICATOR} \
+             WHERE \"type\" IN ('totp', 'recovery_codes') AND user_id IN ({}) ORDER BY user_id, id",
+            id_list(user_ids)
+        );
+        latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
+            .map_err(ImportError::Source)
     }
 
     fn is_postgres(&self) -> bool {

@@ -1,5 +1,5 @@
-//! The import's one write transaction: the Django users, then simplejwt's
-//! outstanding and blacklisted refresh tokens, written into latchkey
+//! The import's one write transaction: the Django users with their second
+//! factors, then simplejwt's outstanding and blacklisted refresh tokens, written into latchkey
 //! through persistence's per-table functions; a dry run does all of it and
 //! rolls it back.
 //!
@@ -11,16 +11,18 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
+use latchkey_auth::sealing::Sealed;
 use latchkey_domain::Assurance;
 use latchkey_persistence::django_imports::{self, ImportRecord};
 use latchkey_persistence::{
-    DbConnection, ImportedSession, ImportedUser, NewOutstandingToken, NewSession, OutstandingToken,
-    Session, StoreError, User, db_now, plan_each_statement_afresh, write_transaction,
+    CodeFormat, DbConnection, ImportedDevice, ImportedSession, ImportedUser, NewOutstandingToken,
+    NewSession, OutstandingToken, RecoveryCodes, SealedSecret, Session, StoreError, TotpDevice,
+    User, db_now, plan_each_statement_afresh, write_transaction,
 };
 
 use crate::rows::{self, LiveToken, whole_second};
 use crate::source::{DjangoSource, DjangoToken, PAGE, UserTable};
-use crate::{ImportError, ImportEvent, ImportSummary};
+use crate::{ImportError, ImportEvent, ImportSummary, SecondFactorCounts, second_factors};
 
 /// Users validated and written together: one email looked up and one row
 /// written per user, far below either backend's bound parameters.
@@ -39,12 +41,19 @@ pub struct ImportOptions<'a> {
     /// Makes the id of each session an adopted token starts.
     pub new_session_id: &'a mut dyn FnMut() -> String,
     pub on_event: &'a mut dyn FnMut(ImportEvent<'_>),
+    /// Seals a second factor's TOTP secret for the user of that id (the
+    /// server's keys; this crate never holds them).
+    pub seal_secret: &'a dyn Fn(i64, &[u8]) -> Sealed,
+    /// The keyed hash of a recovery code in its `AsStored` form, under the
+    /// current code key.
+    pub hash_recovery_code: &'a dyn Fn(&str) -> String,
 }
 
 /// How the transaction ends: an error, or a dry run's rollback.
 enum Abort {
     Failed(ImportError),
-    DryRun(ImportSummary),
+    /// Boxed: the summary is far larger than an error.
+    DryRun(Box<ImportSummary>),
 }
 
 impl From<StoreError> for Abort {
@@ -73,12 +82,13 @@ pub fn import(
     let outcome = write_transaction::<ImportSummary, Abort, _>(target, |conn| {
         let summary = import_in_transaction(conn, source, table, options)?;
         if dry_run {
-            return Err(Abort::DryRun(summary));
+            return Err(Abort::DryRun(Box::new(summary)));
         }
         Ok(summary)
     });
     match outcome {
-        Ok(summary) | Err(Abort::DryRun(summary)) => Ok(summary),
+        Ok(summary) => Ok(summary),
+        Err(Abort::DryRun(summary)) => Ok(*summary),
         Err(Abort::Failed(error)) => Err(error),
     }
 }
@@ -107,6 +117,9 @@ fn import_in_transaction(
         blacklisted: 0,
         group_memberships: source.count(&format!("{}_groups", table.name))?,
         user_permissions: source.count(&format!("{}_user_permissions", table.name))?,
+        second_factors: source
+            .has_second_factor_tables()
+            .then_some(SecondFactorCounts::default()),
         dry_run: options.dry_run,
     };
     let ImportOptions {
@@ -114,6 +127,8 @@ fn import_in_transaction(
         hash_problem,
         new_session_id,
         on_event,
+        seal_secret,
+        hash_recovery_code,
         ..
     } = options;
 
@@ -144,6 +159,19 @@ fn import_in_transaction(
                     });
                     summary.unusable_hashes += 1;
                 }
+            }
+            if let Some(counts) = summary.second_factors.as_mut() {
+                let ids: Vec<i64> = upserted.written.iter().map(|row| row.id).collect();
+                let added = import_second_factors(
+                    conn,
+                    source,
+                    &ids,
+                    seal_secret,
+                    hash_recovery_code,
+                    on_event,
+                )?;
+                counts.totp_devices += added.totp_devices;
+                counts.recovery_codes += added.recovery_codes;
             }
         }
         let before = read;
@@ -191,6 +219,65 @@ fn import_in_transaction(
         )?;
     }
     Ok(summary)
+}
+
+/// The second factors in Django of the users this run wrote (`user_ids`;
+/// not those skipped, nor those kept as latchkey changed them): each user's
+/// chosen TOTP device sealed, their unused recovery codes hashed, then
+/// written where latchkey has none of that kind for the user (see
+/// [`TotpDevice::import_batch`] and [`RecoveryCodes::import_batch`]).
+fn import_second_factors(
+    conn: &mut DbConnection,
+    source: &mut DjangoSource,
+    user_ids: &[i64],
+    seal_secret: &dyn Fn(i64, &[u8]) -> Sealed,
+    hash_recovery_code: &dyn Fn(&str) -> String,
+    on_event: &mut dyn FnMut(ImportEvent<'_>),
+) -> Result<SecondFactorCounts, Abort> {
+    if user_ids.is_empty() {
+        return Ok(SecondFactorCounts::default());
+    }
+    let otp = source.totp_devices(user_ids)?;
+    let allauth = source.allauth_authenticators(user_ids)?;
+    let tokens = source.static_tokens(user_ids)?;
+    let (devices, mut unparsable) = second_factors::choose_devices(&otp, &allauth);
+    let (codes, unreadable_codes) = second_factors::recovery_codes(&tokens, &allauth);
+    unparsable.extend(unreadable_codes);
+    unparsable.sort_by_key(|u| u.user_id);
+    for u in &unparsable {
+        on_event(ImportEvent::UnparsableSecondFactor {
+            id: u.user_id,
+            what: &u.what,
+        });
+    }
+    let now = db_now();
+    let sealed: Vec<Sealed> = devices
+        .iter()
+        .map(|device| seal_secret(device.user_id, &device.secret))
+        .collect();
+    let imported: Vec<ImportedDevice<'_>> = devices
+        .iter()
+        .zip(&sealed)
+        .map(|(device, sealed)| ImportedDevice {
+            user_id: device.user_id,
+            secret: SealedSecret {
+                blob: &sealed.blob,
+                key_id: &sealed.key_id,
+            },
+            shape: device.shape,
+            last_step_at: device.last_step_at,
+        })
+        .collect();
+    let totp_devices = TotpDevice::import_batch(conn, &imported, now)?;
+    let hashed: Vec<(i64, String)> = codes
+        .iter()
+        .map(|(user_id, code)| (*user_id, hash_recovery_code(code)))
+        .collect();
+    let recovery_codes = RecoveryCodes::import_batch(conn, &hashed, CodeFormat::AsStored, now)?;
+    Ok(SecondFactorCounts {
+        totp_devices: totp_devices as u64,
+        recovery_codes: recovery_codes as u64,
+    })
 }
 
 /// What [`upsert_users`] did with a chunk.

@@ -46,7 +46,7 @@ pub use migrations::run_pending_migrations;
 pub use recovery_codes::{CodeFormat, RecoveryCodes};
 pub use sessions::{ImportedSession, NewSession, Session, SessionState};
 pub use tokens::{KnownToken, NewOutstandingToken, OutstandingToken, TokenRecord};
-pub use totp_devices::{DeviceShape, SealedSecret, TotpDevice};
+pub use totp_devices::{DeviceShape, ImportedDevice, SealedSecret, TotpDevice};
 pub use users::{
     ImportedUser, ListOrder, ListQuery, NewUser, PriorImport, User, UserChanges, UserPage,
 };

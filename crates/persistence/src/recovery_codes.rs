@@ -66,6 +66,55 @@ impl RecoveryCodes {
         Ok(())
     }
 
+    /// The users among `user_ids` that have any code row, used or not.
+    pub fn users_with_codes(
+        conn: &mut DbConnection,
+        user_ids: &[i64],
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
+        Ok(recovery_codes::table
+            .filter(recovery_codes::user_id.eq_any(user_ids))
+            .select(recovery_codes::user_id)
+            .distinct()
+            .load::<i64>(conn)?
+            .into_iter()
+            .collect())
+    }
+
+    /// An import's codes, `(user id, keyed hash)`, in `format`: inserted
+    /// only for users that have no code row yet (a set latchkey has, used
+    /// codes included, is never replaced nor added to, so no code used in
+    /// latchkey comes back). Returns how many were inserted.
+    pub fn import_batch(
+        conn: &mut DbConnection,
+        codes: &[(i64, String)],
+        format: CodeFormat,
+        now: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
+        if codes.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = codes.iter().map(|(user_id, _)| *user_id).collect();
+        let existing = RecoveryCodes::users_with_codes(conn, &ids)?;
+        let rows: Vec<CodeRow<'_>> = codes
+            .iter()
+            .filter(|(user_id, _)| !existing.contains(user_id))
+            .map(|(user_id, hash)| CodeRow {
+                user_id: *user_id,
+                code_hash: hash,
+                format: format.as_str(),
+                created_at: now,
+            })
+            .collect();
+        let mut inserted = 0;
+        // Four bound values a row: well below either backend's limit.
+        for chunk in rows.chunks(1000) {
+            inserted += crate::per_backend!(conn, c => diesel::insert_into(recovery_codes::table)
+                .values(chunk)
+                .execute(c))?;
+        }
+        Ok(inserted)
+    }
+
     /// Removes every code of the user.
     pub fn remove(conn: &mut DbConnection, user_id: i64) -> Result<usize, StoreError> {
         Ok(

@@ -87,7 +87,75 @@ struct DeviceRow<'a> {
     updated_at: NaiveDateTime,
 }
 
+/// A device an import carries over, its secret already sealed.
+pub struct ImportedDevice<'a> {
+    pub user_id: i64,
+    pub secret: SealedSecret<'a>,
+    pub shape: DeviceShape,
+    /// The start (Unix seconds) of the last step the foreign system accepted.
+    pub last_step_at: Option<i64>,
+}
+
 impl TotpDevice {
+    /// The users among `user_ids` that have a device row (enabled, pending
+    /// or disabled).
+    pub fn users_with_device(
+        conn: &mut DbConnection,
+        user_ids: &[i64],
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
+        Ok(totp_devices::table
+            .filter(totp_devices::user_id.eq_any(user_ids))
+            .select(totp_devices::user_id)
+            .load::<i64>(conn)?
+            .into_iter()
+            .collect())
+    }
+
+    /// An import's devices: each inserted enabled at `now` when the user has
+    /// no device row yet (a row latchkey has is never replaced); for a user
+    /// who has one, only its `last_step_at` is raised to the imported one
+    /// when that is later (never lowered). Returns how many were inserted.
+    pub fn import_batch(
+        conn: &mut DbConnection,
+        devices: &[ImportedDevice<'_>],
+        now: NaiveDateTime,
+    ) -> Result<usize, StoreError> {
+        if devices.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = devices.iter().map(|d| d.user_id).collect();
+        let existing = TotpDevice::users_with_device(conn, &ids)?;
+        let mut rows = Vec::with_capacity(devices.len());
+        for device in devices {
+            if existing.contains(&device.user_id) {
+                if let Some(step_at) = device.last_step_at {
+                    TotpDevice::accept_step(conn, device.user_id, step_at)?;
+                }
+                continue;
+            }
+            rows.push(DeviceRow {
+                user_id: device.user_id,
+                secret_sealed: Some(device.secret.blob),
+                secret_key_id: Some(device.secret.key_id),
+                digits: device.shape.digits,
+                step: device.shape.step,
+                t0: device.shape.t0,
+                enabled_at: Some(now),
+                last_step_at: device.last_step_at,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        Ok(
+            crate::per_backend!(conn, c => diesel::insert_into(totp_devices::table)
+            .values(&rows)
+            .execute(c))?,
+        )
+    }
+
     pub fn find(conn: &mut DbConnection, user_id: i64) -> Result<Option<TotpDevice>, StoreError> {
         Ok(totp_devices::table
             .find(user_id)

@@ -69,11 +69,33 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Migrate => migrate(&settings),
         Command::CreateSuperuser(args) => create_superuser(&settings, &args),
         Command::FlushExpiredTokens => flush_expired_tokens(&settings),
-        Command::ImportDjango(args) => {
-            latchkey_import_django::run(&args, settings.hasher, || open_database(&settings))
-                .map_err(CommandError::from)
-        }
+        Command::ImportDjango(args) => import_django(&settings, &args),
     }
+}
+
+/// `import-django`: the import seals second factors' secrets and hashes
+/// their recovery codes through these functions, under the keys the server
+/// would use (`MFA_ENCRYPTION_KEY`, else `SECRET_KEY`), never holding them.
+fn import_django(
+    settings: &Settings,
+    args: &latchkey_import_django::ImportDjangoArgs,
+) -> Result<(), CommandError> {
+    let keys = crate::startup::mfa_keys(&settings.mfa);
+    let seal_secret = |user_id: i64, secret: &[u8]| keys.seal(user_id, secret);
+    let hash_recovery_code = |code: &str| {
+        let key = keys.recovery_code_keys().next().unwrap_or_default();
+        latchkey_auth::recovery_codes::keyed_hash(key, code)
+    };
+    latchkey_import_django::run(
+        args,
+        settings.hasher,
+        latchkey_import_django::SecondFactorSealing {
+            seal_secret: &seal_secret,
+            hash_recovery_code: &hash_recovery_code,
+        },
+        || open_database(settings),
+    )
+    .map_err(CommandError::from)
 }
 
 fn serve(settings: Settings) -> Result<(), CommandError> {

@@ -294,7 +294,7 @@ impl Application {
 
 /// The keys second-factor secrets are sealed with: `MFA_ENCRYPTION_KEY` (or
 /// `SECRET_KEY`) and the values they had before.
-fn mfa_keys(settings: &crate::settings::MfaSettings) -> latchkey_auth::sealing::MfaKeys {
+pub(crate) fn mfa_keys(settings: &crate::settings::MfaSettings) -> latchkey_auth::sealing::MfaKeys {
     let previous: Vec<&[u8]> = settings
         .previous_encryption_keys
         .iter()
