@@ -5,14 +5,13 @@
 //! many race, and the table holds the handle's hash, never the handle.
 
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 use latchkey_persistence::schema::ceremonies;
 use latchkey_persistence::{
-    Ceremony, CeremonyKind, Database, DatabaseUrl, DbConnection, NewCeremony, PoolOptions,
-    StoreError, db_now, run_pending_migrations, write_transaction,
+    Ceremony, CeremonyKind, Database, DbConnection, NewCeremony, StoreError, db_now,
+    run_pending_migrations, write_transaction,
 };
 use latchkey_tests::{Ctx, tests};
 use sha2::{Digest, Sha256};
@@ -30,14 +29,7 @@ const RACERS: usize = 16;
 
 fn migrated(ctx: &mut Ctx) -> Database {
     let url = ctx.new_database();
-    let db = Database::new(
-        &DatabaseUrl::parse(&url).unwrap(),
-        PoolOptions {
-            max_size: RACERS as u32 + 2,
-            connection_timeout: Duration::from_secs(30),
-        },
-    )
-    .unwrap();
+    let db = latchkey_tests::binary::open_for_racers(&url, RACERS as u32);
     run_pending_migrations(&db).unwrap();
     db
 }

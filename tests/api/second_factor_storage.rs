@@ -5,13 +5,11 @@
 //! is never written over an enabled one; disabling keeps the last step.
 
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
 use latchkey_domain::{Email, UserFlags};
 use latchkey_persistence::{
-    CodeFormat, Database, DatabaseUrl, DbConnection, DeviceShape, NewUser, PoolOptions,
-    RecoveryCodes, SealedSecret, StoreError, TotpDevice, User, db_now, run_pending_migrations,
-    write_transaction,
+    CodeFormat, Database, DbConnection, DeviceShape, NewUser, RecoveryCodes, SealedSecret,
+    StoreError, TotpDevice, User, db_now, run_pending_migrations, write_transaction,
 };
 use latchkey_tests::{Ctx, tests};
 
@@ -28,14 +26,7 @@ const RACERS: usize = 16;
 
 fn migrated(ctx: &mut Ctx) -> (Database, i64) {
     let url = ctx.new_database();
-    let db = Database::new(
-        &DatabaseUrl::parse(&url).unwrap(),
-        PoolOptions {
-            max_size: RACERS as u32 + 2,
-            connection_timeout: Duration::from_secs(30),
-        },
-    )
-    .unwrap();
+    let db = latchkey_tests::binary::open_for_racers(&url, RACERS as u32);
     run_pending_migrations(&db).unwrap();
     let mut conn = db.get().unwrap();
     let flags = UserFlags {

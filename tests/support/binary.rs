@@ -72,6 +72,19 @@ pub fn open(database_url: &str) -> Database {
     .unwrap()
 }
 
+/// [`open`] with room for `connections` at once and a patient pool, for
+/// tests that race that many connections.
+pub fn open_for_racers(database_url: &str, connections: u32) -> Database {
+    Database::new(
+        &DatabaseUrl::parse(database_url).unwrap(),
+        PoolOptions {
+            max_size: connections + 2,
+            connection_timeout: std::time::Duration::from_secs(30),
+        },
+    )
+    .unwrap()
+}
+
 /// Makes a user staff and/or superuser, as an operator would in the database.
 pub fn set_flags(database_url: &str, id: i64, staff: bool, superuser: bool) {
     let db = open(database_url);

@@ -63,11 +63,7 @@ pub fn keyed_hash(key: &[u8], normalised: &str) -> String {
     #[allow(clippy::expect_used)]
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(normalised.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::secrets::hex(&mac.finalize().into_bytes())
 }
 
 #[cfg(test)]

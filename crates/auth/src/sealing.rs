@@ -41,11 +41,7 @@ impl DerivedKey {
             hkdf.expand(CODES_LABEL, &mut codes)
                 .expect("32 bytes is a valid HKDF length");
         }
-        let id = Sha256::digest(sealing)
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = crate::secrets::hex(&Sha256::digest(sealing)[..4]);
         #[allow(clippy::expect_used)]
         let cipher = Aes256Gcm::new_from_slice(&sealing).expect("a 32-byte AES-256 key");
         DerivedKey { id, cipher, codes }
