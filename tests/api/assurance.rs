@@ -205,7 +205,7 @@ async fn a_token_without_amr_and_aal_counts_as_aal1(mut ctx: Ctx) {
     let refreshed = app.refresh_token(&without_assurance(&user.refresh)).await;
     refreshed.assert_status(200);
     assert_eq!(claims_of(top(&refreshed, "access")), pwd());
-    app.verify(&access).await.assert_status(200);
+    app.verify(&access).await.assert(200, json!({}));
 }
 
 async fn malformed_amr_or_aal_is_an_invalid_token(mut ctx: Ctx) {

@@ -889,14 +889,7 @@ async fn password_change_is_in_the_per_ip_bucket(mut ctx: Ctx) {
             ("TRUSTED_PROXIES", "127.0.0.1"),
         ])
         .await;
-    let registered = app
-        .post(
-            paths::REGISTER,
-            Req::json(json!({"email": "jae@example.com", "password": PASSWORD}))
-                .with_header("X-Forwarded-For", "10.1.1.1"),
-        )
-        .await;
-    registered.assert_status(201);
+    let registered = app.registered_from("jae@example.com", "10.1.1.1").await;
     let token = registered.access();
     let change = || {
         Req::bearer(&token)

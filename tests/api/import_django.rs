@@ -180,6 +180,17 @@ pub(crate) fn stderr(output: &Output) -> String {
 }
 
 #[track_caller]
+/// A dry run and then the real import from `from`: the same `counts` in
+/// their summaries ("would import …", "imported …") and the same stderr.
+fn dry_run_then_import(url: &str, from: &str, counts: &str, expected_stderr: &str) {
+    let dry = import(url, &["--from", from, "--dry-run"]);
+    assert_imported(&dry, &format!("would import {counts}"));
+    assert_eq!(stderr(&dry), expected_stderr);
+    let output = import(url, &["--from", from]);
+    assert_imported(&output, &format!("imported {counts}"));
+    assert_eq!(stderr(&output), expected_stderr);
+}
+
 fn assert_imported(output: &Output, summary: &str) {
     assert!(
         output.status.success(),
@@ -687,18 +698,12 @@ async fn a_rerun_keeps_the_users_latchkey_changed_and_lists_them(mut ctx: Ctx) {
         id("alice@example.com"),
         id("mallory@example.com"),
     );
-    let dry = import(&url, &["--from", &django.url, "--dry-run"]);
-    assert_imported(
-        &dry,
-        "would import 3 users (0 skipped), 0 tokens, 0 blacklisted",
+    dry_run_then_import(
+        &url,
+        &django.url,
+        "3 users (0 skipped), 0 tokens, 0 blacklisted",
+        &expected_stderr,
     );
-    assert_eq!(stderr(&dry), expected_stderr);
-    let output = import(&url, &["--from", &django.url]);
-    assert_imported(
-        &output,
-        "imported 3 users (0 skipped), 0 tokens, 0 blacklisted",
-    );
-    assert_eq!(stderr(&output), expected_stderr);
 
     // alice keeps her latchkey password, mallory stays deactivated; the
     // others follow Django.
@@ -868,18 +873,12 @@ async fn rows_whose_hash_can_never_verify_are_imported_and_listed(mut ctx: Ctx) 
         id("crypt@example.com"),
         id("costly@example.com"),
     );
-    let dry = import(&url, &["--from", &django.url, "--dry-run"]);
-    assert_imported(
-        &dry,
-        "would import 5 users (0 skipped), 0 tokens, 0 blacklisted",
+    dry_run_then_import(
+        &url,
+        &django.url,
+        "5 users (0 skipped), 0 tokens, 0 blacklisted",
+        &expected_stderr,
     );
-    assert_eq!(stderr(&dry), expected_stderr);
-    let output = import(&url, &["--from", &django.url]);
-    assert_imported(
-        &output,
-        "imported 5 users (0 skipped), 0 tokens, 0 blacklisted",
-    );
-    assert_eq!(stderr(&output), expected_stderr);
     // Imported as stored; nothing logs in with them.
     assert_eq!(
         user(&url, id("crypt@example.com")).unwrap().password_hash,

@@ -383,6 +383,20 @@ impl TestApp {
         response
     }
 
+    /// [`TestApp::registered`] from a client behind a trusted proxy that
+    /// forwards `client_ip` (the server must trust 127.0.0.1).
+    pub async fn registered_from(&self, email: &str, client_ip: &str) -> Response {
+        let response = self
+            .post(
+                paths::REGISTER,
+                Req::json(json!({"email": email, "password": PASSWORD}))
+                    .with_header("X-Forwarded-For", client_ip),
+            )
+            .await;
+        assert_eq!(response.status, 201, "register {email}: {}", response.text);
+        response
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> Response {
         self.post_json(paths::AUTH, json!({ "email": email, "password": password }))
             .await
