@@ -85,15 +85,6 @@ pub(crate) fn whole_second(at: NaiveDateTime) -> NaiveDateTime {
     at.with_nanosecond(0).unwrap_or(at)
 }
 
-/// The SHA-256, in hex, of a hash as Django stored it.
-fn hash_digest(hash: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(hash.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
 fn bad_row(table: &'static str, id: i64, what: impl Into<String>) -> ImportError {
     ImportError::BadRow {
         table,
@@ -170,7 +161,8 @@ pub(crate) fn prepare_users(
         rows.push(ImportedUser {
             id: row.id,
             email: email.clone(),
-            django_hash_digest: Some(hash_digest(&password_hash)),
+            // The SHA-256, in hex, of the hash as Django stored it.
+            django_hash_digest: Some(latchkey_auth::secrets::secret_hash(&password_hash)),
             password_hash,
             is_superuser: row.is_superuser != 0,
             is_active: row.is_active != 0,

@@ -255,26 +255,6 @@ impl TotpDevice {
         Ok(updated == 1)
     }
 
-    /// Seals the secret again (under the current key, after a rotation).
-    pub fn reseal(
-        conn: &mut DbConnection,
-        user_id: i64,
-        previous_key_id: &str,
-        secret: SealedSecret<'_>,
-    ) -> Result<bool, StoreError> {
-        let updated = diesel::update(
-            totp_devices::table
-                .find(user_id)
-                .filter(totp_devices::secret_key_id.eq(previous_key_id)),
-        )
-        .set((
-            totp_devices::secret_sealed.eq(secret.blob),
-            totp_devices::secret_key_id.eq(secret.key_id),
-        ))
-        .execute(conn)?;
-        Ok(updated == 1)
-    }
-
     /// Disables TOTP: the secret goes, the row and its last step stay.
     /// True when TOTP was enabled or pending.
     pub fn disable(
@@ -295,18 +275,5 @@ impl TotpDevice {
         ))
         .execute(conn)?;
         Ok(updated == 1)
-    }
-
-    /// How many devices hold a secret sealed under none of `key_ids`: what
-    /// start-up reports when a key is missing.
-    pub fn count_sealed_under_other_keys(
-        conn: &mut DbConnection,
-        key_ids: &[&str],
-    ) -> Result<i64, StoreError> {
-        Ok(totp_devices::table
-            .filter(totp_devices::secret_key_id.is_not_null())
-            .filter(totp_devices::secret_key_id.ne_all(key_ids))
-            .count()
-            .get_result(conn)?)
     }
 }

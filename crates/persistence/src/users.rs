@@ -246,17 +246,13 @@ impl User {
         changes: &UserChanges,
     ) -> Result<User, StoreError> {
         write_transaction(conn, |conn| {
-            let updated = if changed_in_latchkey(conn, id, changes)? {
-                let stamp = users::changed_in_latchkey_at.eq(Some(crate::db_now()));
-                diesel::update(users::table.find(id))
-                    .set((changes, stamp))
-                    .execute(conn)
-            } else {
-                diesel::update(users::table.find(id))
-                    .set(changes)
-                    .execute(conn)
-            }
-            .map_err(StoreError::from_user_write)?;
+            // `None` leaves the stamp out of the SET.
+            let stamp = changed_in_latchkey(conn, id, changes)?
+                .then(|| users::changed_in_latchkey_at.eq(Some(crate::db_now())));
+            let updated = diesel::update(users::table.find(id))
+                .set((changes, stamp))
+                .execute(conn)
+                .map_err(StoreError::from_user_write)?;
             if updated == 0 {
                 return Err(StoreError::NotFound);
             }

@@ -80,7 +80,7 @@ fn import_django(
     settings: &Settings,
     args: &latchkey_import_django::ImportDjangoArgs,
 ) -> Result<(), CommandError> {
-    let keys = crate::startup::mfa_keys(&settings.mfa);
+    let keys = settings.mfa.keys();
     let seal_secret = |user_id: i64, secret: &[u8]| keys.seal(user_id, secret);
     let hash_recovery_code = |code: &str| {
         let key = keys.recovery_code_keys().next().unwrap_or_default();

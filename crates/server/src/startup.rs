@@ -209,10 +209,8 @@ impl Application {
             .register_cache(&auth_cache)
             .and_then(|()| metrics.register_counter(&hashing.skipped))
             .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
-        let mfa_keys = mfa_keys(&settings.mfa);
         let state = web::Data::from(Arc::new(AppState {
             settings,
-            mfa_keys,
             db,
             codec,
             hashing,
@@ -290,15 +288,4 @@ impl Application {
         self.state.mailer.stop();
         served
     }
-}
-
-/// The keys second-factor secrets are sealed with: `MFA_ENCRYPTION_KEY` (or
-/// `SECRET_KEY`) and the values they had before.
-pub(crate) fn mfa_keys(settings: &crate::settings::MfaSettings) -> latchkey_auth::sealing::MfaKeys {
-    let previous: Vec<&[u8]> = settings
-        .previous_encryption_keys
-        .iter()
-        .map(|key| key.expose())
-        .collect();
-    latchkey_auth::sealing::MfaKeys::derive(settings.encryption_key.expose(), &previous)
 }

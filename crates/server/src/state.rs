@@ -21,8 +21,6 @@ pub type State = web::Data<AppState>;
 
 pub struct AppState {
     pub settings: Settings,
-    /// What second-factor secrets are sealed with (from `settings.mfa`).
-    pub mfa_keys: latchkey_auth::sealing::MfaKeys,
     pub db: Database,
     pub codec: TokenCodec,
     pub hashing: HashingPool,

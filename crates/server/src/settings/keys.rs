@@ -11,9 +11,9 @@ use super::dev_secret::development_secret;
 use super::env::{Reader, Secret, SettingsError, parse_algorithm};
 
 /// Shortest HMAC secret accepted in production (the HS256 output size).
-pub(super) const MIN_PRODUCTION_SECRET: usize = 32;
+const MIN_PRODUCTION_SECRET: usize = 32;
 /// Fewest distinct bytes a production HMAC key may have.
-pub(super) const MIN_DISTINCT_BYTES: usize = 12;
+const MIN_DISTINCT_BYTES: usize = 12;
 
 /// Where the signing key comes from.
 #[derive(Debug, Clone)]
@@ -97,23 +97,39 @@ fn check_hmac_key(
     notices: &mut Vec<String>,
 ) -> Result<(), SettingsError> {
     let hmac = latchkey_auth::keys::is_hmac(algorithm);
-    if production && hmac && secret.expose().len() < MIN_PRODUCTION_SECRET {
-        return Err(SettingsError(format!(
-            "SIGNING_KEY (or SECRET_KEY) is shorter than {MIN_PRODUCTION_SECRET} bytes: refused in production for {algorithm:?}"
-        )));
-    }
-    // `aaaa…` passes a length check but not a guess: a key of fewer
-    // than a dozen distinct bytes was typed, not generated.
-    let distinct = secret.expose().iter().collect::<HashSet<_>>().len();
-    if production && hmac && distinct < MIN_DISTINCT_BYTES {
-        return Err(SettingsError(format!(
-            "SIGNING_KEY (or SECRET_KEY) has only {distinct} distinct bytes: refused in production; generate one, e.g. openssl rand -base64 48"
-        )));
+    if production && hmac {
+        refuse_weak_key(
+            "SIGNING_KEY (or SECRET_KEY)",
+            secret,
+            &format!(" for {algorithm:?}"),
+        )?;
     }
     if hmac && secret.expose().len() < MIN_PRODUCTION_SECRET {
         notices.push(format!(
             "SIGNING_KEY (or SECRET_KEY) is shorter than {MIN_PRODUCTION_SECRET} bytes: tokens signed with it can be forged by guessing; production refuses it"
         ));
+    }
+    Ok(())
+}
+
+/// Production's rule for a secret key: long enough, and not typed by hand
+/// (`aaaa…` passes a length check but not a guess: a key of fewer than a
+/// dozen distinct bytes was typed, not generated).
+pub(super) fn refuse_weak_key(
+    name: &str,
+    key: &Secret,
+    refused_for: &str,
+) -> Result<(), SettingsError> {
+    if key.expose().len() < MIN_PRODUCTION_SECRET {
+        return Err(SettingsError(format!(
+            "{name} is shorter than {MIN_PRODUCTION_SECRET} bytes: refused in production{refused_for}"
+        )));
+    }
+    let distinct = key.expose().iter().collect::<HashSet<_>>().len();
+    if distinct < MIN_DISTINCT_BYTES {
+        return Err(SettingsError(format!(
+            "{name} has only {distinct} distinct bytes: refused in production; generate one, e.g. openssl rand -base64 48"
+        )));
     }
     Ok(())
 }

@@ -6,10 +6,10 @@
 //! open, and are sealed again under the current key at their next use).
 //! `MFA_TOKEN_LIFETIME` is read with the other token lifetimes.
 
-use std::collections::HashSet;
+use latchkey_auth::sealing::MfaKeys;
 
 use super::env::{Reader, Secret, SettingsError};
-use super::keys::{MIN_DISTINCT_BYTES, MIN_PRODUCTION_SECRET};
+use super::keys::refuse_weak_key;
 
 #[derive(Debug, Clone)]
 pub struct MfaSettings {
@@ -20,6 +20,19 @@ pub struct MfaSettings {
     pub previous_encryption_keys: Vec<Secret>,
 }
 
+impl MfaSettings {
+    /// The keys second-factor secrets are sealed with: the current value and
+    /// the values it had before.
+    pub fn keys(&self) -> MfaKeys {
+        let previous: Vec<&[u8]> = self
+            .previous_encryption_keys
+            .iter()
+            .map(|key| key.expose())
+            .collect();
+        MfaKeys::derive(self.encryption_key.expose(), &previous)
+    }
+}
+
 pub(super) fn read(
     env: &Reader<'_>,
     production: bool,
@@ -28,7 +41,9 @@ pub(super) fn read(
     let encryption_key = match env.raw("MFA_ENCRYPTION_KEY") {
         Some(key) => {
             let key = Secret(key.into_bytes());
-            check_strength(&key, production)?;
+            if production {
+                refuse_weak_key("MFA_ENCRYPTION_KEY", &key, "")?;
+            }
             key
         }
         None => secret_key.clone(),
@@ -42,23 +57,4 @@ pub(super) fn read(
             .map(|key| Secret(key.into_bytes()))
             .collect(),
     })
-}
-
-/// `SECRET_KEY`'s strength rules, in production.
-fn check_strength(key: &Secret, production: bool) -> Result<(), SettingsError> {
-    if !production {
-        return Ok(());
-    }
-    if key.expose().len() < MIN_PRODUCTION_SECRET {
-        return Err(SettingsError(format!(
-            "MFA_ENCRYPTION_KEY is shorter than {MIN_PRODUCTION_SECRET} bytes: refused in production"
-        )));
-    }
-    let distinct = key.expose().iter().collect::<HashSet<_>>().len();
-    if distinct < MIN_DISTINCT_BYTES {
-        return Err(SettingsError(format!(
-            "MFA_ENCRYPTION_KEY has only {distinct} distinct bytes: refused in production; generate one, e.g. openssl rand -base64 48"
-        )));
-    }
-    Ok(())
 }
