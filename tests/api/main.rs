@@ -23,6 +23,9 @@ mod login;
 mod login_races;
 mod login_transaction;
 mod logout;
+mod mfa_inputs;
+mod mfa_login;
+mod mfa_races;
 mod operations;
 mod password_upgrade;
 mod persistence;
@@ -75,6 +78,9 @@ fn main() -> std::process::ExitCode {
         session_lifecycle::tests(),
         import_django::django_tests(),
         import_second_factors::django_tests(),
+        mfa_login::django_tests(),
+        mfa_inputs::django_tests(),
+        mfa_races::django_tests(),
         email_flows::tests(),
         email_flows::postgres_tests(),
     ]
