@@ -15,6 +15,7 @@ use latchkey_tests::mfa::{
     self, Enrolled, enrolled, incorrect, mfa_token_of, password_step, paths, sliding_password_step,
     token_not_valid, verify_code, verify_recovery_code,
 };
+use latchkey_tests::smtp::SmtpServer;
 use latchkey_tests::{Ctx, PASSWORD, Response, TestApp, TestUser, payload, tests};
 use serde_json::{Value, json};
 
@@ -40,6 +41,12 @@ tests![
     the_last_step_survives_disabling_and_enrolling_again,
     verify_is_in_the_per_ip_bucket_and_the_other_mfa_routes_are_not,
     an_expired_mfa_token_is_401_and_spends_nothing,
+    a_deactivated_totp_user_gets_no_active_account_not_mfa_required,
+    a_pending_secret_asks_for_no_second_factor,
+    a_password_change_between_the_steps_refuses_the_second_and_spends_no_step,
+    deactivation_between_the_steps_refuses_the_second,
+    logout_everywhere_between_the_steps_refuses_the_second,
+    a_recovery_code_login_sends_the_notice_and_a_totp_login_none,
 ];
 
 const NO_ACCOUNT: &str = "No active account found with the given credentials";
@@ -769,4 +776,135 @@ async fn an_expired_mfa_token_is_401_and_spends_nothing(mut ctx: Ctx) {
         .assert_unauthorized(token_not_valid());
     let fresh = password_step(&app, "jae@example.com").await;
     verify_code(&app, &fresh, &code).await.assert_status(200);
+}
+
+async fn a_deactivated_totp_user_gets_no_active_account_not_mfa_required(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let admin = app.superuser("admin@example.com").await;
+    let jae = enrolled(&app, "jae@example.com").await;
+    app.deactivate(&admin, jae.user.id).await;
+    for response in [
+        app.login("jae@example.com", PASSWORD).await,
+        app.sliding("jae@example.com", PASSWORD).await,
+    ] {
+        response.assert_unauthorized(no_active_account());
+    }
+}
+
+async fn a_pending_secret_asks_for_no_second_factor(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let jae = app.user("jae@example.com").await;
+    mfa::begin_totp(&jae, PASSWORD).await;
+    let login = app.login("jae@example.com", PASSWORD).await;
+    login.assert_status(200);
+    assert_eq!(login.body["message"], "login success");
+    assert_eq!(amr_aal(&login.access()), (json!(["pwd"]), json!(1)));
+}
+
+const NEW_PASSWORD: &str = "a-brand-new-horse-77";
+
+/// Hardening (v3): verify starts its session only if nothing revoked the
+/// user since the password step; the refused attempt rolls back, so its
+/// step is not used.
+async fn a_password_change_between_the_steps_refuses_the_second_and_spends_no_step(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let mut jae = enrolled(&app, "jae@example.com").await;
+    let mfa_token = password_step(&app, "jae@example.com").await;
+    jae.user
+        .change_password(PASSWORD, NEW_PASSWORD)
+        .await
+        .assert_status(200);
+    let code = jae.authenticator.next_code().await;
+    verify_code(&app, &mfa_token, &code)
+        .await
+        .assert_unauthorized(no_active_account());
+    let login = app.login("jae@example.com", NEW_PASSWORD).await;
+    let fresh = mfa_token_of(&login);
+    verify_code(&app, &fresh, &code).await.assert_status(200);
+}
+
+async fn deactivation_between_the_steps_refuses_the_second(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let admin = app.superuser("admin@example.com").await;
+    let mut jae = enrolled(&app, "jae@example.com").await;
+    let mfa_token = password_step(&app, "jae@example.com").await;
+    let sliding = sliding_password_step(&app, "jae@example.com").await;
+    app.deactivate(&admin, jae.user.id).await;
+    let code = jae.authenticator.next_code().await;
+    for token in [&mfa_token, &sliding] {
+        verify_code(&app, token, &code)
+            .await
+            .assert_unauthorized(no_active_account());
+    }
+    verify_recovery_code(&app, &mfa_token, &jae.recovery_codes[0])
+        .await
+        .assert_unauthorized(no_active_account());
+}
+
+async fn logout_everywhere_between_the_steps_refuses_the_second(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let mut jae = enrolled(&app, "jae@example.com").await;
+    let mfa_token = password_step(&app, "jae@example.com").await;
+    // Revocation has whole-second precision.
+    latchkey_tests::after_the_second_of(&mfa_token).await;
+    jae.user
+        .logout_everywhere()
+        .await
+        .assert(202, json!({"message": "Logout success"}));
+    let code = jae.authenticator.next_code().await;
+    verify_code(&app, &mfa_token, &code)
+        .await
+        .assert_unauthorized(no_active_account());
+    let fresh = password_step(&app, "jae@example.com").await;
+    verify_code(&app, &fresh, &code).await.assert_status(200);
+}
+
+/// "Using a recovery code […] send[s] the user an email (through the
+/// outbox), saying what happened and when, with no code or secret in it";
+/// a TOTP login sends nothing.
+async fn a_recovery_code_login_sends_the_notice_and_a_totp_login_none(mut ctx: Ctx) {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let app = ctx
+        .spawn_with(&[
+            ("SMTP_URL", url.as_str()),
+            ("PUBLIC_URL", "http://latchkey.test"),
+        ])
+        .await;
+    let wait = Duration::from_secs(20);
+    let mut jae = enrolled(&app, "jae@example.com").await;
+    // Enabling TOTP sent its own notice.
+    let sent = smtp.wait_for(1, wait).await.len();
+    mfa::logged_in_with_totp(&app, &mut jae).await;
+    smtp.assert_count_stays(sent, Duration::from_millis(1500))
+        .await;
+    let mfa_token = password_step(&app, "jae@example.com").await;
+    let code = jae.recovery_codes[0].clone();
+    verify_recovery_code(&app, &mfa_token, &code)
+        .await
+        .assert_status(200);
+    let messages = smtp.wait_for(sent + 1, wait).await;
+    assert_eq!(messages.len(), sent + 1, "{messages:#?}");
+    let notice = &messages[sent];
+    assert_eq!(notice["to"], "jae@example.com");
+    assert_eq!(notice["subject"], "Security notice");
+    let text = notice["text"].as_str().unwrap();
+    let html = notice["html"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("A recovery code was used on your account."),
+        "{text}"
+    );
+    let bare = code.replace('-', "");
+    for secret in [
+        code.as_str(),
+        bare.as_str(),
+        &bare.to_uppercase(),
+        &mfa_token,
+        &jae.authenticator.secret,
+    ] {
+        assert!(
+            !text.contains(secret) && !html.contains(secret),
+            "the notice holds {secret:?}: {text}"
+        );
+    }
 }
