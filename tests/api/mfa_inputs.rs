@@ -43,6 +43,11 @@ tests![
     five_digits_are_an_incorrect_code,
     nine_digits_are_an_incorrect_code,
     whitespace_anywhere_in_the_code_is_ignored,
+    a_whitespace_only_code_may_not_be_blank,
+    a_code_that_is_not_a_string_is_not_a_valid_string,
+    a_code_sent_as_a_json_number_is_read_as_its_digits,
+    a_thousand_digits_are_an_incorrect_code,
+    a_recovery_code_outside_its_alphabet_is_incorrect,
     an_access_token_is_not_an_mfa_token,
     a_refresh_token_is_not_an_mfa_token,
     a_sliding_token_is_not_an_mfa_token,
@@ -301,6 +306,66 @@ async fn whitespace_anywhere_in_the_code_is_ignored(mut ctx: Ctx) {
         .await;
     verified.assert_status(200);
     assert_eq!(verified.body["message"], "login success");
+}
+
+async fn a_whitespace_only_code_may_not_be_blank(mut ctx: Ctx) {
+    let half = HalfWay::new(&mut ctx).await;
+    half.verify(json!({"mfa_token": half.mfa_token, "code": " \t "}))
+        .await
+        .assert(400, field_error("code", NOT_BLANK));
+    half.spent_no_try().await;
+}
+
+async fn a_code_that_is_not_a_string_is_not_a_valid_string(mut ctx: Ctx) {
+    let half = HalfWay::new(&mut ctx).await;
+    for value in [json!(true), json!([half.code]), json!({"code": half.code})] {
+        half.verify(json!({"mfa_token": half.mfa_token, "code": value}))
+            .await
+            .assert(400, field_error("code", "Not a valid string."));
+    }
+    half.spent_no_try().await;
+}
+
+/// DRF's `CharField` takes a number as its decimal digits: the right code
+/// logs in, unless it starts with 0 (then it is one digit short: an
+/// incorrect code, which spends a try).
+async fn a_code_sent_as_a_json_number_is_read_as_its_digits(mut ctx: Ctx) {
+    let half = HalfWay::new(&mut ctx).await;
+    let number: u64 = half.code.parse().unwrap();
+    let response = half
+        .verify(json!({"mfa_token": half.mfa_token, "code": number}))
+        .await;
+    if half.code.starts_with('0') {
+        response.assert(400, incorrect("code"));
+        half.spent_one_try().await;
+    } else {
+        response.assert_status(200);
+        assert_eq!(response.body["message"], "login success");
+    }
+}
+
+async fn a_thousand_digits_are_an_incorrect_code(mut ctx: Ctx) {
+    let half = HalfWay::new(&mut ctx).await;
+    let long = half.code.repeat(167);
+    half.verify(json!({"mfa_token": half.mfa_token, "code": long}))
+        .await
+        .assert(400, incorrect("code"));
+    half.spent_one_try().await;
+}
+
+async fn a_recovery_code_outside_its_alphabet_is_incorrect(mut ctx: Ctx) {
+    let half = HalfWay::new(&mut ctx).await;
+    // The right code with one character swapped for one base32 lacks.
+    let right = half.jae.recovery_codes[0].clone();
+    let typed = format!("{}!", &right[..right.len() - 1]);
+    half.verify(json!({"mfa_token": half.mfa_token, "recovery_code": typed}))
+        .await
+        .assert(400, incorrect("recovery_code"));
+    let fresh = password_step(&half.app, "jae@example.com").await;
+    verify_recovery_code(&half.app, &fresh, &right)
+        .await
+        .assert_status(200);
+    half.spent_one_try().await;
 }
 
 /// `token` presented as the `mfa_token`, with the right code: 401.
