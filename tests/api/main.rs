@@ -23,6 +23,7 @@ mod login;
 mod login_races;
 mod login_transaction;
 mod logout;
+mod mfa_enrolment;
 mod operations;
 mod password_upgrade;
 mod persistence;
@@ -77,6 +78,8 @@ fn main() -> std::process::ExitCode {
         import_second_factors::django_tests(),
         email_flows::tests(),
         email_flows::postgres_tests(),
+        mfa_enrolment::tests(),
+        mfa_enrolment::django_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)
