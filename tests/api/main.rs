@@ -24,6 +24,8 @@ mod login_races;
 mod login_transaction;
 mod logout;
 mod mfa_enrolment;
+mod mfa_management;
+mod mfa_secrecy;
 mod operations;
 mod password_upgrade;
 mod persistence;
@@ -80,6 +82,9 @@ fn main() -> std::process::ExitCode {
         email_flows::postgres_tests(),
         mfa_enrolment::tests(),
         mfa_enrolment::django_tests(),
+        mfa_management::tests(),
+        mfa_management::django_tests(),
+        mfa_secrecy::django_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)
