@@ -66,6 +66,19 @@ pub fn keyed_hash(key: &[u8], normalised: &str) -> String {
     crate::secrets::hex(&mac.finalize().into_bytes())
 }
 
+/// The hashes a typed code may be stored under: in latchkey's form and as
+/// stored (imported codes), each under every key given (the current one and
+/// those before a rotation). Empty when the code cannot be one at all.
+pub fn lookup_hashes<'k>(keys: impl IntoIterator<Item = &'k [u8]>, typed: &str) -> Vec<String> {
+    let forms: Vec<String> = [normalise(typed), normalise_as_stored(typed)]
+        .into_iter()
+        .flatten()
+        .collect();
+    keys.into_iter()
+        .flat_map(|key| forms.iter().map(move |form| keyed_hash(key, form)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +125,21 @@ mod tests {
         assert_eq!(normalise_as_stored(" gu3k zh2y\n"), Some("gu3kzh2y".into()));
         assert_eq!(normalise_as_stored("GU3K-ZH2Y"), Some("GU3K-ZH2Y".into()));
         assert_eq!(normalise_as_stored(" \t"), None);
+    }
+
+    #[test]
+    fn a_typed_code_is_looked_up_in_both_forms_under_every_key() {
+        let (current, old) = (b"current".as_slice(), b"old".as_slice());
+        let hashes = lookup_hashes([current, old], " ab2d-EFGH-ijkl ");
+        assert_eq!(hashes.len(), 4);
+        assert!(hashes.contains(&keyed_hash(old, "AB2DEFGHIJKL")));
+        assert!(hashes.contains(&keyed_hash(current, "ab2d-EFGH-ijkl")));
+        // an imported 8-digit allauth code has only its stored form
+        assert_eq!(
+            lookup_hashes([current], "1234 5678"),
+            vec![keyed_hash(current, "12345678")]
+        );
+        assert!(lookup_hashes([current], "  ").is_empty());
     }
 
     #[test]

@@ -172,6 +172,14 @@ impl MfaKeys {
         })
     }
 
+    /// The ids of every configured key, the current one first.
+    pub fn key_ids(&self) -> Vec<&str> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(|key| key.id.as_str())
+            .collect()
+    }
+
     /// The keys a recovery code's stored hash may be under, the current
     /// one first (a code set made before a rotation keeps working).
     pub fn recovery_code_keys(&self) -> impl Iterator<Item = &[u8]> {

@@ -125,32 +125,23 @@ impl RecoveryCodes {
 
     /// Uses up the unused code of the user whose hash is one of `hashes`
     /// (the typed code hashed under each configured key and format), in one
-    /// statement: true for the one caller that did.
+    /// conditional `UPDATE`: true for the one caller that did. (An imported
+    /// set that holds one code twice has both copies used up at once.)
     pub fn use_up(
         conn: &mut DbConnection,
         user_id: i64,
         hashes: &[String],
         now: NaiveDateTime,
     ) -> Result<bool, StoreError> {
-        let Some(id) = recovery_codes::table
-            .filter(recovery_codes::user_id.eq(user_id))
-            .filter(recovery_codes::code_hash.eq_any(hashes))
-            .filter(recovery_codes::used_at.is_null())
-            .select(recovery_codes::id)
-            .first::<i64>(conn)
-            .optional()?
-        else {
-            return Ok(false);
-        };
-        // The id only names the row; the guarded UPDATE decides.
         let updated = diesel::update(
             recovery_codes::table
-                .filter(recovery_codes::id.eq(id))
+                .filter(recovery_codes::user_id.eq(user_id))
+                .filter(recovery_codes::code_hash.eq_any(hashes))
                 .filter(recovery_codes::used_at.is_null()),
         )
         .set(recovery_codes::used_at.eq(now))
         .execute(conn)?;
-        Ok(updated == 1)
+        Ok(updated >= 1)
     }
 
     /// How many unused codes the user has.

@@ -255,6 +255,43 @@ impl TotpDevice {
         Ok(updated == 1)
     }
 
+    /// Replaces the secret sealed as `old_blob` with the same secret sealed
+    /// under the current key (a key rotation, at the secret's next use);
+    /// a secret replaced meanwhile is left as it is.
+    pub fn reseal(
+        conn: &mut DbConnection,
+        user_id: i64,
+        old_blob: &str,
+        secret: SealedSecret<'_>,
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            totp_devices::table
+                .find(user_id)
+                .filter(totp_devices::secret_sealed.eq(old_blob)),
+        )
+        .set((
+            totp_devices::secret_sealed.eq(secret.blob),
+            totp_devices::secret_key_id.eq(secret.key_id),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// How many stored secrets are sealed under none of `key_ids` (no
+    /// configured key opens them).
+    pub fn count_sealed_outside(
+        conn: &mut DbConnection,
+        key_ids: &[&str],
+    ) -> Result<i64, StoreError> {
+        Ok(totp_devices::table
+            .filter(totp_devices::secret_sealed.is_not_null())
+            .filter(totp_devices::secret_key_id.is_null().or(diesel::dsl::not(
+                totp_devices::secret_key_id.eq_any(key_ids),
+            )))
+            .count()
+            .get_result(conn)?)
+    }
+
     /// Disables TOTP: the secret goes, the row and its last step stay.
     /// True when TOTP was enabled or pending.
     pub fn disable(

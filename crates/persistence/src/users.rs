@@ -53,6 +53,14 @@ impl fmt::Debug for User {
 }
 
 impl User {
+    /// Django's unusable password (`set_unusable_password`) starts with
+    /// `!`: such an account has no password to give or reset.
+    pub fn has_usable_password(&self) -> bool {
+        !self.password_hash.is_empty() && !self.password_hash.starts_with('!')
+    }
+}
+
+impl User {
     pub fn flags(&self) -> UserFlags {
         UserFlags {
             is_active: self.is_active,

@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `create-superuser`
-//! and `flush-expired-tokens`.
+//! The command line: `serve` (the default), `migrate`, `create-superuser`,
+//! `flush-expired-tokens`, `import-django` and `disable-mfa`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -37,6 +37,15 @@ pub enum Command {
     FlushExpiredTokens,
     /// Import the users and refresh tokens of a Django database.
     ImportDjango(latchkey_import_django::ImportDjangoArgs),
+    /// Remove a user's second factor (TOTP and recovery codes: a lost
+    /// phone) and end every session of theirs.
+    DisableMfa(DisableMfa),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DisableMfa {
+    /// The user's login name (their email).
+    pub login: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +79,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::CreateSuperuser(args) => create_superuser(&settings, &args),
         Command::FlushExpiredTokens => flush_expired_tokens(&settings),
         Command::ImportDjango(args) => import_django(&settings, &args),
+        Command::DisableMfa(args) => disable_mfa(&settings, &args.login),
     }
 }
 
@@ -155,6 +165,26 @@ fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
     );
     let ceremonies = Ceremony::flush_expired(&mut conn, db_now())?;
     println!("Deleted {ceremonies} expired ceremony row(s).");
+    Ok(())
+}
+
+/// `disable-mfa LOGIN`: what a staff member's `DELETE /list/{id}/mfa/`
+/// does, for a user named by their login. Sessions end on every instance
+/// at once (the database's change feed tells them), and the user is told
+/// by email (the outbox, sent by a running server).
+fn disable_mfa(settings: &Settings, login: &str) -> Result<(), CommandError> {
+    let db = open_database(settings)?;
+    run_pending_migrations(&db)?;
+    let mut conn = db.get()?;
+    let user = Email::parse(login)
+        .ok()
+        .map(|email| User::find_by_email(&mut conn, &email))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| CommandError(format!("no user with login {login}")))?;
+    crate::flows::mfa::reset(&mut conn, &settings.email, user.id)
+        .map_err(|e| CommandError(e.to_string()))?;
+    println!("disabled the second factor of {login} and ended their sessions");
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use actix_web::{HttpResponse, ResponseError};
 use latchkey_auth::TokenError;
 use latchkey_persistence::StoreError;
 
-use crate::views::{ErrorView, TokenMessageView};
+use crate::views::{ErrorView, MfaRequiredView, TokenMessageView};
 
 /// DRF's field errors: field name to messages, in a stable order
 /// (`non_field_errors` for the others). The 400 body, and its schema.
@@ -74,8 +74,24 @@ pub enum ApiError {
         detail: &'static str,
         code: &'static str,
     },
+    /// A first factor passed and a second one is due: 401 `mfa_required`
+    /// with the `mfa_token` that continues the login.
+    #[error("a second factor is required")]
+    MfaRequired {
+        mfa_token: crate::views::MfaToken,
+        methods: Vec<&'static str>,
+    },
     #[error("permission denied")]
     PermissionDenied,
+    /// A 403 that says why (`aal2_required`, `email_not_verified`).
+    #[error("{detail}")]
+    Forbidden {
+        detail: &'static str,
+        code: &'static str,
+    },
+    /// A 409: the request asks for what is already so.
+    #[error("{0}")]
+    AlreadyDone(&'static str),
     #[error("CSRF failed: {0}")]
     Csrf(String),
     #[error("not found")]
@@ -127,6 +143,13 @@ impl ApiError {
         }
     }
 
+    pub fn aal2_required() -> Self {
+        ApiError::Forbidden {
+            detail: "This action needs a second factor.",
+            code: "aal2_required",
+        }
+    }
+
     pub fn user_not_found() -> Self {
         ApiError::Unauthorized {
             detail: "User not found",
@@ -146,6 +169,9 @@ impl ApiError {
     pub fn body(&self) -> serde_json::Value {
         let body = match self {
             ApiError::Fields(errors) => serde_json::to_value(errors),
+            ApiError::MfaRequired { mfa_token, methods } => {
+                serde_json::to_value(MfaRequiredView::new(mfa_token, methods))
+            }
             other => serde_json::to_value(other.detail_view()),
         };
         body.unwrap_or_default()
@@ -172,11 +198,17 @@ impl ApiError {
                     message: error.message().into(),
                 }]),
             },
-            ApiError::Unauthorized { detail: text, code } => ErrorView {
+            ApiError::Unauthorized { detail: text, code }
+            | ApiError::Forbidden { detail: text, code } => ErrorView {
                 code: Some((*code).into()),
                 ..detail(text)
             },
+            ApiError::MfaRequired { .. } => ErrorView {
+                code: Some("mfa_required".into()),
+                ..detail("Multi-factor authentication is required.")
+            },
             ApiError::PermissionDenied => detail(PERMISSION_DENIED),
+            ApiError::AlreadyDone(text) => detail(text),
             ApiError::Csrf(reason) => detail(&format!("CSRF Failed: {reason}")),
             ApiError::NotFound => detail("Not found."),
             ApiError::NotFoundWith(text) => detail(text),
@@ -207,8 +239,12 @@ impl ResponseError for ApiError {
             ApiError::Fields(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotAuthenticated
             | ApiError::AccessToken(_)
-            | ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::PermissionDenied | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
+            | ApiError::Unauthorized { .. }
+            | ApiError::MfaRequired { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::PermissionDenied | ApiError::Forbidden { .. } | ApiError::Csrf(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::AlreadyDone(_) => StatusCode::CONFLICT,
             ApiError::NotFound | ApiError::NotFoundWith(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -248,6 +284,9 @@ impl ResponseError for ApiError {
         }
         match self {
             ApiError::Fields(errors) => response.json(errors),
+            ApiError::MfaRequired { mfa_token, methods } => {
+                response.json(MfaRequiredView::new(mfa_token, methods))
+            }
             other => response.json(other.detail_view()),
         }
     }
@@ -284,7 +323,13 @@ mod tests {
             ApiError::AccessToken(TokenError::Expired),
             ApiError::token_invalid_or_expired(),
             ApiError::no_active_account(),
+            ApiError::MfaRequired {
+                mfa_token: crate::views::MfaToken("header.payload.signature".into()),
+                methods: vec!["totp", "recovery_code"],
+            },
             ApiError::PermissionDenied,
+            ApiError::aal2_required(),
+            ApiError::AlreadyDone("TOTP is already enabled."),
             ApiError::Csrf("CSRF token missing.".into()),
             ApiError::NotFound,
             ApiError::NotFoundWith("Invalid page."),

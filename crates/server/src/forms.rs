@@ -8,6 +8,8 @@
 //! object checks that answer 403 or 404 first, and with what only the flow
 //! knows (the configured password limit, the stored email).
 
+pub mod mfa;
+
 use std::marker::PhantomData;
 
 use latchkey_domain::{Email, Password, PasswordError, UserFlags};

@@ -209,7 +209,9 @@ impl Application {
             .register_cache(&auth_cache)
             .and_then(|()| metrics.register_counter(&hashing.skipped))
             .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
+        let mfa_keys = settings.mfa.keys();
         let state = web::Data::from(Arc::new(AppState {
+            mfa_keys,
             settings,
             db,
             codec,

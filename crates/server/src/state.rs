@@ -1,6 +1,7 @@
 //! What every handler shares: settings, the pool, the token codec and the
 //! password hashing pool.
 
+use latchkey_auth::sealing::MfaKeys;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Wakes this instance's email sender (see `crate::email::sender`).
     pub mailer: Arc<crate::email::Mailer>,
     pub auth_cache: Arc<AuthCache>,
+    /// What second-factor secrets are sealed with (`MFA_ENCRYPTION_KEY`).
+    pub mfa_keys: MfaKeys,
     /// False while the database could not be migrated yet (it was down at
     /// start-up): requests that need it get 503 until it is.
     pub schema_ready: AtomicBool,

@@ -193,6 +193,95 @@ pub struct TokenMessageView {
     pub message: String,
 }
 
+/// An `mfa_token`: shown once, in the `mfa_required` body, and never in a
+/// log (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaToken(pub String);
+
+impl std::fmt::Debug for MfaToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MfaToken(..)")
+    }
+}
+
+/// 401 `mfa_required`: the first factor passed, a second one is due.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct MfaRequiredView {
+    #[schema(example = "Multi-factor authentication is required.")]
+    pub detail: String,
+    #[schema(example = "mfa_required")]
+    pub code: String,
+    /// Continues the login at `POST /auth/mfa/verify/`.
+    pub mfa_token: String,
+    /// The second factors the user may give.
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    pub methods: Vec<String>,
+}
+
+impl MfaRequiredView {
+    pub fn new(token: &MfaToken, methods: &[&'static str]) -> Self {
+        MfaRequiredView {
+            detail: "Multi-factor authentication is required.".into(),
+            code: "mfa_required".into(),
+            mfa_token: token.0.clone(),
+            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+}
+
+/// `POST /auth/mfa/totp/`: the pending secret, to show as a QR code.
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolmentView {
+    /// Base32, 160 bits.
+    pub secret: String,
+    /// `otpauth://totp/…`, what authenticator apps read from a QR code.
+    pub otpauth_url: String,
+}
+
+impl std::fmt::Debug for TotpEnrolmentView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolmentView(..)")
+    }
+}
+
+/// `POST /auth/mfa/totp/confirm/`: the first recovery codes and the new
+/// session's tokens.
+#[derive(Serialize, ToSchema)]
+pub struct TotpConfirmedView {
+    /// Shown once: 10 codes, `xxxx-xxxx-xxxx`.
+    pub recovery_codes: Vec<String>,
+    pub token: TokenPairView,
+}
+
+/// `POST /auth/mfa/recovery-codes/`: a new set; the earlier one stops
+/// working.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesView {
+    /// Shown once: 10 codes, `xxxx-xxxx-xxxx`.
+    pub recovery_codes: Vec<String>,
+}
+
+/// `GET /auth/mfa/`: the caller's second factors.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaStatusView {
+    pub totp: TotpStatusView,
+    pub recovery_codes: RecoveryCodeCountView,
+    /// Registered passkeys.
+    pub passkeys: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TotpStatusView {
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecoveryCodeCountView {
+    pub unused: i64,
+}
+
 /// The API root.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RootView {

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub enum Kind {
     PasswordReset,
     VerifyEmail,
+    /// A change to the account's second factor (`{{event}}`, `{{when}}`).
+    SecurityNotice,
 }
 
 struct Files {
@@ -28,6 +30,11 @@ fn files(kind: Kind) -> Files {
             subject: include_str!("../../templates/email/verify_email.subject.txt"),
             text: include_str!("../../templates/email/verify_email.txt"),
             html: include_str!("../../templates/email/verify_email.html"),
+        },
+        Kind::SecurityNotice => Files {
+            subject: include_str!("../../templates/email/security_notice.subject.txt"),
+            text: include_str!("../../templates/email/security_notice.txt"),
+            html: include_str!("../../templates/email/security_notice.html"),
         },
     }
 }

@@ -40,12 +40,6 @@ pub const INVALID_VALUE: &str = "Invalid value";
 pub const NOT_CONFIGURED: &str = "Email delivery is not configured.";
 pub const VERIFICATION_SENT: &str = "Verification e-mail sent.";
 
-/// Django's unusable password (`set_unusable_password`) starts with `!`:
-/// such an account has no password to reset.
-fn has_usable_password(user: &User) -> bool {
-    !user.password_hash.is_empty() && !user.password_hash.starts_with('!')
-}
-
 fn after(now: NaiveDateTime, wait: std::time::Duration) -> NaiveDateTime {
     chrono::Duration::from_std(wait)
         .ok()
@@ -53,7 +47,7 @@ fn after(now: NaiveDateTime, wait: std::time::Duration) -> NaiveDateTime {
         .unwrap_or(NaiveDateTime::MAX)
 }
 
-fn queue(
+pub fn queue(
     conn: &mut DbConnection,
     recipient: &str,
     rendered: &templates::Rendered,
@@ -122,7 +116,7 @@ pub fn resolve_password_reset(
             Ok(email) => User::find_by_email(conn, &email)?,
             Err(_) => None,
         };
-        let Some(user) = user.filter(|u| u.is_active && has_usable_password(u)) else {
+        let Some(user) = user.filter(|u| u.is_active && u.has_usable_password()) else {
             OutboxEmail::drop_request(conn, row.id, claim)?;
             return Ok(None);
         };
@@ -270,7 +264,7 @@ fn token_is_live(token: &PasswordResetToken, user: &User, now: NaiveDateTime) ->
         && token.expires_at > now
         && token.email == user.email
         && user.is_active
-        && has_usable_password(user)
+        && user.has_usable_password()
         && user
             .password_changed_at
             .is_none_or(|changed| token.created_at >= changed)

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod email;
 pub mod login;
+pub mod mfa;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

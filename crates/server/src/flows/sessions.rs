@@ -134,6 +134,7 @@ pub async fn change_password(
     body: Body<PasswordChangeForm>,
     client: Client,
 ) -> Result<(User, TokenPair), ApiError> {
+    super::mfa::gate::require_aal2(state, caller, claims).await?;
     let form = body.parse(&())?;
     verify_own_password(
         state,

@@ -1,6 +1,7 @@
 //! The user viewset (`/list/`): the permission policy of the domain crate
 //! applied to storage.
 
+use latchkey_auth::Claims;
 use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
 use latchkey_domain::{Email, NewAccount};
 use latchkey_persistence::{
@@ -170,6 +171,7 @@ pub async fn create(
 pub async fn update(
     state: &State,
     caller: &User,
+    claims: &Claims,
     id: i64,
     body: Body<UserUpdateForm>,
     kind: UpdateKind,
@@ -190,6 +192,15 @@ pub async fn update(
         form.is_superuser,
     );
     permissions::can_update(&actor, &target(&existing), &change).map_err(denied)?;
+    let changes_own_credentials = actor.id == id
+        && (form.password.is_some()
+            || form
+                .email
+                .as_ref()
+                .is_some_and(|e| e.as_str() != existing.email));
+    if changes_own_credentials {
+        super::mfa::gate::require_aal2(state, caller, claims).await?;
+    }
     let checked_password = form.current_password.is_some();
     let upgraded_hash = match form.current_password {
         Some(current_password) => {

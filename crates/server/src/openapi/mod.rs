@@ -46,6 +46,13 @@ pub mod shared;
         routes::users::update,
         routes::users::partial_update,
         routes::users::destroy,
+        routes::mfa::status,
+        routes::mfa::start_totp,
+        routes::mfa::confirm_totp,
+        routes::mfa::replace_recovery_codes,
+        routes::mfa::disable_totp,
+        routes::mfa::verify,
+        routes::mfa::reset_by_staff,
     ),
     // The error bodies of the shared response sets (`shared`), which
     // reference these schemas without registering them.
@@ -55,6 +62,7 @@ pub mod shared;
         (name = "tokens", description = "Register, log in, the current user, log out, refresh, verify"),
         (name = "sessions", description = "Sessions and revocation, sliding tokens, keys"),
         (name = "users", description = "The user viewset"),
+        (name = "mfa", description = "The second factor: TOTP, recovery codes, the login's second step"),
         (name = "email", description = "Password reset and email verification (dj-rest-auth's shapes)"),
         (name = "operations", description = "Health, readiness, metrics"),
     )

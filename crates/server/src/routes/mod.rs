@@ -9,6 +9,7 @@ pub mod email;
 mod fallback;
 pub mod login;
 pub mod metrics_access;
+pub mod mfa;
 pub mod operations;
 pub mod responses;
 pub mod sessions;
@@ -195,6 +196,32 @@ pub fn resources() -> Vec<Resource> {
             )],
         ),
         api(
+            "/auth/mfa/",
+            vec![(M::GET, protected(get().to(mfa::status)).wrap(no_store()))],
+        ),
+        api(
+            "/auth/mfa/totp/",
+            vec![
+                (M::POST, protected(web::post().to(mfa::start_totp))),
+                (M::DELETE, protected(web::delete().to(mfa::disable_totp))),
+            ],
+        ),
+        api(
+            "/auth/mfa/totp/confirm/",
+            vec![(M::POST, protected(web::post().to(mfa::confirm_totp)))],
+        ),
+        api(
+            "/auth/mfa/recovery-codes/",
+            vec![(
+                M::POST,
+                protected(web::post().to(mfa::replace_recovery_codes)),
+            )],
+        ),
+        api(
+            "/auth/mfa/verify/",
+            vec![(M::POST, throttled(web::post().to(mfa::verify)))],
+        ),
+        api(
             "/.well-known/jwks.json",
             vec![(M::GET, get().to(tokens::jwks))],
         ),
@@ -219,6 +246,10 @@ pub fn user_resources() -> Vec<Resource> {
                 (M::PATCH, web::patch().to(users::partial_update)),
                 (M::DELETE, web::delete().to(users::destroy)),
             ],
+        ),
+        api(
+            "/{id}/mfa/",
+            vec![(M::DELETE, web::delete().to(mfa::reset_by_staff))],
         ),
     ]
 }

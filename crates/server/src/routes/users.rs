@@ -158,7 +158,15 @@ pub async fn update(
     id: web::Path<String>,
     body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated = users::update(&state, &user.user, parse_id(&id)?, body, UpdateKind::Put).await?;
+    let updated = users::update(
+        &state,
+        &user.user,
+        &user.claims,
+        parse_id(&id)?,
+        body,
+        UpdateKind::Put,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
@@ -182,8 +190,15 @@ pub async fn partial_update(
     id: web::Path<String>,
     body: Body<UserUpdateForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let updated =
-        users::update(&state, &user.user, parse_id(&id)?, body, UpdateKind::Patch).await?;
+    let updated = users::update(
+        &state,
+        &user.user,
+        &user.claims,
+        parse_id(&id)?,
+        body,
+        UpdateKind::Patch,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 

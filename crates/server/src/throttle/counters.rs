@@ -101,6 +101,22 @@ impl MemoryCounters {
             .map(|window| (window.count, window.ends.saturating_duration_since(now)))
     }
 
+    /// Takes one back from the key's count in its live window, never below
+    /// zero; an expired or missing window is left alone.
+    pub(super) fn give_back(&self, key: &str) {
+        use moka::ops::compute::Op;
+        let now = Instant::now();
+        self.cache.entry_by_ref(key).and_compute_with(|current| {
+            match current.map(moka::Entry::into_value) {
+                Some(live) if live.ends > now && live.count > 0 => Op::Put(Window {
+                    count: live.count - 1,
+                    ends: live.ends,
+                }),
+                _ => Op::Nop,
+            }
+        });
+    }
+
     pub(super) fn reset(&self, key: &str) {
         self.cache.invalidate(key);
     }

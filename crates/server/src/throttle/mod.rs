@@ -146,6 +146,25 @@ impl LoginAttempt {
 
     /// The password was wrong: the reserved attempt stays counted.
     pub fn failed(self) {}
+
+    /// The password was right but the login is not complete (a second
+    /// factor is due): the reserved attempt is given back, and earlier
+    /// failures stay counted. Where it was counted: in Redis while it
+    /// answers, else in memory (as the hit).
+    pub async fn given_back(self) {
+        let Some(key) = self.key else { return };
+        let inner = &self.throttle.inner;
+        if let Some(redis) = &inner.redis
+            && redis.is_up()
+        {
+            let shared = key.clone();
+            match redis.call(move |redis| redis.give_back(&shared)).await {
+                Ok(()) => return,
+                Err(error) => redis.mark_down(&error),
+            }
+        }
+        inner.memory.login.give_back(&key);
+    }
 }
 
 impl Throttle {
@@ -319,6 +338,21 @@ mod tests {
         let RetryAfter(wait) = throttle.hit_ip(ip).await.unwrap_err();
         assert!((1..=60).contains(&wait));
         assert_eq!(throttle.hit_ip("10.0.0.2".parse().unwrap()).await, Ok(()));
+    }
+
+    #[actix_web::test]
+    async fn a_given_back_attempt_keeps_earlier_failures() {
+        let throttle = throttle(None, rate(3, 900));
+        let a = email("a@example.com");
+        throttle.reserve_login(&a).await.unwrap().failed();
+        throttle.reserve_login(&a).await.unwrap().failed();
+        // right passwords that stop at the second factor, as many as wished
+        for _ in 0..5 {
+            throttle.reserve_login(&a).await.unwrap().given_back().await;
+        }
+        // the two failures still count: one more reaches the limit
+        throttle.reserve_login(&a).await.unwrap().failed();
+        assert!(throttle.reserve_login(&a).await.is_err());
     }
 
     #[actix_web::test]

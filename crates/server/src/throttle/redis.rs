@@ -83,6 +83,15 @@ if ttl < 0 then
 end
 return {n, ttl}";
 
+/// Takes one back from the key's count while it is above zero, keeping its
+/// expiry. One atomic step.
+const GIVE_BACK_SCRIPT: &str = "\
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 0";
+
 /// The shared counters, and whether they answer.
 pub(super) struct Redis {
     pool: r2d2::Pool<RedisConnector>,
@@ -136,6 +145,16 @@ impl Redis {
             u64::try_from(count).unwrap_or(0),
             Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
         ))
+    }
+
+    pub(super) fn give_back(&self, key: &str) -> Result<(), String> {
+        let mut conn = self.connection()?;
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(GIVE_BACK_SCRIPT)
+            .arg(1)
+            .arg(format!("{PREFIX}{key}"));
+        let _: i64 = conn.query(&eval)?;
+        Ok(())
     }
 
     pub(super) fn reset(&self, key: &str) -> Result<(), String> {

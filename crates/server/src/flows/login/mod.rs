@@ -13,6 +13,7 @@
 //! session and the tokens' `amr`/`aal` follow from it.
 
 pub mod password;
+pub mod second_factor;
 
 use latchkey_auth::IssuedToken;
 use latchkey_domain::factors::{Step, next_step};
@@ -40,6 +41,8 @@ pub struct FirstFactor {
 /// What a completed login starts: the session's tokens, of one kind.
 pub trait SessionKind: Send + 'static {
     type Tokens: Send + 'static;
+    /// How a pending second factor names the kind it continues.
+    const NAME: &'static str;
 
     fn start(
         conn: &mut DbConnection,
@@ -55,6 +58,7 @@ pub struct Pair;
 
 impl SessionKind for Pair {
     type Tokens = TokenPair;
+    const NAME: &'static str = "pair";
 
     fn start(
         conn: &mut DbConnection,
@@ -72,6 +76,7 @@ pub struct Sliding;
 
 impl SessionKind for Sliding {
     type Tokens = IssuedToken;
+    const NAME: &'static str = "sliding";
 
     fn start(
         conn: &mut DbConnection,
@@ -84,11 +89,20 @@ impl SessionKind for Sliding {
     }
 }
 
+/// How a login that passed its first factor ends: a session, or a second
+/// factor asked for.
+enum Outcome<T> {
+    Done(User, T),
+    SecondFactorDue(ApiError),
+}
+
 /// The gates, then the session: 401 `no_active_account` for an inactive
 /// user (a failed login of the account), 401 `email_not_verified` under
 /// `EMAIL_VERIFICATION=mandatory` (the password was right: a success), then
 /// the second factor; only then the one write transaction that starts the
-/// session. Returns the user as stored now.
+/// session — or, for a user with a second factor, that begins the
+/// `mfa_pending` ceremony and answers 401 `mfa_required`
+/// ([`second_factor`]). Returns the user as stored now.
 pub async fn complete_login<K: SessionKind>(
     state: &State,
     first: FirstFactor,
@@ -108,27 +122,52 @@ pub async fn complete_login<K: SessionKind>(
         }
         return Err(ApiError::no_active_account());
     }
-    state.metrics.logins.inc();
-    if let Some(attempt) = attempt {
-        attempt.succeeded().await;
+    if let Err(unverified) = require_verified(state, &user) {
+        if let Some(attempt) = attempt {
+            attempt.succeeded().await;
+        }
+        return Err(unverified);
     }
-    require_verified(state, &user)?;
     let assurance = Assurance::of(vec![method], false);
-    // Nothing enrols a second factor yet (TOTP will): every login is `Done`.
-    if let Step::SecondFactor(_) = next_step(&[], &assurance) {
-        return Err(ApiError::Internal(
-            "a second factor cannot be checked yet".into(),
-        ));
-    }
-    state
+    let outcome = state
         .with_conn(move |conn, app| {
             write_transaction(conn, |conn| {
-                let user = recheck(conn, app, user, upgrade)?;
-                let tokens = K::start(conn, app, user.id, &assurance, &client)?;
-                Ok((user, tokens))
+                let user = recheck(conn, user, upgrade)?;
+                let enrolled = second_factor::enrolled(conn, user.id)?;
+                match next_step(&enrolled, &assurance) {
+                    Step::Done => {
+                        let user = record_login(conn, app, user)?;
+                        let tokens = K::start(conn, app, user.id, &assurance, &client)?;
+                        Ok(Outcome::Done(user, tokens))
+                    }
+                    Step::SecondFactor(methods) => Ok(Outcome::SecondFactorDue(
+                        second_factor::ask(conn, app, &user, &assurance, K::NAME, &methods)?,
+                    )),
+                }
             })
         })
-        .await
+        .await;
+    match outcome {
+        Ok(Outcome::Done(user, tokens)) => {
+            state.metrics.logins.inc();
+            if let Some(attempt) = attempt {
+                attempt.succeeded().await;
+            }
+            Ok((user, tokens))
+        }
+        Ok(Outcome::SecondFactorDue(mfa_required)) => {
+            if let Some(attempt) = attempt {
+                attempt.given_back().await;
+            }
+            Err(mfa_required)
+        }
+        Err(refused) => {
+            if let Some(attempt) = attempt {
+                attempt.given_back().await;
+            }
+            Err(refused)
+        }
+    }
 }
 
 /// Under `mandatory`, the right password of an unverified user is not a
@@ -144,13 +183,8 @@ fn require_verified(state: &AppState, user: &User) -> Result<(), ApiError> {
 }
 
 /// Inside the login's transaction: the user locked and compared with what
-/// the first factor read, then the upgrade and `last_login` written.
-fn recheck(
-    conn: &mut DbConnection,
-    app: &AppState,
-    read: User,
-    upgrade: Option<String>,
-) -> Result<User, ApiError> {
+/// the first factor read, then the hash upgrade written.
+fn recheck(conn: &mut DbConnection, read: User, upgrade: Option<String>) -> Result<User, ApiError> {
     let mut user = User::lock(conn, read.id)?
         .filter(|now| unchanged_since(&read, now))
         .ok_or_else(ApiError::no_active_account)?;
@@ -159,6 +193,11 @@ fn recheck(
     {
         user.password_hash = new_hash;
     }
+    Ok(user)
+}
+
+/// A completed login's `last_login`, when `UPDATE_LAST_LOGIN` asks for it.
+fn record_login(conn: &mut DbConnection, app: &AppState, user: User) -> Result<User, ApiError> {
     if !app.settings.update_last_login {
         return Ok(user);
     }
