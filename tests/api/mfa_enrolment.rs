@@ -38,6 +38,7 @@ tests![
     a_custom_issuer_is_url_encoded_and_pyotp_reads_it_back,
     enrolling_again_replaces_the_pending_secret,
     enrolment_when_totp_is_enabled_is_409,
+    confirm_with_totp_enabled_has_nothing_pending,
     a_wrong_code_at_confirm_is_400_and_a_failed_login,
     confirm_shows_ten_codes_and_starts_an_aal2_session_ending_every_other,
     confirm_by_cookie_sets_the_cookies,
@@ -356,14 +357,21 @@ async fn enrolment_when_totp_is_enabled_is_409(mut ctx: Ctx) {
         .await
         .assert(409, json!({"detail": "TOTP is already enabled."}));
 
-    // Confirming again has nothing pending.
+    assert_enabled(&enrolled.user, 10).await;
+}
+
+async fn confirm_with_totp_enabled_has_nothing_pending(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let enrolled = enrolled_user(&app, "jae@example.com").await;
     let mut totp = enrolled.totp.clone();
     let code = totp.next_code().await;
-    enrolled
+
+    let again = enrolled
         .user
         .post(paths::CONFIRM, json!({"code": code}))
-        .await
-        .assert(400, json!({"detail": "Start TOTP enrolment first."}));
+        .await;
+
+    again.assert(400, json!({"detail": "Start TOTP enrolment first."}));
     assert_enabled(&enrolled.user, 10).await;
 }
 
@@ -655,18 +663,28 @@ async fn disabling_with_a_recovery_code_removes_totp_and_codes(mut ctx: Ctx) {
 }
 
 async fn disabling_needs_the_current_password_and_a_right_code(mut ctx: Ctx) {
+    // One failure locks: each user shows one kind of failure counting. (A
+    // right current_password is a password check that succeeds, which
+    // clears the count, so the two cannot add up on one account.)
     let app = ctx
-        .spawn_with(&[("THROTTLE_LOGIN_FAILURES", "2/15m")])
+        .spawn_with(&[("THROTTLE_LOGIN_FAILURES", "1/15m")])
         .await;
-    let enrolled = enrolled_user(&app, "jae@example.com").await;
-    let user = &enrolled.user;
-    let delete = |body: Value| user.send("DELETE", paths::TOTP, user.bearer().with_json(body));
-    let wrong = enrolled.totp.wrong_code();
+    let jae = enrolled_user(&app, "jae@example.com").await;
+    let kim = enrolled_user(&app, "kim@example.com").await;
+    let delete = |user: &TestUser, body: Value| {
+        let user = user.clone();
+        async move {
+            user.send("DELETE", paths::TOTP, user.bearer().with_json(body))
+                .await
+        }
+    };
+    let wrong = jae.totp.wrong_code();
+    // Field errors are neither a password check nor a wrong code.
     for (body, expected) in field_errors("current_password", &json!({"code": wrong})) {
-        delete(body).await.assert(400, expected);
+        delete(&jae.user, body).await.assert(400, expected);
     }
     for (body, expected) in field_errors("code", &json!({"current_password": PASSWORD})) {
-        delete(body).await.assert(400, expected);
+        delete(&jae.user, body).await.assert(400, expected);
     }
     app.request(
         "DELETE",
@@ -677,17 +695,26 @@ async fn disabling_needs_the_current_password_and_a_right_code(mut ctx: Ctx) {
     .assert_unauthorized(not_provided());
 
     // A wrong password with a right code.
-    let mut totp = enrolled.totp.clone();
+    let mut totp = jae.totp.clone();
     let code = totp.next_code().await;
-    delete(json!({"current_password": "wrong-password-1", "code": code}))
-        .await
-        .assert(400, wrong_current_password());
-    delete(json!({"current_password": PASSWORD, "code": wrong}))
-        .await
-        .assert(400, incorrect_code());
+    delete(
+        &jae.user,
+        json!({"current_password": "wrong-password-1", "code": code}),
+    )
+    .await
+    .assert(400, wrong_current_password());
+    // The right password with a wrong code.
+    delete(
+        &kim.user,
+        json!({"current_password": PASSWORD, "code": kim.totp.wrong_code()}),
+    )
+    .await
+    .assert(400, incorrect_code());
 
-    assert_enabled(user, 10).await;
-    assert_throttled(&app.login("jae@example.com", PASSWORD).await);
+    for enrolled in [&jae, &kim] {
+        assert_enabled(&enrolled.user, 10).await;
+        assert_throttled(&app.login(&enrolled.user.email, PASSWORD).await);
+    }
 }
 
 /// The 400 of `POST /auth/mfa/recovery-codes/` for a user without TOTP
