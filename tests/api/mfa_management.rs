@@ -448,7 +448,7 @@ async fn disable_mfa_turns_totp_off_and_ends_the_sessions_on_a_running_server(mu
         ),
         (
             Some(0),
-            "disabled the second factor of jae@example.com and ended their sessions\n".into(),
+            "disabled the second factor of JAE@example.com and ended their sessions\n".into(),
             String::new()
         )
     );
@@ -479,17 +479,22 @@ async fn disable_mfa_of_an_unknown_login_is_exit_1(mut ctx: Ctx) {
 
     let output = disable_mfa(&url, "nobody@example.com");
 
+    // One line on stderr (with the binary's `error: ` before every
+    // failure), nothing on stdout.
+    let err = text(&output.stderr);
     assert_eq!(
         (
             output.status.code(),
             text(&output.stdout),
-            text(&output.stderr)
+            err.lines().count()
         ),
-        (
-            Some(1),
-            String::new(),
-            "no user with login nobody@example.com\n".into()
-        )
+        (Some(1), String::new(), 1),
+        "{err}"
+    );
+    assert!(
+        err.trim_end()
+            .ends_with("no user with login nobody@example.com"),
+        "{err}"
     );
 }
 
