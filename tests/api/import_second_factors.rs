@@ -14,8 +14,9 @@
 //! (django-otp's `last_t`) and a step twice are refused, a pending device
 //! asks for nothing and a skipped user does not exist; the tokens Django
 //! issued to a TOTP user, and the session adopted from its refresh token,
-//! are at `aal` 1 and meet the `aal2_required` gate. Each test runs on both
-//! latchkey backends.
+//! are at `aal` 1 and meet the `aal2_required` gate; a user whose Django
+//! password is unusable enrols and disables TOTP without a
+//! `current_password`. Each test runs on both latchkey backends.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,6 +44,7 @@ tests![
     imported_users_log_in_with_their_devices_and_unused_codes,
     used_codes_the_used_step_and_pending_or_skipped_users_devices_are_refused,
     the_tokens_django_issued_to_a_totp_user_are_aal1_and_gated,
+    a_user_without_a_usable_password_enrols_and_disables_without_one,
 ];
 
 const MFA_LINE: &str = "imported 21 second factors (6 TOTP devices, 15 recovery codes)";
@@ -713,4 +715,61 @@ async fn the_tokens_django_issued_to_a_totp_user_are_aal1_and_gated(mut ctx: Ctx
     .await;
     renewed.assert_status(200);
     assert_eq!(renewed.body["recovery_codes"].as_array().unwrap().len(), 10);
+}
+
+async fn a_user_without_a_usable_password_enrols_and_disables_without_one(mut ctx: Ctx) {
+    let django = DjangoDb::create(ctx.backend);
+    let made = django.django(
+        &[],
+        Some(&json!({
+            "users": [{"email": "grace@example.com", "unusable": true}],
+            "tokens": [{"email": "grace@example.com"}],
+        })),
+    );
+    let url = ctx.new_database();
+    assert_lines(
+        &import_mfa(&url, &[&django.url]),
+        &["imported 1 users (0 skipped), 1 tokens, 0 blacklisted"],
+    );
+    let app = ctx
+        .spawn_on(&url, &[("SECRET_KEY", DJANGO_SECRET_KEY)])
+        .await;
+    let access = made["tokens"][0]["access"].as_str().unwrap().to_owned();
+    let as_grace =
+        |token: &str, body: Value| latchkey_tests::app::Req::bearer(token).with_json(body);
+
+    let started = app.post(paths::TOTP, as_grace(&access, json!({}))).await;
+
+    let secret = started.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let url = started.body["otpauth_url"].as_str().unwrap_or_default();
+    started.assert(200, json!({"secret": secret, "otpauth_url": url}));
+    let mut device = Authenticator::new(&secret);
+    let code = device.next_code().await;
+    let confirmed = app
+        .post(paths::CONFIRM, as_grace(&access, json!({"code": code})))
+        .await;
+    confirmed.assert_status(200);
+    assert_eq!(assurance(&confirmed.access()).1, json!(2));
+    let codes = confirmed.body["recovery_codes"].as_array().unwrap().clone();
+    assert_eq!(codes.len(), 10);
+
+    app.request(
+        "DELETE",
+        paths::TOTP,
+        as_grace(&confirmed.access(), json!({"code": codes[0]})),
+    )
+    .await
+    .assert(204, Value::Null);
+    app.get(
+        paths::MFA,
+        latchkey_tests::app::Req::bearer(&confirmed.access()),
+    )
+    .await
+    .assert(
+        200,
+        json!({"totp": {"enabled": false}, "recovery_codes": {"unused": 0}, "passkeys": 0}),
+    );
 }

@@ -264,7 +264,12 @@ async fn the_trace_log_holds_no_secret_recovery_code_or_mfa_token(mut ctx: Ctx) 
 
     let output = served.output();
     assert!(output.contains("TRACE"), "trace logging is on: {output}");
-    for route in [paths::TOTP, paths::CONFIRM, paths::VERIFY, paths::RECOVERY_CODES] {
+    for route in [
+        paths::TOTP,
+        paths::CONFIRM,
+        paths::VERIFY,
+        paths::RECOVERY_CODES,
+    ] {
         assert!(output.contains(route), "the request log names {route}");
     }
     secrets.assert_absent(output.as_bytes(), "the server's output");
