@@ -9,8 +9,8 @@
 //! `aal` 2 while every other one ends; `GET /auth/mfa/` in both states;
 //! a new set of codes replaces the old; disabling with a TOTP code or a
 //! recovery code removes both and ends no session. Codes come from pyotp
-//! only (`latchkey_tests::mfa_enrol::Authenticator`), so these are Django
-//! tests (the venv), each on both backends.
+//! only (`latchkey_tests::mfa_enrol::Authenticator`), so the tests that
+//! send one are Django tests (the venv); each runs on both backends.
 
 use std::collections::BTreeSet;
 
@@ -23,7 +23,7 @@ use latchkey_tests::mfa_enrol::{
     login_with_recovery_code, mfa_status, mfa_token_for, paths, pyotp_parse_uri, recovery_codes_of,
     required, start_enrolment, verify_mfa, wrong_current_password,
 };
-use latchkey_tests::{Ctx, PASSWORD, TestUser, payload, tests};
+use latchkey_tests::{Ctx, PASSWORD, TestApp, TestUser, payload, tests};
 use serde_json::{Value, json};
 
 tests![
@@ -210,22 +210,36 @@ async fn enrolment_needs_a_verified_address_while_verification_is_on(mut ctx: Ct
             json!({"detail": "Verify your email address first.", "code": "email_not_verified"}),
         );
     // Verified (as the link would): enrolment starts.
-    {
-        let db = open(&app.database_url);
-        let mut conn = db.get().unwrap();
-        User::update(
-            &mut conn,
-            user.id,
-            &UserChanges {
-                email_verified: Some(true),
-                ..UserChanges::default()
-            },
-        )
-        .unwrap();
-    }
+    mark_verified(&app, user.id);
     start_with(&user, json!({"current_password": PASSWORD}))
         .await
         .assert_status(200);
+
+    // Under `mandatory`: a verified user whose new address is not
+    // verified yet.
+    let mandatory = ctx.spawn_with(&[("EMAIL_VERIFICATION", "mandatory")]).await;
+    let id = mandatory.registered("lee@example.com").await.body["user"]["id"]
+        .as_i64()
+        .unwrap();
+    mark_verified(&mandatory, id);
+    let lee = mandatory.logged_in("lee@example.com").await;
+    start_with(&lee, json!({"current_password": PASSWORD}))
+        .await
+        .assert_status(200);
+    let moved = lee
+        .patch(
+            id,
+            json!({"email": "lee2@example.com", "current_password": PASSWORD}),
+        )
+        .await;
+    moved.assert_status(200);
+    assert_eq!(moved.body["email_verified"], false);
+    start_with(&lee, json!({"current_password": PASSWORD}))
+        .await
+        .assert(
+            403,
+            json!({"detail": "Verify your email address first.", "code": "email_not_verified"}),
+        );
 
     // Under `none` an unverified address is no obstacle.
     let unenforced = ctx.spawn().await;
@@ -234,6 +248,21 @@ async fn enrolment_needs_a_verified_address_while_verification_is_on(mut ctx: Ct
     start_with(&user, json!({"current_password": PASSWORD}))
         .await
         .assert_status(200);
+}
+
+/// Sets user `id`'s address verified, as following the link would.
+fn mark_verified(app: &TestApp, id: i64) {
+    let db = open(&app.database_url);
+    let mut conn = db.get().unwrap();
+    User::update(
+        &mut conn,
+        id,
+        &UserChanges {
+            email_verified: Some(true),
+            ..UserChanges::default()
+        },
+    )
+    .unwrap();
 }
 
 async fn confirm_without_a_pending_secret_is_400(mut ctx: Ctx) {
