@@ -13,6 +13,7 @@ pub mod app;
 pub mod binary;
 pub mod database;
 pub mod django;
+pub mod mfa_enrol;
 pub mod pgbouncer;
 pub mod private_pg;
 pub mod roles;
