@@ -6,8 +6,17 @@
 //! the keys derived from the `SECRET_KEY` the import ran with, to Django's;
 //! pyotp's code (`tests/django/totp_code.py`) of a step after Django's
 //! `last_t` is accepted and the `last_t` step refused; every unused code
-//! is stored hashed and used once; nothing is stored in clear. Each test
-//! runs on both latchkey backends.
+//! is stored hashed and used once; nothing is stored in clear. Then
+//! through the server, as the users themselves: `POST /auth/` asks them
+//! for the second step, which their authenticator app's codes (pyotp's for
+//! their device: 8 digits, 60 s steps, a non-zero t0 included) and their
+//! unused codes complete, while used codes, the step Django last accepted
+//! (django-otp's `last_t`) and a step twice are refused, a pending device
+//! asks for nothing and a skipped user does not exist; the tokens Django
+//! issued to a TOTP user, and the session adopted from its refresh token,
+//! are at `aal` 1 and meet the `aal2_required` gate; a user whose Django
+//! password is unusable enrols and disables TOTP without a
+//! `current_password`. Each test runs on both latchkey backends.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,8 +26,12 @@ use latchkey_auth::sealing::{MfaKeys, Sealed};
 use latchkey_auth::totp::{TotpParams, base32, check};
 use latchkey_persistence::{RecoveryCodes, TotpDevice, db_now};
 use latchkey_tests::binary::{open, run_latchkey};
-use latchkey_tests::{Backend, Ctx, django, tests};
-use serde_json::Value;
+use latchkey_tests::mfa_enrol::{
+    Authenticator, aal2_required, assurance, incorrect_code, incorrect_recovery_code,
+    mfa_token_for, paths, verify_mfa,
+};
+use latchkey_tests::{Backend, Ctx, Response, TestApp, django, tests};
+use serde_json::{Value, json};
 
 use crate::import_django::{DJANGO_SECRET_KEY, DjangoDb, other, stderr, stdout};
 
@@ -28,6 +41,10 @@ tests![
     a_rerun_adds_nothing_never_lowers_a_step_nor_revives_a_used_code,
     a_dry_run_from_the_other_backend_says_would_import_and_writes_nothing,
     an_unparsable_secret_is_listed_with_its_user_id,
+    imported_users_log_in_with_their_devices_and_unused_codes,
+    used_codes_the_used_step_and_pending_or_skipped_users_devices_are_refused,
+    the_tokens_django_issued_to_a_totp_user_are_aal1_and_gated,
+    a_user_without_a_usable_password_enrols_and_disables_without_one,
 ];
 
 const MFA_LINE: &str = "imported 21 second factors (6 TOTP devices, 15 recovery codes)";
@@ -439,4 +456,320 @@ async fn an_unparsable_secret_is_listed_with_its_user_id(mut ctx: Ctx) {
     // Their users and codes are imported all the same.
     assert!(unused_codes(&url, otp_id) > 0);
     assert!(unused_codes(&url, allauth_id) > 0);
+}
+
+// ------------------------------------------------------- logging in
+
+/// The password of every user of the `mfa` scenario (make_django_db.py's
+/// `PASSWORDS['pbkdf2_sha256']`).
+const DJANGO_PASSWORD: &str = "pbkdf2-sha256-pass-1";
+
+/// Imports the `mfa` scenario and serves the result with Django's
+/// SECRET_KEY (the MFA keys derive from it, as they did at the import).
+async fn imported_mfa_app(ctx: &mut Ctx) -> (TestApp, Value) {
+    let (django, made) = mfa_database(ctx.backend);
+    let url = ctx.new_database();
+    assert_lines(&import_mfa(&url, &[&django.url]), &[MFA_LINE, MFA_SUMMARY]);
+    let app = ctx
+        .spawn_on(&url, &[("SECRET_KEY", DJANGO_SECRET_KEY)])
+        .await;
+    (app, made)
+}
+
+/// The authenticator app of a user's Django device, having sent the step
+/// Django last accepted (so it sends later ones only).
+fn app_of(made: &Value, email: &str) -> Authenticator {
+    let e = entry(made, email);
+    if let Some(otp) = e["otp_totp"].as_array().and_then(|d| d.first()) {
+        let mut device = Authenticator::django_otp(
+            otp["key"].as_str().unwrap(),
+            u32::try_from(otp["digits"].as_i64().unwrap()).unwrap(),
+            otp["step"].as_i64().unwrap(),
+            otp["t0"].as_i64().unwrap(),
+        );
+        let last_t = otp["last_t"].as_i64().unwrap();
+        device.last = (last_t >= 0).then_some(last_t);
+        return device;
+    }
+    let totp = &e["allauth_totp"];
+    let mut device = Authenticator::new(totp["secret"].as_str().unwrap());
+    device.digits = u32::try_from(totp["digits"].as_i64().unwrap()).unwrap();
+    device.step = totp["period"].as_i64().unwrap();
+    device
+}
+
+/// Asserts a completed login of `email` (v1's body) whose session has
+/// `amr` `pwd` and `second`, at `aal` 2.
+#[track_caller]
+fn assert_logged_in(done: &Response, email: &str, second: &str) {
+    done.assert(
+        200,
+        json!({
+            "user": done.body["user"],
+            "message": "login success",
+            "token": {"access": done.access(), "refresh": done.refresh()},
+        }),
+    );
+    assert_eq!(done.body["user"]["email"], email, "{}", done.text);
+    for token in [done.access(), done.refresh()] {
+        assert_eq!(
+            assurance(&token),
+            (json!(["pwd", second]), json!(2)),
+            "{email}"
+        );
+    }
+}
+
+async fn imported_users_log_in_with_their_devices_and_unused_codes(mut ctx: Ctx) {
+    let (app, made) = imported_mfa_app(&mut ctx).await;
+
+    for email in IMPORTED_TOTP {
+        let mut device = app_of(&made, email);
+        let mfa_token = mfa_token_for(&app, email, DJANGO_PASSWORD).await;
+        let code = device.next_code().await;
+        assert_eq!(code.len(), device.digits as usize);
+        let done = verify_mfa(&app, &mfa_token, json!({"code": code})).await;
+        assert_logged_in(&done, email, "otp");
+    }
+    for email in WITH_CODES {
+        let (unused, _) = django_codes(&made, email);
+        for code in &unused {
+            let mfa_token = mfa_token_for(&app, email, DJANGO_PASSWORD).await;
+            let done = verify_mfa(&app, &mfa_token, json!({"recovery_code": code})).await;
+            assert_logged_in(&done, email, "rec");
+        }
+    }
+}
+
+async fn used_codes_the_used_step_and_pending_or_skipped_users_devices_are_refused(mut ctx: Ctx) {
+    let (app, made) = imported_mfa_app(&mut ctx).await;
+
+    // The code Django accepted last (its step is last_t): refused; the
+    // next step completes the login; then that step again is refused.
+    for email in ["otp-used@example.com", "otp8@example.com"] {
+        let mut device = app_of(&made, email);
+        let accepted = &entry(&made, email)["otp_totp"][0]["accepted"];
+        let last_t = device.last.unwrap();
+        assert_eq!(accepted["counter"], last_t);
+        assert!(
+            last_t >= device.counter_now() - 1,
+            "{email}: Django's last step {last_t} is already out of the window (now {}); the \
+             database took too long to make",
+            device.counter_now()
+        );
+        let mfa_token = mfa_token_for(&app, email, DJANGO_PASSWORD).await;
+        verify_mfa(&app, &mfa_token, json!({"code": accepted["code"]}))
+            .await
+            .assert(400, incorrect_code());
+        let code = device.next_code().await;
+        assert_logged_in(
+            &verify_mfa(&app, &mfa_token, json!({"code": code})).await,
+            email,
+            "otp",
+        );
+        let again = mfa_token_for(&app, email, DJANGO_PASSWORD).await;
+        verify_mfa(&app, &again, json!({"code": code}))
+            .await
+            .assert(400, incorrect_code());
+    }
+
+    // Used codes (used in Django) are refused, each with its own token,
+    // which an unused code then completes.
+    for email in WITH_CODES {
+        let (unused, used) = django_codes(&made, email);
+        for (used, unused) in used.iter().zip(&unused) {
+            let mfa_token = mfa_token_for(&app, email, DJANGO_PASSWORD).await;
+            verify_mfa(&app, &mfa_token, json!({"recovery_code": used}))
+                .await
+                .assert(400, incorrect_recovery_code());
+            let done = verify_mfa(&app, &mfa_token, json!({"recovery_code": unused})).await;
+            assert_logged_in(&done, email, "rec");
+            // Now used in latchkey: refused too.
+            let again = mfa_token_for(&app, email, DJANGO_PASSWORD).await;
+            verify_mfa(&app, &again, json!({"recovery_code": unused}))
+                .await
+                .assert(400, incorrect_recovery_code());
+        }
+    }
+
+    // A pending device asks for nothing; neither does a user without one.
+    for email in ["otp-pending@example.com", "plain@example.com"] {
+        let login = app.login(email, DJANGO_PASSWORD).await;
+        login.assert_status(200);
+        assert_eq!(login.body["user"]["email"], email);
+        assert_eq!(assurance(&login.access()), (json!(["pwd"]), json!(1)));
+    }
+    // The skipped user is not there to log in.
+    app.login("otp-skipped", DJANGO_PASSWORD)
+        .await
+        .assert_unauthorized(json!({
+            "detail": "No active account found with the given credentials",
+            "code": "no_active_account",
+        }));
+}
+
+async fn the_tokens_django_issued_to_a_totp_user_are_aal1_and_gated(mut ctx: Ctx) {
+    let django = DjangoDb::create(ctx.backend);
+    let made = django.django(
+        &[],
+        Some(&json!({
+            "users": [{"email": "otp@example.com"}],
+            "otp_totp": [{"email": "otp@example.com", "name": "phone"}],
+            "otp_static": [{"email": "otp@example.com", "name": "backup"}],
+            "tokens": [{"email": "otp@example.com"}],
+        })),
+    );
+    let url = ctx.new_database();
+    assert_lines(
+        &import_mfa(&url, &[&django.url]),
+        &[
+            "imported 6 second factors (1 TOTP devices, 5 recovery codes)",
+            "imported 1 users (0 skipped), 1 tokens, 0 blacklisted",
+        ],
+    );
+    let app = ctx
+        .spawn_on(&url, &[("SECRET_KEY", DJANGO_SECRET_KEY)])
+        .await;
+    let id = user_id(&made, "otp@example.com");
+    let access = made["tokens"][0]["access"].as_str().unwrap().to_owned();
+    let refresh = made["tokens"][0]["refresh"].as_str().unwrap().to_owned();
+    let mut device = app_of(&made, "otp@example.com");
+    let send = |token: String, method: &'static str, path: String, body: Value| {
+        let app = &app;
+        async move {
+            let mut req = latchkey_tests::app::Req::bearer(&token);
+            if !body.is_null() {
+                req = req.with_json(body);
+            }
+            app.request(method, &path, req).await
+        }
+    };
+
+    // Django's access token works, and reads the imported second factor.
+    let me = app.me(&access).await;
+    me.assert_status(200);
+    assert_eq!(me.body["id"], id);
+    let status = send(access.clone(), "GET", paths::MFA.into(), Value::Null).await;
+    status.assert_status(200);
+    assert_eq!(
+        (
+            &status.body["totp"]["enabled"],
+            &status.body["recovery_codes"]
+        ),
+        (&json!(true), &json!({"unused": 5})),
+        "{}",
+        status.text
+    );
+    // The session adopted from Django's refresh token: pwd at aal 1.
+    let adopted = app.refresh_token(&refresh).await;
+    adopted.assert_status(200);
+    let adopted_access = adopted.body["access"].as_str().unwrap().to_owned();
+    assert_eq!(assurance(&adopted_access), (json!(["pwd"]), json!(1)));
+
+    let code = device.next_code().await;
+    for token in [&access, &adopted_access] {
+        for (method, path, body) in [
+            (
+                "POST",
+                paths::RECOVERY_CODES.to_owned(),
+                json!({"code": code}),
+            ),
+            (
+                "DELETE",
+                paths::TOTP.to_owned(),
+                json!({"current_password": DJANGO_PASSWORD, "code": code}),
+            ),
+            (
+                "POST",
+                "/auth/password/".to_owned(),
+                json!({"old_password": DJANGO_PASSWORD, "new_password": "a-brand-new-horse-77"}),
+            ),
+            (
+                "PATCH",
+                format!("/list/{id}/"),
+                json!({"email": "renamed@example.com", "current_password": DJANGO_PASSWORD}),
+            ),
+        ] {
+            let response = send(token.clone(), method, path.clone(), body).await;
+            assert_eq!(
+                (response.status, &response.body),
+                (403, &aal2_required()),
+                "{method} {path}: {}",
+                response.text
+            );
+        }
+    }
+
+    // Both steps make a session at aal 2, which passes.
+    let mfa_token = mfa_token_for(&app, "otp@example.com", DJANGO_PASSWORD).await;
+    let (unused, _) = django_codes(&made, "otp@example.com");
+    let done = verify_mfa(&app, &mfa_token, json!({"recovery_code": unused[0]})).await;
+    assert_logged_in(&done, "otp@example.com", "rec");
+    let code = device.next_code().await;
+    let renewed = send(
+        done.access(),
+        "POST",
+        paths::RECOVERY_CODES.into(),
+        json!({"code": code}),
+    )
+    .await;
+    renewed.assert_status(200);
+    assert_eq!(renewed.body["recovery_codes"].as_array().unwrap().len(), 10);
+}
+
+async fn a_user_without_a_usable_password_enrols_and_disables_without_one(mut ctx: Ctx) {
+    let django = DjangoDb::create(ctx.backend);
+    let made = django.django(
+        &[],
+        Some(&json!({
+            "users": [{"email": "grace@example.com", "unusable": true}],
+            "tokens": [{"email": "grace@example.com"}],
+        })),
+    );
+    let url = ctx.new_database();
+    assert_lines(
+        &import_mfa(&url, &[&django.url]),
+        &["imported 1 users (0 skipped), 1 tokens, 0 blacklisted"],
+    );
+    let app = ctx
+        .spawn_on(&url, &[("SECRET_KEY", DJANGO_SECRET_KEY)])
+        .await;
+    let access = made["tokens"][0]["access"].as_str().unwrap().to_owned();
+    let as_grace =
+        |token: &str, body: Value| latchkey_tests::app::Req::bearer(token).with_json(body);
+
+    let started = app.post(paths::TOTP, as_grace(&access, json!({}))).await;
+
+    let secret = started.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let url = started.body["otpauth_url"].as_str().unwrap_or_default();
+    started.assert(200, json!({"secret": secret, "otpauth_url": url}));
+    let mut device = Authenticator::new(&secret);
+    let code = device.next_code().await;
+    let confirmed = app
+        .post(paths::CONFIRM, as_grace(&access, json!({"code": code})))
+        .await;
+    confirmed.assert_status(200);
+    assert_eq!(assurance(&confirmed.access()).1, json!(2));
+    let codes = confirmed.body["recovery_codes"].as_array().unwrap().clone();
+    assert_eq!(codes.len(), 10);
+
+    app.request(
+        "DELETE",
+        paths::TOTP,
+        as_grace(&confirmed.access(), json!({"code": codes[0]})),
+    )
+    .await
+    .assert(204, Value::Null);
+    app.get(
+        paths::MFA,
+        latchkey_tests::app::Req::bearer(&confirmed.access()),
+    )
+    .await
+    .assert(
+        200,
+        json!({"totp": {"enabled": false}, "recovery_codes": {"unused": 0}, "passkeys": 0}),
+    );
 }

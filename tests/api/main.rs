@@ -23,9 +23,12 @@ mod login;
 mod login_races;
 mod login_transaction;
 mod logout;
+mod mfa_enrolment;
 mod mfa_inputs;
 mod mfa_login;
+mod mfa_management;
 mod mfa_races;
+mod mfa_secrecy;
 mod operations;
 mod password_upgrade;
 mod persistence;
@@ -83,6 +86,11 @@ fn main() -> std::process::ExitCode {
         mfa_races::django_tests(),
         email_flows::tests(),
         email_flows::postgres_tests(),
+        mfa_enrolment::tests(),
+        mfa_enrolment::django_tests(),
+        mfa_management::tests(),
+        mfa_management::django_tests(),
+        mfa_secrecy::django_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)

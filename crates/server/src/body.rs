@@ -110,6 +110,17 @@ impl Fields {
         }
     }
 
+    /// A code field (a TOTP or recovery code): as
+    /// [`Fields::required_string`], except that a NUL is kept, for the check
+    /// to refuse as an incorrect code like any character that does not
+    /// belong in a code (the code is never stored).
+    pub fn required_code(&self, field: &str, errors: &mut FieldErrors) -> Option<String> {
+        match self.0.get(field) {
+            Some(Value::String(s)) if s.contains('\0') => Some(s.clone()),
+            _ => self.required_string(field, errors),
+        }
+    }
+
     /// One required string field, alone: its value or the 400.
     pub fn required(&self, field: &str) -> Result<String, ApiError> {
         let mut errors = FieldErrors::default();

@@ -269,6 +269,10 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("Bearer realm=\"api\""),
             ));
         }
+        if let ApiError::MfaRequired { .. } = self {
+            // it carries an mfa_token
+            response.insert_header((header::CACHE_CONTROL, "no-store"));
+        }
         if let ApiError::Throttled(wait) = self {
             response.insert_header((header::RETRY_AFTER, wait.to_string()));
         }

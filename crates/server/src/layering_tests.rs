@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["http/", "routes/", "openapi/", "authn.rs", "origin.rs"],
     ),
     ("flows", &["flows/", "email/sender.rs"]),
-    ("forms", &["forms.rs", "body.rs"]),
+    ("forms", &["forms.rs", "forms/", "body.rs"]),
     ("state", &["state.rs"]),
     ("settings", &["settings/"]),
     (

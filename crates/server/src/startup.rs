@@ -10,7 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use latchkey_auth::{KeyConfig, KeySet, PasswordHasher, TokenCodec};
-use latchkey_persistence::{Database, StoreError, run_pending_migrations};
+use latchkey_persistence::{Database, StoreError, TotpDevice, run_pending_migrations};
 
 use crate::cache::AuthCache;
 use crate::http::middleware::{RouteLabels, record, refuse_foreign_origins};
@@ -102,6 +102,7 @@ fn migrate_when_available(state: web::Data<AppState>) {
                         applied.len()
                     );
                     state.schema_ready.store(true, Ordering::Release);
+                    report_unopenable_secrets(&state);
                     return;
                 }
                 Err(StoreError::Unavailable(_)) => continue,
@@ -109,6 +110,29 @@ fn migrate_when_available(state: web::Data<AppState>) {
             }
         }
     });
+}
+
+/// Logs an error naming `MFA_ENCRYPTION_KEY` while any stored TOTP secret
+/// is sealed under none of the configured keys: its user's codes are
+/// refused (never read as "no TOTP") until the key is set again.
+fn report_unopenable_secrets(state: &AppState) {
+    let ids = state.mfa_keys.key_ids();
+    let counted = state
+        .db
+        .get()
+        .map_err(|e| e.to_string())
+        .and_then(|mut conn| {
+            TotpDevice::count_sealed_outside(&mut conn, &ids).map_err(|e| e.to_string())
+        });
+    match counted {
+        Ok(0) => {}
+        Ok(n) => log::error!(
+            "{n} TOTP secret(s) are sealed under a key that is not configured: set \
+             MFA_ENCRYPTION_KEY (or MFA_PREVIOUS_ENCRYPTION_KEYS) to the value they were sealed \
+             under; until then their users' codes are refused"
+        ),
+        Err(cause) => log::warn!("could not check the stored TOTP secrets' keys: {cause}"),
+    }
 }
 
 /// `/metrics` alone on `METRICS_BIND`: one worker, the same state.
@@ -222,7 +246,9 @@ impl Application {
             schema_ready: AtomicBool::new(schema_ready),
             mailer: crate::email::Mailer::new(),
         }));
-        if !schema_ready {
+        if schema_ready {
+            report_unopenable_secrets(&state);
+        } else {
             migrate_when_available(state.clone());
         }
         crate::email::sender::spawn(state.clone(), delivery);

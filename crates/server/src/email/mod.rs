@@ -26,6 +26,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::NaiveDateTime;
+use latchkey_persistence::outbox::{NewOutboxEmail, OutboxEmail};
+use latchkey_persistence::{DbConnection, StoreError};
 use lettre::message::Mailbox;
 
 use crate::throttle::Rate;
@@ -269,6 +272,26 @@ pub fn decode_uid(uid: &str) -> Option<i64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// Queues a rendered message to `recipient` in the outbox, in the caller's
+/// transaction: the sender delivers it once that commits.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    recipient: &str,
+    rendered: &templates::Rendered,
+    now: NaiveDateTime,
+) -> Result<(), StoreError> {
+    OutboxEmail::enqueue(
+        conn,
+        &NewOutboxEmail::new(
+            recipient,
+            &rendered.subject,
+            &rendered.text,
+            &rendered.html,
+            now,
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use latchkey_persistence::{
 
 use super::sessions::revoke_everything;
 use crate::email::templates::{self, Kind, human_duration, site_name};
-use crate::email::{decode_uid, encode_uid};
+use crate::email::{decode_uid, encode_uid, enqueue};
 use crate::error::{ApiError, FieldErrors};
 use crate::forms::{Body, EmailForm, PasswordResetConfirmForm, VerifyEmailForm, new_password};
 use crate::state::{AppState, State};
@@ -45,25 +45,6 @@ fn after(now: NaiveDateTime, wait: std::time::Duration) -> NaiveDateTime {
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .unwrap_or(NaiveDateTime::MAX)
-}
-
-pub fn queue(
-    conn: &mut DbConnection,
-    recipient: &str,
-    rendered: &templates::Rendered,
-    now: NaiveDateTime,
-) -> Result<(), ApiError> {
-    OutboxEmail::enqueue(
-        conn,
-        &NewOutboxEmail::new(
-            recipient,
-            &rendered.subject,
-            &rendered.text,
-            &rendered.html,
-            now,
-        ),
-    )?;
-    Ok(())
 }
 
 /// Makes a reset token for `user` and renders the email with its link.
@@ -197,7 +178,7 @@ pub fn queue_verification(
         &link,
         settings.email_verification_timeout,
     );
-    queue(conn, &user.email, &rendered, now)
+    Ok(enqueue(conn, &user.email, &rendered, now)?)
 }
 
 /// Register, in the transaction that inserts the user: under `optional`

@@ -59,11 +59,9 @@ impl Form for MfaVerify {
                 None
             }
             (false, true) => fields
-                .required_string("recovery_code", &mut errors)
+                .required_code("recovery_code", &mut errors)
                 .map(Factor::RecoveryCode),
-            _ => fields
-                .required_string("code", &mut errors)
-                .map(Factor::Totp),
+            _ => fields.required_code("code", &mut errors).map(Factor::Totp),
         };
         match (mfa_token, factor) {
             (Some(mfa_token), Some(factor)) if errors.is_empty() => {
@@ -87,9 +85,11 @@ impl Form for TotpCodeForm {
     type Error = ApiError;
 
     fn parse(fields: &Fields, _: &()) -> Result<Self, ApiError> {
-        Ok(TotpCodeForm {
-            code: fields.required("code")?,
-        })
+        let mut errors = FieldErrors::default();
+        match fields.required_code("code", &mut errors) {
+            Some(code) => Ok(TotpCodeForm { code }),
+            None => Err(ApiError::Fields(errors)),
+        }
     }
 }
 
@@ -152,7 +152,7 @@ impl Form for TotpDisable {
     fn parse(fields: &Fields, own: &OwnPassword) -> Result<Self, ApiError> {
         let mut errors = FieldErrors::default();
         let current_password = current_password(fields, own, &mut errors);
-        let code = fields.required_string("code", &mut errors);
+        let code = fields.required_code("code", &mut errors);
         match code {
             Some(code) if errors.is_empty() => Ok(TotpDisable {
                 current_password,
@@ -199,5 +199,10 @@ mod tests {
         );
         let read = MfaVerify::parse(&fields(json!({"mfa_token": "t", "code": "1"})), &()).unwrap();
         assert!(matches!(read.factor, Factor::Totp(code) if code == "1"));
+        // a NUL is a character that does not belong in a code: the check
+        // refuses it as an incorrect code, not the form
+        let read =
+            MfaVerify::parse(&fields(json!({"mfa_token": "t", "code": "12\u{0}34"})), &()).unwrap();
+        assert!(matches!(read.factor, Factor::Totp(code) if code == "12\u{0}34"));
     }
 }

@@ -4,6 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse};
 
+use super::mfa::mfa_required_example;
 use super::responses::{no_store, session_response};
 use crate::error::ApiError;
 use crate::flows::login;
@@ -21,7 +22,9 @@ use crate::views::{ErrorView, SessionView, SlidingView};
     responses(
         (status = 200, description = "Logged in: the user, tokens, and the cookies", body = SessionView),
         InvalidFields,
-        (status = 401, description = "No active account found with the given credentials", body = ErrorView, example = json!(example(&ApiError::no_active_account()))),
+        (status = 401, description = "No active account found with the given credentials; or, for a user with a second factor, `mfa_required` with the `mfa_token` to send to `POST /auth/mfa/verify/`", body = ErrorView,
+            examples(("no_active_account" = (value = json!(example(&ApiError::no_active_account())))),
+                     ("mfa_required" = (value = json!(mfa_required_example()))))),
         Throttled,
         Unavailable,
         BodyRefused))]
@@ -50,7 +53,9 @@ pub async fn login(
     responses(
         (status = 200, description = "A sliding token", body = SlidingView),
         InvalidFields,
-        (status = 401, description = "No active account found with the given credentials", body = ErrorView, example = json!(example(&ApiError::no_active_account()))),
+        (status = 401, description = "No active account found with the given credentials; or, for a user with a second factor, `mfa_required` with the `mfa_token` to send to `POST /auth/mfa/verify/`", body = ErrorView,
+            examples(("no_active_account" = (value = json!(example(&ApiError::no_active_account())))),
+                     ("mfa_required" = (value = json!(mfa_required_example()))))),
         Throttled,
         BodyRefused))]
 pub async fn obtain_sliding(

@@ -144,6 +144,29 @@ pub async fn verify_own_password(
     field: &str,
     message: &str,
 ) -> Result<Option<String>, ApiError> {
+    check_own_password(state, user, raw, field, message, RightPassword::Resets).await
+}
+
+/// What a right own password does to the account's failed logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RightPassword {
+    /// Clears them (a password is all the endpoint asks).
+    Resets,
+    /// Leaves them (a code is checked next, whose wrong guesses must keep
+    /// adding up: a right password must not clear them between guesses).
+    KeepsCount,
+}
+
+/// [`verify_own_password`], saying what a right password does to the
+/// account's failed logins.
+pub async fn check_own_password(
+    state: &AppState,
+    user: &User,
+    raw: String,
+    field: &str,
+    message: &str,
+    right: RightPassword,
+) -> Result<Option<String>, ApiError> {
     let attempt = match Email::parse(&user.email) {
         Ok(email) => Some(state.throttle.reserve_login(&email).await?),
         Err(_) => None,
@@ -151,7 +174,10 @@ pub async fn verify_own_password(
     let (verification, upgrade) = check_password(state, Some(user), raw).await?;
     if verification.matches {
         if let Some(attempt) = attempt {
-            attempt.succeeded().await;
+            match right {
+                RightPassword::Resets => attempt.succeeded().await,
+                RightPassword::KeepsCount => attempt.given_back().await,
+            }
         }
         Ok(upgrade)
     } else {

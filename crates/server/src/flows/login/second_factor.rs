@@ -201,7 +201,21 @@ fn complete(
     let live = Ceremony::find_live(conn, CeremonyKind::MfaPending, handle, db_now())?
         .filter(|ceremony| ceremony.user_id == Some(user_id) && ceremony.tries < MAX_WRONG_CODES)
         .ok_or_else(dead)?;
-    let method = codes::accept(conn, &app.mfa_keys, user_id, factor, unix_now())?;
+    let method = match codes::accept(conn, &app.mfa_keys, user_id, factor, unix_now()) {
+        Ok(method) => method,
+        // Refused because a request with this token and code won meanwhile
+        // (it held the step, then used the ceremony up): the token is spent
+        // (401), not the code wrong, on either backend.
+        Err(Refused::Incorrect(incorrect)) => {
+            return Err(
+                match Ceremony::find_live(conn, CeremonyKind::MfaPending, handle, db_now())? {
+                    Some(_) => Refused::Incorrect(incorrect),
+                    None => dead(),
+                },
+            );
+        }
+        Err(error) => return Err(error),
+    };
     Ceremony::consume(conn, CeremonyKind::MfaPending, handle, db_now())?
         .filter(|ceremony| ceremony.tries < MAX_WRONG_CODES)
         .ok_or_else(dead)?;

@@ -23,7 +23,7 @@ use self::codes::{Incorrect, Refused};
 use self::notices::{Event, queue_notice};
 use crate::email::{EmailSettings, Verification};
 use crate::error::ApiError;
-use crate::flows::login::password::verify_own_password;
+use crate::flows::login::password::{RightPassword, check_own_password};
 use crate::flows::sessions::{WRONG_OLD_PASSWORD, revoke_everything};
 use crate::flows::tokens::{Client, TokenPair, start_session};
 use crate::forms::Body;
@@ -120,18 +120,24 @@ pub async fn start_totp(
 }
 
 /// The caller's own password, when they have one to give (a wrong one is
-/// the v2 `current_password` 400 and a failed login).
+/// the v2 `current_password` 400 and a failed login; a right one leaves the
+/// account's failed logins as they are, since a code may follow).
 async fn check_current_password(
     state: &State,
     caller: &User,
     given: Option<String>,
 ) -> Result<(), ApiError> {
     match given {
-        Some(raw) if caller.has_usable_password() => {
-            verify_own_password(state, caller, raw, "current_password", WRONG_OLD_PASSWORD)
-                .await
-                .map(|_| ())
-        }
+        Some(raw) if caller.has_usable_password() => check_own_password(
+            state,
+            caller,
+            raw,
+            "current_password",
+            WRONG_OLD_PASSWORD,
+            RightPassword::KeepsCount,
+        )
+        .await
+        .map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -327,17 +333,22 @@ pub async fn disable_totp(
 }
 
 /// TOTP off and the recovery codes gone (the device row stays, with its
-/// last step, so no used step comes back).
-fn remove_second_factor(conn: &mut DbConnection, user_id: i64) -> Result<(), ApiError> {
-    TotpDevice::disable(conn, user_id, db_now())?;
-    RecoveryCodes::remove(conn, user_id)?;
-    Ok(())
+/// last step, so no used step comes back): whether there was any.
+fn remove_second_factor(conn: &mut DbConnection, user_id: i64) -> Result<bool, ApiError> {
+    let totp = TotpDevice::disable(conn, user_id, db_now())?;
+    let codes = RecoveryCodes::remove(conn, user_id)?;
+    Ok(totp || codes > 0)
 }
 
 /// `DELETE /list/{id}/mfa/`: a staff member removes another user's second
 /// factor (a lost phone), under the rule of deactivating that user, and
 /// every session of theirs ends.
 pub async fn reset_by_staff(state: &State, caller: &User, id: i64) -> Result<(), ApiError> {
+    // One's own second factor is turned off with a code
+    // (`DELETE /auth/mfa/totp/`), never by rank alone.
+    if caller.id == id {
+        return Err(ApiError::PermissionDenied);
+    }
     let target = state
         .with_conn(move |conn, _| Ok(User::find(conn, id)?))
         .await?
@@ -365,16 +376,19 @@ pub async fn reset_by_staff(state: &State, caller: &User, id: i64) -> Result<(),
 }
 
 /// The staff reset's one transaction (also `latchkey disable-mfa`): the
-/// second factor removed, every session ended, the user told.
+/// second factor removed, every session ended, and the user told when
+/// there was a second factor to remove.
 pub fn reset(
     conn: &mut DbConnection,
     email: &EmailSettings,
     user_id: i64,
 ) -> Result<User, ApiError> {
     write_transaction(conn, |conn| {
-        remove_second_factor(conn, user_id)?;
+        let removed = remove_second_factor(conn, user_id)?;
         let user = revoke_everything(conn, user_id, UserChanges::default())?;
-        queue_notice(conn, email, &user, Event::RemovedByStaff)?;
+        if removed {
+            queue_notice(conn, email, &user, Event::RemovedByStaff)?;
+        }
         Ok(user)
     })
 }

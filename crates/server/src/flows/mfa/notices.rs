@@ -6,10 +6,9 @@
 
 use latchkey_persistence::{DbConnection, User, db_now};
 
-use crate::email::EmailSettings;
 use crate::email::templates::{self, Kind, site_name};
+use crate::email::{EmailSettings, enqueue};
 use crate::error::ApiError;
-use crate::flows::email::queue;
 
 /// What happened to the account's second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,5 +54,5 @@ pub fn queue_notice(
             ("site", &site_name(&email.public_url)),
         ],
     );
-    queue(conn, &user.email, &rendered, now)
+    Ok(enqueue(conn, &user.email, &rendered, now)?)
 }
