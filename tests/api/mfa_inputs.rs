@@ -1,13 +1,16 @@
 //! `POST /auth/mfa/verify/` fed one bad input per test (issue 22; the
-//! decided details: fields read as DRF's `CharField`, "Incorrect code." for
-//! anything but ASCII digits of the right length, whitespace ignored), and
+//! decided details, as `docs/api.md` now words them: fields read as DRF's
+//! `CharField`, "Incorrect code." for anything but ASCII digits of the
+//! right length, a NUL in a code included, whitespace ignored), and
 //! the `mfa_token` where another token belongs. Each test asserts the whole
 //! answer, then what the input cost:
 //!
-//! - a field error (missing, null, blank, a NUL, both codes) spends no try:
+//! - a field error (missing, null, blank, not a string, a NUL in the
+//!   `mfa_token`, both codes) spends no try:
 //!   four wrong codes after it, the right code on the same `mfa_token`
 //!   still logs in;
-//! - a wrong code (letters, full-width digits, 5 or 9 digits) spends one:
+//! - a wrong code (letters, full-width digits, 5, 9 or 1000 digits, a NUL,
+//!   a recovery code outside its alphabet) spends one:
 //!   four wrong codes after it end the token (401), and a new login takes
 //!   the right code, whose step nothing used;
 //! - a token that is not a live `mfa_token` (401) costs the real one
@@ -17,15 +20,17 @@
 
 use jsonwebtoken::Algorithm;
 use latchkey_tests::app::Req;
-use latchkey_tests::mfa::{
-    Enrolled, enrolled, incorrect, password_step, paths, token_not_valid, verify, verify_code,
-    verify_recovery_code,
-};
+use latchkey_tests::mfa_enrol::{Enrolled, paths};
 use latchkey_tests::{Ctx, TEST_SECRET, TestApp, forge, now, payload, tests};
 use serde_json::{Value, json};
 
+use crate::mfa_login::{
+    enrolled, incorrect, password_step, token_not_valid, verify_code, verify_recovery_code,
+};
+
 tests![
     django:
+    an_empty_body_names_both_missing_fields,
     a_missing_mfa_token_is_required,
     a_null_mfa_token_may_not_be_null,
     a_blank_mfa_token_may_not_be_blank,
@@ -33,10 +38,10 @@ tests![
     a_missing_code_is_required,
     a_null_code_may_not_be_null,
     a_blank_code_may_not_be_blank,
-    a_nul_in_the_code_is_not_allowed,
+    a_nul_in_the_code_is_an_incorrect_code,
     a_null_recovery_code_may_not_be_null,
     a_blank_recovery_code_may_not_be_blank,
-    a_nul_in_the_recovery_code_is_not_allowed,
+    a_nul_in_the_recovery_code_is_an_incorrect_code,
     a_code_and_a_recovery_code_together_are_refused,
     letters_are_an_incorrect_code,
     full_width_digits_of_the_right_code_are_an_incorrect_code,
@@ -76,7 +81,7 @@ impl HalfWay {
         let app = ctx.spawn().await;
         let mut jae = enrolled(&app, "jae@example.com").await;
         let mfa_token = password_step(&app, "jae@example.com").await;
-        let code = jae.authenticator.next_code().await;
+        let code = jae.totp.next_code().await;
         HalfWay {
             app,
             jae,
@@ -85,13 +90,14 @@ impl HalfWay {
         }
     }
 
+    /// `POST /auth/mfa/verify/` with exactly `body`.
     async fn verify(&self, body: Value) -> latchkey_tests::Response {
-        verify(&self.app, body).await
+        self.app.post_json(paths::VERIFY, body).await
     }
 
     /// Four wrong codes, each an ordinary 400.
     async fn four_wrong_codes(&mut self) {
-        let wrong = self.jae.authenticator.wrong_code();
+        let wrong = self.jae.totp.wrong_code();
         for _ in 0..4 {
             verify_code(&self.app, &self.mfa_token, &wrong)
                 .await
@@ -142,6 +148,14 @@ const NO_NUL: &str = "Null characters are not allowed.";
 fn with_nul(text: &str) -> String {
     let middle = text.len() / 2;
     format!("{}\u{0}{}", &text[..middle], &text[middle..])
+}
+
+async fn an_empty_body_names_both_missing_fields(mut ctx: Ctx) {
+    let half = HalfWay::new(&mut ctx).await;
+    half.verify(json!({}))
+        .await
+        .assert(400, json!({"mfa_token": [REQUIRED], "code": [REQUIRED]}));
+    half.spent_no_try().await;
 }
 
 async fn a_missing_mfa_token_is_required(mut ctx: Ctx) {
@@ -200,12 +214,14 @@ async fn a_blank_code_may_not_be_blank(mut ctx: Ctx) {
     half.spent_no_try().await;
 }
 
-async fn a_nul_in_the_code_is_not_allowed(mut ctx: Ctx) {
+/// A NUL, like any character that does not belong in a code, makes it an
+/// incorrect code (docs/api.md, "Codes as typed"), not a field error.
+async fn a_nul_in_the_code_is_an_incorrect_code(mut ctx: Ctx) {
     let half = HalfWay::new(&mut ctx).await;
     half.verify(json!({"mfa_token": half.mfa_token, "code": with_nul(&half.code)}))
         .await
-        .assert(400, field_error("code", NO_NUL));
-    half.spent_no_try().await;
+        .assert(400, incorrect("code"));
+    half.spent_one_try().await;
 }
 
 async fn a_null_recovery_code_may_not_be_null(mut ctx: Ctx) {
@@ -224,18 +240,18 @@ async fn a_blank_recovery_code_may_not_be_blank(mut ctx: Ctx) {
     half.spent_no_try().await;
 }
 
-async fn a_nul_in_the_recovery_code_is_not_allowed(mut ctx: Ctx) {
+async fn a_nul_in_the_recovery_code_is_an_incorrect_code(mut ctx: Ctx) {
     let half = HalfWay::new(&mut ctx).await;
     let code = with_nul(&half.jae.recovery_codes[0]);
     half.verify(json!({"mfa_token": half.mfa_token, "recovery_code": code}))
         .await
-        .assert(400, field_error("recovery_code", NO_NUL));
+        .assert(400, incorrect("recovery_code"));
     // The code itself was not used.
     let fresh = password_step(&half.app, "jae@example.com").await;
     verify_recovery_code(&half.app, &fresh, &half.jae.recovery_codes[0])
         .await
         .assert_status(200);
-    half.spent_no_try().await;
+    half.spent_one_try().await;
 }
 
 async fn a_code_and_a_recovery_code_together_are_refused(mut ctx: Ctx) {

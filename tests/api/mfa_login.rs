@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use latchkey_tests::app::Req;
-use latchkey_tests::mfa::{
-    self, Enrolled, enrolled, incorrect, mfa_token_of, password_step, paths, sliding_password_step,
-    token_not_valid, verify_code, verify_recovery_code,
+use latchkey_tests::mfa_enrol::{
+    Authenticator, Enrolled, assert_throttled, login_with_totp, mfa_token_for, mfa_token_of,
+    notices, paths, recovery_codes_of, start_enrolment, verify_mfa,
 };
 use latchkey_tests::smtp::SmtpServer;
 use latchkey_tests::{Ctx, PASSWORD, Response, TestApp, TestUser, payload, tests};
@@ -46,6 +46,7 @@ tests![
     a_password_change_between_the_steps_refuses_the_second_and_spends_no_step,
     deactivation_between_the_steps_refuses_the_second,
     logout_everywhere_between_the_steps_refuses_the_second,
+    a_user_deleted_between_the_steps_makes_the_mfa_token_invalid,
     a_recovery_code_login_sends_the_notice_and_a_totp_login_none,
 ];
 
@@ -68,20 +69,95 @@ fn pwd_rec() -> (Value, Value) {
     (json!(["pwd", "rec"]), json!(2))
 }
 
-/// A 429 of the throttle, whole: the body names the `Retry-After` wait.
-#[track_caller]
-fn assert_throttled(response: &Response) {
-    response.assert_status(429);
-    let wait: u64 = response
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .unwrap();
-    let plural = if wait == 1 { "" } else { "s" };
-    response.assert(
-        429,
-        json!({"detail": format!("Request was throttled. Expected available in {wait} second{plural}.")}),
-    );
+// The second step's helpers that the login, input and race tests share,
+// on top of the enrolment helper's `latchkey_tests::mfa_enrol`.
+
+/// How long a code handed out by [`earliest_code`] stays accepted at
+/// least.
+const MARGIN_MS: i64 = 3000;
+
+/// The code of the step before the current one when this user has sent no
+/// later step and the server accepts it for [`MARGIN_MS`] more; else
+/// [`Authenticator::next_code`] (the current step, then the next). Three
+/// codes in one step, where `next_code` alone gives two and then waits for
+/// the next step.
+pub(crate) async fn earliest_code(totp: &mut Authenticator) -> String {
+    let current = totp.counter_now();
+    let previous = current - 1;
+    let accepted_until_ms = (totp.t0 + (current + 1) * totp.step) * 1000;
+    let left_ms = accepted_until_ms - chrono::Utc::now().timestamp_millis();
+    if totp.last.is_none_or(|last| last < previous) && left_ms > MARGIN_MS {
+        totp.last = Some(previous);
+        return totp.code_at(previous);
+    }
+    totp.next_code().await
+}
+
+/// The code of the last step sent: a replay.
+pub(crate) fn last_code(totp: &Authenticator) -> String {
+    totp.code_at(totp.last.expect("a step was sent"))
+}
+
+/// Confirms the pending `secret` as `user` with [`earliest_code`]
+/// (asserting the 200). `totp` is the user's app: steps it sent before
+/// stay sent.
+pub(crate) async fn confirmed(
+    user: &TestUser,
+    mut totp: Authenticator,
+    secret: String,
+    otpauth_url: String,
+) -> Enrolled {
+    let code = earliest_code(&mut totp).await;
+    let confirmed = user.post(paths::CONFIRM, json!({ "code": code })).await;
+    confirmed.assert_status(200);
+    Enrolled {
+        user: user.with_tokens_of(&confirmed),
+        totp,
+        recovery_codes: recovery_codes_of(&confirmed),
+        secret,
+        otpauth_url,
+    }
+}
+
+/// Registers `email` with [`PASSWORD`] and enables TOTP through the
+/// routes, confirmed with the earliest step accepted (so the test has the
+/// two next ones without waiting).
+pub(crate) async fn enrolled(app: &TestApp, email: &str) -> Enrolled {
+    let user = app.user(email).await;
+    let (secret, otpauth_url) = start_enrolment(&user).await;
+    let totp = Authenticator::new(&secret);
+    confirmed(&user, totp, secret, otpauth_url).await
+}
+
+/// `POST /auth/` with [`PASSWORD`], which must answer `mfa_required`.
+pub(crate) async fn password_step(app: &TestApp, email: &str) -> String {
+    mfa_token_for(app, email, PASSWORD).await
+}
+
+/// `POST /auth/sliding/` with [`PASSWORD`], which must answer
+/// `mfa_required`.
+pub(crate) async fn sliding_password_step(app: &TestApp, email: &str) -> String {
+    mfa_token_of(&app.sliding(email, PASSWORD).await)
+}
+
+/// `POST /auth/mfa/verify/ {"mfa_token", "code"}`.
+pub(crate) async fn verify_code(app: &TestApp, mfa_token: &str, code: &str) -> Response {
+    verify_mfa(app, mfa_token, json!({ "code": code })).await
+}
+
+/// `POST /auth/mfa/verify/ {"mfa_token", "recovery_code"}`.
+pub(crate) async fn verify_recovery_code(app: &TestApp, mfa_token: &str, code: &str) -> Response {
+    verify_mfa(app, mfa_token, json!({ "recovery_code": code })).await
+}
+
+/// A wrong code's 400, under `field` (`code` or `recovery_code`).
+pub(crate) fn incorrect(field: &str) -> Value {
+    json!({ field: ["Incorrect code."] })
+}
+
+/// A spent, expired, forged or foreign `mfa_token`'s 401.
+pub(crate) fn token_not_valid() -> Value {
+    json!({"detail": "Token is invalid or expired", "code": "token_not_valid"})
 }
 
 /// A `Set-Cookie` line without its value and expiry date: what the cookie
@@ -138,8 +214,10 @@ async fn a_totp_users_password_login_answers_mfa_required_and_starts_no_session(
     let jae = enrolled(&app, "jae@example.com").await;
     let before = sessions_of(&app, &jae.user.access).await;
     let login = app.login("jae@example.com", PASSWORD).await;
-    // The whole body, WWW-Authenticate, no access or refresh cookie.
+    // The whole body, WWW-Authenticate, no access or refresh cookie; it
+    // carries a token, so no cache keeps it.
     let mfa_token = mfa_token_of(&login);
+    assert_eq!(login.header("cache-control"), Some("no-store"));
     // Also with the email typed differently, and a second time: a new token.
     let again = app.login("  JAE@Example.com", PASSWORD).await;
     assert_ne!(mfa_token_of(&again), mfa_token);
@@ -152,6 +230,7 @@ async fn a_totp_users_sliding_login_answers_mfa_required(mut ctx: Ctx) {
     let before = sessions_of(&app, &jae.user.access).await;
     let login = app.sliding("jae@example.com", PASSWORD).await;
     mfa_token_of(&login);
+    assert_eq!(login.header("cache-control"), Some("no-store"));
     assert_eq!(sessions_of(&app, &jae.user.access).await, before);
 }
 
@@ -223,7 +302,7 @@ async fn verify_with_a_totp_code_answers_as_the_password_login_would(mut ctx: Ct
 
     let mut jae = enrolled(&app, "jae@example.com").await;
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     let verified = verify_code(&app, &mfa_token, &code).await;
     verified.assert_status(200);
     let (access, refresh) = (verified.access(), verified.refresh());
@@ -288,7 +367,7 @@ async fn verify_after_a_sliding_login_answers_a_sliding_token(mut ctx: Ctx) {
 
     let mut jae = enrolled(&app, "jae@example.com").await;
     let mfa_token = sliding_password_step(&app, "jae@example.com").await;
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     let verified = verify_code(&app, &mfa_token, &code).await;
     verified.assert_status(200);
     let token = verified.sliding();
@@ -320,13 +399,13 @@ async fn the_mfa_token_stops_working_once_used(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let mut jae = enrolled(&app, "jae@example.com").await;
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_status(200);
     // Spent: refused before any code is read, a right one or a recovery
     // code, which stays unused.
-    let next = jae.authenticator.next_code().await;
+    let next = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &next)
         .await
         .assert_unauthorized(token_not_valid());
@@ -415,14 +494,14 @@ async fn a_wrong_code_is_400_and_the_right_one_still_logs_in(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let mut jae = enrolled(&app, "jae@example.com").await;
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let wrong = jae.authenticator.wrong_code();
+    let wrong = jae.totp.wrong_code();
     verify_code(&app, &mfa_token, &wrong)
         .await
         .assert(400, incorrect("code"));
     verify_recovery_code(&app, &mfa_token, "aaaa-bbbb-cccc")
         .await
         .assert(400, incorrect("recovery_code"));
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     let verified = verify_code(&app, &mfa_token, &code).await;
     verified.assert_status(200);
     assert_eq!(amr_aal(&verified.access()), pwd_otp());
@@ -435,7 +514,7 @@ async fn wrong_codes_are_failed_logins_and_past_the_limit_even_the_right_code_is
     let mut jae = enrolled(&app, "jae@example.com").await;
     app.user("kim@example.com").await;
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let wrong = jae.authenticator.wrong_code();
+    let wrong = jae.totp.wrong_code();
     verify_code(&app, &mfa_token, &wrong)
         .await
         .assert(400, incorrect("code"));
@@ -447,7 +526,7 @@ async fn wrong_codes_are_failed_logins_and_past_the_limit_even_the_right_code_is
         .assert(400, incorrect("code"));
     // Three failures: the account is locked, for the right code too, and
     // for the password.
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     assert_throttled(&verify_code(&app, &mfa_token, &code).await);
     assert_throttled(&verify_recovery_code(&app, &mfa_token, &jae.recovery_codes[0]).await);
     assert_throttled(&app.login("jae@example.com", PASSWORD).await);
@@ -487,12 +566,12 @@ async fn a_completed_login_resets_the_failure_count(mut ctx: Ctx) {
         .await
         .assert_unauthorized(no_active_account());
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let wrong = jae.authenticator.wrong_code();
+    let wrong = jae.totp.wrong_code();
     verify_code(&app, &mfa_token, &wrong)
         .await
         .assert(400, incorrect("code"));
     // Two failures; the right code is the third attempt.
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_status(200);
@@ -520,13 +599,13 @@ async fn five_wrong_codes_end_the_mfa_token(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let mut jae = enrolled(&app, "jae@example.com").await;
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let wrong = jae.authenticator.wrong_code();
+    let wrong = jae.totp.wrong_code();
     for _ in 0..5 {
         verify_code(&app, &mfa_token, &wrong)
             .await
             .assert(400, incorrect("code"));
     }
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_unauthorized(token_not_valid());
@@ -545,9 +624,9 @@ async fn five_wrong_codes_end_the_mfa_token(mut ctx: Ctx) {
 /// "After 5 wrong codes": a wrong recovery code is one of them.
 async fn wrong_recovery_codes_spend_the_same_five_tries(mut ctx: Ctx) {
     let app = ctx.spawn().await;
-    let mut jae = enrolled(&app, "jae@example.com").await;
+    let jae = enrolled(&app, "jae@example.com").await;
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let wrong = jae.authenticator.wrong_code();
+    let wrong = jae.totp.wrong_code();
     for n in 0..5 {
         if n % 2 == 0 {
             verify_recovery_code(&app, &mfa_token, "aaaa-bbbb-cccc")
@@ -578,11 +657,11 @@ async fn the_step_used_at_confirm_is_refused_at_verify(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let mut jae = enrolled(&app, "jae@example.com").await;
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let confirmed_with = jae.authenticator.last_code();
+    let confirmed_with = last_code(&jae.totp);
     verify_code(&app, &mfa_token, &confirmed_with)
         .await
         .assert(400, incorrect("code"));
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_status(200);
@@ -591,8 +670,8 @@ async fn the_step_used_at_confirm_is_refused_at_verify(mut ctx: Ctx) {
 async fn a_step_used_at_verify_is_refused_at_the_next_login(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let mut jae = enrolled(&app, "jae@example.com").await;
-    mfa::logged_in_with_totp(&app, &mut jae).await;
-    let used = jae.authenticator.last_code();
+    login_with_totp(&app, "jae@example.com", &mut jae.totp).await;
+    let used = last_code(&jae.totp);
     // Another login, pair or sliding: the same step is refused.
     let mfa_token = password_step(&app, "jae@example.com").await;
     verify_code(&app, &mfa_token, &used)
@@ -602,15 +681,15 @@ async fn a_step_used_at_verify_is_refused_at_the_next_login(mut ctx: Ctx) {
     verify_code(&app, &sliding, &used)
         .await
         .assert(400, incorrect("code"));
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &sliding, &code).await.assert_status(200);
 }
 
 async fn the_last_step_survives_disabling_and_enrolling_again(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let mut jae: Enrolled = enrolled(&app, "jae@example.com").await;
-    let session: TestUser = mfa::logged_in_with_totp(&app, &mut jae).await;
-    let last = jae.authenticator.last_counter().unwrap();
+    let session: TestUser = login_with_totp(&app, "jae@example.com", &mut jae.totp).await;
+    let last = jae.totp.last.unwrap();
     // Disabled (with a recovery code: the last step is used).
     session
         .send(
@@ -628,26 +707,27 @@ async fn the_last_step_survives_disabling_and_enrolling_again(mut ctx: Ctx) {
     // refused at confirm (the last one is still inside the window), the
     // next step enables it.
     let again = TestUser::of(&app, &plain);
-    let fresh = mfa::begin_totp(&again, PASSWORD).await;
-    assert_ne!(fresh.secret, jae.authenticator.secret);
-    let mut authenticator = jae
-        .authenticator
-        .reenrolled(&fresh.secret, &fresh.otpauth_url);
+    let (secret, otpauth_url) = start_enrolment(&again).await;
+    assert_ne!(secret, jae.secret);
+    // The same app, the same user's steps, a new secret.
+    let mut totp = Authenticator::new(&secret);
+    totp.last = jae.totp.last;
     for counter in [last - 1, last] {
-        let code = authenticator.code_of(counter);
-        mfa::confirm_totp(&again, &code)
+        let code = totp.code_at(counter);
+        again
+            .post(paths::CONFIRM, json!({ "code": code }))
             .await
             .assert(400, incorrect("code"));
     }
-    let mut jae = mfa::finish_enrolment(&again, authenticator).await;
+    let mut jae = confirmed(&again, totp, secret, otpauth_url).await;
     // confirm/ used its step: refused at verify, the next accepted.
     let mfa_token = password_step(&app, "jae@example.com").await;
-    let confirmed_with = jae.authenticator.last_code();
-    assert!(jae.authenticator.last_counter().unwrap() > last);
+    let confirmed_with = last_code(&jae.totp);
+    assert!(jae.totp.last.unwrap() > last);
     verify_code(&app, &mfa_token, &confirmed_with)
         .await
         .assert(400, incorrect("code"));
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     let verified = verify_code(&app, &mfa_token, &code).await;
     verified.assert_status(200);
     assert_eq!(amr_aal(&verified.access()), pwd_otp());
@@ -680,7 +760,7 @@ async fn verify_is_in_the_per_ip_bucket_and_the_other_mfa_routes_are_not(mut ctx
         )
         .await;
     let mfa_token = mfa_token_of(&login);
-    let wrong = jae.authenticator.wrong_code();
+    let wrong = jae.totp.wrong_code();
     for _ in 0..2 {
         app.post(
             paths::VERIFY,
@@ -693,7 +773,7 @@ async fn verify_is_in_the_per_ip_bucket_and_the_other_mfa_routes_are_not(mut ctx
         .assert(400, incorrect("code"));
     }
     // The login and two verifies: the bucket is full.
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     assert_throttled(
         &app.post(
             paths::VERIFY,
@@ -774,12 +854,12 @@ async fn an_expired_mfa_token_is_401_and_spends_nothing(mut ctx: Ctx) {
         "{claims}"
     );
     // Within its lifetime a wrong code is an ordinary wrong code.
-    let wrong = jae.authenticator.wrong_code();
+    let wrong = jae.totp.wrong_code();
     verify_code(&app, &mfa_token, &wrong)
         .await
         .assert(400, incorrect("code"));
     actix_web::rt::time::sleep(Duration::from_millis(3200)).await;
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_unauthorized(token_not_valid());
@@ -806,7 +886,7 @@ async fn a_deactivated_totp_user_gets_no_active_account_not_mfa_required(mut ctx
 async fn a_pending_secret_asks_for_no_second_factor(mut ctx: Ctx) {
     let app = ctx.spawn().await;
     let jae = app.user("jae@example.com").await;
-    mfa::begin_totp(&jae, PASSWORD).await;
+    start_enrolment(&jae).await;
     let login = app.login("jae@example.com", PASSWORD).await;
     login.assert_status(200);
     assert_eq!(login.body["message"], "login success");
@@ -826,7 +906,7 @@ async fn a_password_change_between_the_steps_refuses_the_second_and_spends_no_st
         .change_password(PASSWORD, NEW_PASSWORD)
         .await
         .assert_status(200);
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_unauthorized(no_active_account());
@@ -842,7 +922,7 @@ async fn deactivation_between_the_steps_refuses_the_second(mut ctx: Ctx) {
     let mfa_token = password_step(&app, "jae@example.com").await;
     let sliding = sliding_password_step(&app, "jae@example.com").await;
     app.deactivate(&admin, jae.user.id).await;
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     for token in [&mfa_token, &sliding] {
         verify_code(&app, token, &code)
             .await
@@ -863,12 +943,24 @@ async fn logout_everywhere_between_the_steps_refuses_the_second(mut ctx: Ctx) {
         .logout_everywhere()
         .await
         .assert(202, json!({"message": "Logout success"}));
-    let code = jae.authenticator.next_code().await;
+    let code = jae.totp.next_code().await;
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_unauthorized(no_active_account());
     let fresh = password_step(&app, "jae@example.com").await;
     verify_code(&app, &fresh, &code).await.assert_status(200);
+}
+
+async fn a_user_deleted_between_the_steps_makes_the_mfa_token_invalid(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let admin = app.superuser("admin@example.com").await;
+    let mut jae = enrolled(&app, "jae@example.com").await;
+    let mfa_token = password_step(&app, "jae@example.com").await;
+    admin.delete(jae.user.id).await.assert_status(204);
+    let code = jae.totp.next_code().await;
+    verify_code(&app, &mfa_token, &code)
+        .await
+        .assert_unauthorized(token_not_valid());
 }
 
 /// "Using a recovery code […] send[s] the user an email (through the
@@ -887,7 +979,7 @@ async fn a_recovery_code_login_sends_the_notice_and_a_totp_login_none(mut ctx: C
     let mut jae = enrolled(&app, "jae@example.com").await;
     // Enabling TOTP sent its own notice.
     let sent = smtp.wait_for(1, wait).await.len();
-    mfa::logged_in_with_totp(&app, &mut jae).await;
+    login_with_totp(&app, "jae@example.com", &mut jae.totp).await;
     smtp.assert_count_stays(sent, Duration::from_millis(1500))
         .await;
     let mfa_token = password_step(&app, "jae@example.com").await;
@@ -899,20 +991,17 @@ async fn a_recovery_code_login_sends_the_notice_and_a_totp_login_none(mut ctx: C
     assert_eq!(messages.len(), sent + 1, "{messages:#?}");
     let notice = &messages[sent];
     assert_eq!(notice["to"], "jae@example.com");
-    assert_eq!(notice["subject"], "Security notice");
+    assert_eq!(notice["subject"], notices::SUBJECT);
     let text = notice["text"].as_str().unwrap();
     let html = notice["html"].as_str().unwrap_or_default();
-    assert!(
-        text.contains("A recovery code was used on your account."),
-        "{text}"
-    );
+    assert!(text.contains(notices::RECOVERY_CODE_USED), "{text}");
     let bare = code.replace('-', "");
     for secret in [
         code.as_str(),
         bare.as_str(),
         &bare.to_uppercase(),
         &mfa_token,
-        &jae.authenticator.secret,
+        &jae.secret,
     ] {
         assert!(
             !text.contains(secret) && !html.contains(secret),

@@ -13,7 +13,6 @@ pub mod app;
 pub mod binary;
 pub mod database;
 pub mod django;
-pub mod mfa;
 pub mod mfa_enrol;
 pub mod pgbouncer;
 pub mod private_pg;
