@@ -1,12 +1,17 @@
 //! The login's second step (issue 22; "Logging in with a second factor" and
-//! "Details of the second-factor rules", v3): a TOTP user's password login
-//! and sliding login answer `mfa_required` with an `mfa_token` and nothing
-//! else; `POST /auth/mfa/verify/` with pyotp's code or a recovery code then
-//! answers as the first factor would have, at `aal` 2; the token is single
-//! use, dies after 5 wrong codes and expires; wrong codes are failed
-//! logins; a step counts once per user, across re-enrolment; only
-//! `verify/` is in the per-IP bucket. Codes come from pyotp 2.12.0
-//! (`latchkey_tests::mfa`), so these are `django:` tests (the venv).
+//! "Details of the second-factor rules", v3, and `docs/api.md`'s `POST
+//! /auth/mfa/verify/`): a TOTP user's password login and sliding login
+//! answer `mfa_required` with an `mfa_token` and nothing else (an inactive
+//! one `no_active_account`, a pending secret no second step); `POST
+//! /auth/mfa/verify/` with pyotp's code or a recovery code then answers as
+//! the first factor would have, at `aal` 2, and sends a notice for a
+//! recovery code; the token is single use, dies after 5 wrong codes and
+//! expires; wrong codes are failed logins; a step counts once per user,
+//! across re-enrolment; a password change, a deactivation, a logout
+//! everywhere, a deletion or an address no longer verified since the
+//! password step refuse the second (Hardening v3); only `verify/` is in the
+//! per-IP bucket. Codes come from pyotp 2.12.0 (the enrolment helper's
+//! `latchkey_tests::mfa_enrol`), so these are `django:` tests (the venv).
 
 use std::time::Duration;
 
@@ -47,6 +52,7 @@ tests![
     deactivation_between_the_steps_refuses_the_second,
     logout_everywhere_between_the_steps_refuses_the_second,
     a_user_deleted_between_the_steps_makes_the_mfa_token_invalid,
+    an_address_no_longer_verified_under_mandatory_refuses_the_second_step,
     a_recovery_code_login_sends_the_notice_and_a_totp_login_none,
 ];
 
@@ -961,6 +967,49 @@ async fn a_user_deleted_between_the_steps_makes_the_mfa_token_invalid(mut ctx: C
     verify_code(&app, &mfa_token, &code)
         .await
         .assert_unauthorized(token_not_valid());
+}
+
+/// Sets user `id`'s `email_verified` in storage, as the link (or an email
+/// change) would.
+fn set_verified(app: &TestApp, id: i64, verified: bool) {
+    let db = latchkey_tests::binary::open(&app.database_url);
+    let mut conn = db.get().unwrap();
+    latchkey_persistence::User::update(
+        &mut conn,
+        id,
+        &latchkey_persistence::UserChanges {
+            email_verified: Some(verified),
+            ..latchkey_persistence::UserChanges::default()
+        },
+    )
+    .unwrap();
+}
+
+/// How a login completes (v3): the verified gate comes before the second
+/// factor, and verify checks it again.
+async fn an_address_no_longer_verified_under_mandatory_refuses_the_second_step(mut ctx: Ctx) {
+    let app = ctx.spawn_with(&[("EMAIL_VERIFICATION", "mandatory")]).await;
+    let id = app.registered("jae@example.com").await.body["user"]["id"]
+        .as_i64()
+        .unwrap();
+    set_verified(&app, id, true);
+    let user = app.logged_in("jae@example.com").await;
+    let (secret, otpauth_url) = start_enrolment(&user).await;
+    let mut jae = confirmed(&user, Authenticator::new(&secret), secret, otpauth_url).await;
+    let mfa_token = password_step(&app, "jae@example.com").await;
+    set_verified(&app, id, false);
+    let code = jae.totp.next_code().await;
+    verify_code(&app, &mfa_token, &code)
+        .await
+        .assert_unauthorized(
+            json!({"detail": "E-mail is not verified.", "code": "email_not_verified"}),
+        );
+    // Unverified, the password step itself says so, before any mfa_token.
+    app.login("jae@example.com", PASSWORD)
+        .await
+        .assert_unauthorized(
+            json!({"detail": "E-mail is not verified.", "code": "email_not_verified"}),
+        );
 }
 
 /// "Using a recovery code […] send[s] the user an email (through the
