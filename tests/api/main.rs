@@ -15,6 +15,7 @@ mod forged;
 mod hardening;
 mod hardening_cli;
 mod hardening_v3;
+mod identity_storage;
 mod import_django;
 mod import_second_factors;
 mod instances;
@@ -77,6 +78,7 @@ fn main() -> std::process::ExitCode {
         assurance::tests(),
         assurance::django_tests(),
         ceremonies::tests(),
+        identity_storage::tests(),
         second_factor_storage::tests(),
         session_lifecycle::tests(),
         import_django::django_tests(),

@@ -26,6 +26,7 @@ mod connection;
 pub mod django_imports;
 pub mod email_state;
 mod error;
+pub mod identities;
 mod migrations;
 pub mod outbox;
 pub mod recovery_codes;
@@ -42,6 +43,7 @@ pub use connection::{
 };
 pub use django_imports::latest_import_at;
 pub use error::StoreError;
+pub use identities::{AcceptedIdTokens, Identity, NewIdentity};
 pub use migrations::run_pending_migrations;
 pub use recovery_codes::{CodeFormat, RecoveryCodes};
 pub use sessions::{ImportedSession, NewSession, Session, SessionState};

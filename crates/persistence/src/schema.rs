@@ -151,6 +151,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    provider_identities (id) {
+        id -> BigInt,
+        provider -> Text,
+        subject -> Text,
+        user_id -> BigInt,
+        email -> Nullable<Text>,
+        linked_at -> Timestamp,
+        last_login -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    accepted_id_tokens (token_hash) {
+        token_hash -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(outstanding_tokens -> users (user_id));
 diesel::joinable!(blacklisted_tokens -> outstanding_tokens (token_id));
 diesel::joinable!(sessions -> users (user_id));

@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use latchkey_auth::PasswordHasher;
 use latchkey_domain::{Email, NewAccount, Password};
 use latchkey_persistence::{
-    Ceremony, NewUser, OutstandingToken, StoreError, User, db_now, run_pending_migrations,
+    AcceptedIdTokens, Ceremony, NewUser, OutstandingToken, StoreError, User, db_now,
+    run_pending_migrations,
 };
 
 use crate::settings::Settings;
@@ -165,6 +166,8 @@ fn flush_expired_tokens(settings: &Settings) -> Result<(), CommandError> {
     );
     let ceremonies = Ceremony::flush_expired(&mut conn, db_now())?;
     println!("Deleted {ceremonies} expired ceremony row(s).");
+    let id_tokens = AcceptedIdTokens::flush_expired(&mut conn, db_now())?;
+    println!("Deleted {id_tokens} expired accepted ID token(s).");
     Ok(())
 }
 

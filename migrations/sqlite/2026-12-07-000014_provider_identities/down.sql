@@ -1,0 +1,2 @@
+DROP TABLE accepted_id_tokens;
+DROP TABLE provider_identities;
