@@ -26,6 +26,7 @@ mod logout;
 mod mfa_enrolment;
 mod mfa_management;
 mod mfa_secrecy;
+mod oidc_harness;
 mod operations;
 mod password_upgrade;
 mod persistence;
@@ -85,6 +86,7 @@ fn main() -> std::process::ExitCode {
         mfa_management::tests(),
         mfa_management::django_tests(),
         mfa_secrecy::django_tests(),
+        oidc_harness::node_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)
