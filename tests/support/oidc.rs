@@ -61,6 +61,12 @@ pub fn setup() -> Result<(), String> {
             if !version.status.success() {
                 return Err(format!("node --version failed ({})", version.status));
             }
+            let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+            if !node_is_recent_enough(&version) {
+                return Err(format!(
+                    "node {version} is older than {MINIMUM_NODE:?}, which oidc-provider 9 needs (crypto.hash)"
+                ));
+            }
             if pinned_packages_installed() {
                 return Ok(());
             }
@@ -85,6 +91,21 @@ pub fn setup() -> Result<(), String> {
             Ok(())
         })
         .clone()
+}
+
+/// The oldest Node that runs oidc-provider 9 (it asks for 22, and runs on
+/// 20 from 20.12, where `crypto.hash` came).
+const MINIMUM_NODE: (u32, u32) = (20, 12);
+
+/// Whether `node --version` (`v20.20.2`) is at least [`MINIMUM_NODE`].
+fn node_is_recent_enough(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= MINIMUM_NODE
 }
 
 /// Whether every dependency `tests/oidc/package.json` pins is in
