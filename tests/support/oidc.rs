@@ -32,10 +32,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-/// How long a provider may take to print that it listens.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one request to a provider (a page, a control call) may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a provider may take to print that it listens: about half a
+/// second alone, 6 s when 14 start at once on two cores, and more when the
+/// machine is busy with builds (a start took over 30 s at a load of 16).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long one request to a provider (a page, a control call) may take: a
+/// bound for a hung request, not a latency expected.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects and pages a login may go through before it is called stuck.
 const MAX_LOGIN_STEPS: usize = 12;
 
