@@ -80,7 +80,9 @@ impl Ctx {
 /// - `tests![postgres_only: a, b]`: PostgreSQL only, as `postgres_tests()`;
 /// - `tests![django: a, b]`: needs the Django venv, as `django_tests()`;
 /// - `tests![node: a, b]`: needs Node and the test providers
-///   (`tests/oidc/`), as `node_tests()`.
+///   (`tests/oidc/`), as `node_tests()`;
+/// - `tests![django + node: a, b]`: needs both (a Django import, then a
+///   sign-in through the test OpenID Provider), as `django_node_tests()`.
 #[macro_export]
 macro_rules! tests {
     (@list $function:ident, redis: $redis:expr, postgres_only: $postgres_only:expr, django: $django:expr, node: $node:expr; $($name:ident),*) => {
@@ -106,6 +108,9 @@ macro_rules! tests {
     };
     (node: $($name:ident),* $(,)?) => {
         $crate::tests!(@list node_tests, redis: false, postgres_only: false, django: false, node: true; $($name),*);
+    };
+    (django + node: $($name:ident),* $(,)?) => {
+        $crate::tests!(@list django_node_tests, redis: false, postgres_only: false, django: true, node: true; $($name),*);
     };
     ($($name:ident),* $(,)?) => {
         $crate::tests!(@list tests, redis: false, postgres_only: false, django: false, node: false; $($name),*);
@@ -237,23 +242,31 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
     let mut trials = Vec::new();
     for test in tests {
         let short = short_name(&test);
-        let missing = if test.redis {
-            redis
-                .as_ref()
-                .err()
-                .map(|r| format!("Redis unreachable: {r}"))
-        } else if test.django {
-            django
-                .as_ref()
-                .err()
-                .map(|r| format!("Django venv missing: {r}"))
-        } else if test.node {
-            node.as_ref()
-                .err()
-                .map(|r| format!("Node or the test providers missing: {r}"))
-        } else {
-            None
-        };
+        let missing = [
+            (
+                test.redis,
+                redis
+                    .as_ref()
+                    .err()
+                    .map(|r| format!("Redis unreachable: {r}")),
+            ),
+            (
+                test.django,
+                django
+                    .as_ref()
+                    .err()
+                    .map(|r| format!("Django venv missing: {r}")),
+            ),
+            (
+                test.node,
+                node.as_ref()
+                    .err()
+                    .map(|r| format!("Node or the test providers missing: {r}")),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(needed, reason)| reason.filter(|_| needed))
+        .reduce(|a, b| format!("{a}; {b}"));
         if let Some(reason) = missing {
             for backend in ["sqlite", "postgres"] {
                 let reason = reason.clone();
