@@ -30,6 +30,7 @@ mod mfa_login;
 mod mfa_management;
 mod mfa_races;
 mod mfa_secrecy;
+mod oidc_harness;
 mod operations;
 mod password_upgrade;
 mod persistence;
@@ -93,6 +94,7 @@ fn main() -> std::process::ExitCode {
         mfa_management::tests(),
         mfa_management::django_tests(),
         mfa_secrecy::django_tests(),
+        oidc_harness::node_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)

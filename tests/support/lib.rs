@@ -14,6 +14,7 @@ pub mod binary;
 pub mod database;
 pub mod django;
 pub mod mfa_enrol;
+pub mod oidc;
 pub mod pgbouncer;
 pub mod private_pg;
 pub mod roles;

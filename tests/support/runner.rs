@@ -24,6 +24,9 @@ pub struct Test {
     pub postgres_only: bool,
     /// Needs the Django test project's venv (`tests/django/setup.sh`).
     pub django: bool,
+    /// Needs Node and the test providers' npm packages (`tests/oidc/`,
+    /// [`crate::oidc::setup`]).
+    pub node: bool,
 }
 
 /// What a test body gets: its backend, and a way to start servers on
@@ -75,10 +78,14 @@ impl Ctx {
 /// - `tests![a, b]`: on both backends;
 /// - `tests![redis: a, b]`: needs Redis, as `redis_tests()`;
 /// - `tests![postgres_only: a, b]`: PostgreSQL only, as `postgres_tests()`;
-/// - `tests![django: a, b]`: needs the Django venv, as `django_tests()`.
+/// - `tests![django: a, b]`: needs the Django venv, as `django_tests()`;
+/// - `tests![node: a, b]`: needs Node and the test providers
+///   (`tests/oidc/`), as `node_tests()`;
+/// - `tests![django + node: a, b]`: needs both (a Django import, then a
+///   sign-in through the test OpenID Provider), as `django_node_tests()`.
 #[macro_export]
 macro_rules! tests {
-    (@list $function:ident, redis: $redis:expr, postgres_only: $postgres_only:expr, django: $django:expr; $($name:ident),*) => {
+    (@list $function:ident, redis: $redis:expr, postgres_only: $postgres_only:expr, django: $django:expr, node: $node:expr; $($name:ident),*) => {
         pub fn $function() -> Vec<$crate::Test> {
             vec![$($crate::Test {
                 name: concat!(module_path!(), "::", stringify!($name)),
@@ -86,27 +93,34 @@ macro_rules! tests {
                 redis: $redis,
                 postgres_only: $postgres_only,
                 django: $django,
+                node: $node,
             }),*]
         }
     };
     (redis: $($name:ident),* $(,)?) => {
-        $crate::tests!(@list redis_tests, redis: true, postgres_only: false, django: false; $($name),*);
+        $crate::tests!(@list redis_tests, redis: true, postgres_only: false, django: false, node: false; $($name),*);
     };
     (postgres_only: $($name:ident),* $(,)?) => {
-        $crate::tests!(@list postgres_tests, redis: false, postgres_only: true, django: false; $($name),*);
+        $crate::tests!(@list postgres_tests, redis: false, postgres_only: true, django: false, node: false; $($name),*);
     };
     (django: $($name:ident),* $(,)?) => {
-        $crate::tests!(@list django_tests, redis: false, postgres_only: false, django: true; $($name),*);
+        $crate::tests!(@list django_tests, redis: false, postgres_only: false, django: true, node: false; $($name),*);
+    };
+    (node: $($name:ident),* $(,)?) => {
+        $crate::tests!(@list node_tests, redis: false, postgres_only: false, django: false, node: true; $($name),*);
+    };
+    (django + node: $($name:ident),* $(,)?) => {
+        $crate::tests!(@list django_node_tests, redis: false, postgres_only: false, django: true, node: true; $($name),*);
     };
     ($($name:ident),* $(,)?) => {
-        $crate::tests!(@list tests, redis: false, postgres_only: false, django: false; $($name),*);
+        $crate::tests!(@list tests, redis: false, postgres_only: false, django: false, node: false; $($name),*);
     };
 }
 
-/// Whether the arguments select a Django test (so its venv is needed).
-fn django_selected(args: &Arguments, tests: &[Test]) -> bool {
+/// Whether the arguments select a test that `needs` (so it is set up).
+fn selected(args: &Arguments, tests: &[Test], needs: fn(&Test) -> bool) -> bool {
     !args.list
-        && tests.iter().filter(|t| t.django).any(|test| {
+        && tests.iter().filter(|t| needs(t)).any(|test| {
             ["sqlite", "postgres"].iter().any(|backend| {
                 let name = format!("{backend}::{}", short_name(test));
                 !args.is_filtered_out(&Trial::test(name, || Ok(())))
@@ -193,7 +207,7 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
     }
     // The venv is made (tests/django/setup.sh) only when a Django test is
     // about to run, so other filtered runs never wait for pip.
-    let django = if django_selected(&args, &tests) {
+    let django = if selected(&args, &tests, |t| t.django) {
         crate::django::setup().map(|_| ())
     } else {
         Ok(())
@@ -208,20 +222,51 @@ pub fn main(tests: Vec<Test>) -> std::process::ExitCode {
             }
         );
     }
+    // Node and the providers' npm packages, likewise only when a test
+    // that starts a provider is about to run.
+    let node = if selected(&args, &tests, |t| t.node) {
+        crate::oidc::setup()
+    } else {
+        Ok(())
+    };
+    if let Err(reason) = &node {
+        eprintln!(
+            "\n*** The test providers (tests/oidc/, Node) cannot run: {reason}.\n*** {}\n",
+            if required {
+                "CI/LATCHKEY_REQUIRE_POSTGRES is set: every test that needs them will FAIL."
+            } else {
+                "The tests that need them are listed as ignored."
+            }
+        );
+    }
     let mut trials = Vec::new();
     for test in tests {
         let short = short_name(&test);
-        let missing = match (test.redis, test.django) {
-            (true, _) => redis
-                .as_ref()
-                .err()
-                .map(|r| format!("Redis unreachable: {r}")),
-            (_, true) => django
-                .as_ref()
-                .err()
-                .map(|r| format!("Django venv missing: {r}")),
-            _ => None,
-        };
+        let missing = [
+            (
+                test.redis,
+                redis
+                    .as_ref()
+                    .err()
+                    .map(|r| format!("Redis unreachable: {r}")),
+            ),
+            (
+                test.django,
+                django
+                    .as_ref()
+                    .err()
+                    .map(|r| format!("Django venv missing: {r}")),
+            ),
+            (
+                test.node,
+                node.as_ref()
+                    .err()
+                    .map(|r| format!("Node or the test providers missing: {r}")),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(needed, reason)| reason.filter(|_| needed))
+        .reduce(|a, b| format!("{a}; {b}"));
         if let Some(reason) = missing {
             for backend in ["sqlite", "postgres"] {
                 let reason = reason.clone();
