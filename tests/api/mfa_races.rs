@@ -40,6 +40,7 @@ tests![
     one_recovery_code_with_eight_mfa_tokens_on_two_instances_lets_exactly_one_in,
     one_mfa_token_and_one_code_eight_times_on_two_instances_lets_exactly_one_in,
     one_mfa_token_with_eight_different_codes_on_two_instances_lets_exactly_one_in,
+    twenty_wrong_codes_at_once_on_one_mfa_token_have_exactly_five_looked_at,
 ];
 
 const RACERS: usize = 8;
@@ -104,6 +105,64 @@ async fn one_mfa_token_with_eight_different_codes_on_two_instances_lets_exactly_
     mut ctx: Ctx,
 ) {
     run(&mut ctx, Kind::OneTokenManyCodes).await;
+}
+
+/// "After 5 wrong codes the mfa_token stops working", also when twenty
+/// arrive at once on two instances: the token's tries are taken by one
+/// statement before a code is looked at, so exactly five answer 400 and
+/// the other fifteen the 401 of a dead token (the account's own limit is
+/// off here, so only the token's decides).
+async fn twenty_wrong_codes_at_once_on_one_mfa_token_have_exactly_five_looked_at(mut ctx: Ctx) {
+    let off = [
+        ("THROTTLE_LOGIN_FAILURES", "0"),
+        ("THROTTLE_AUTH_PER_IP", "0"),
+    ];
+    let first = ctx.spawn_with(&off).await;
+    let url = first.database_url.clone();
+    let second = ctx.spawn_on(&url, &off).await;
+    let instances = [&first, &second];
+    let mut failures = Vec::new();
+    for trial in 0..(trials() / 5).max(1) {
+        let email = format!("burst-{trial}@example.com");
+        let mut jae = enrolled(instances[trial % 2], &email).await;
+        let mfa_token = password_step(instances[trial % 2], &email).await;
+        let requests: Vec<(u16, Raw)> = (0..20)
+            .map(|n| {
+                let wrong = format!("wrong{n}");
+                (instances[n % 2].port, verify(&mfa_token, "code", &wrong))
+            })
+            .collect();
+        let answers = actix_web::rt::task::spawn_blocking(move || race(requests))
+            .await
+            .unwrap();
+        let looked_at = answers
+            .iter()
+            .filter(|a| (a.status, a.body.clone()) == (400, incorrect("code")))
+            .count();
+        let dead = answers
+            .iter()
+            .filter(|a| (a.status, a.body.clone()) == (401, token_not_valid()))
+            .count();
+        if (looked_at, dead) != (5, 15) {
+            failures.push(format!("trial {trial}: {looked_at} × 400, {dead} × 401"));
+        }
+        // and the right code no longer opens it
+        let code = jae.totp.next_code().await;
+        let late = first
+            .request(
+                "POST",
+                paths::VERIFY,
+                latchkey_tests::app::Req::json(json!({"mfa_token": mfa_token, "code": code})),
+            )
+            .await;
+        if (late.status, late.body.clone()) != (401, token_not_valid()) {
+            failures.push(format!(
+                "trial {trial}: the right code afterwards: {}",
+                late.status
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 /// What the trials came to.

@@ -123,25 +123,36 @@ impl RecoveryCodes {
         )
     }
 
-    /// Uses up the unused code of the user whose hash is one of `hashes`
-    /// (the typed code hashed under each configured key and format), in one
-    /// conditional `UPDATE`: true for the one caller that did. (An imported
-    /// set that holds one code twice has both copies used up at once.)
+    /// Uses up one unused code of the user whose hash is one of `hashes`
+    /// (the typed code hashed under each configured key and format), in
+    /// one conditional `UPDATE` of the first such row: true for the one
+    /// caller that did. An imported set holding one code twice keeps the
+    /// second copy, as django-otp uses one per verification.
     pub fn use_up(
         conn: &mut DbConnection,
         user_id: i64,
         hashes: &[String],
         now: NaiveDateTime,
     ) -> Result<bool, StoreError> {
+        // The subquery reads the table under another name: a target that
+        // filters on its own table is not a valid UPDATE target in diesel.
+        let candidates = diesel::alias!(recovery_codes as candidates);
+        let first_unused = candidates
+            .filter(candidates.field(recovery_codes::user_id).eq(user_id))
+            .filter(candidates.field(recovery_codes::code_hash).eq_any(hashes))
+            .filter(candidates.field(recovery_codes::used_at).is_null())
+            .select(candidates.field(recovery_codes::id))
+            .order(candidates.field(recovery_codes::id).asc())
+            .limit(1)
+            .single_value();
         let updated = diesel::update(
             recovery_codes::table
-                .filter(recovery_codes::user_id.eq(user_id))
-                .filter(recovery_codes::code_hash.eq_any(hashes))
+                .filter(recovery_codes::id.nullable().eq(first_unused))
                 .filter(recovery_codes::used_at.is_null()),
         )
         .set(recovery_codes::used_at.eq(now))
         .execute(conn)?;
-        Ok(updated >= 1)
+        Ok(updated == 1)
     }
 
     /// How many unused codes the user has.

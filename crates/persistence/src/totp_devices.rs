@@ -164,6 +164,27 @@ impl TotpDevice {
             .optional()?)
     }
 
+    /// The user's device, locked for the rest of the transaction (on
+    /// PostgreSQL `FOR UPDATE`; SQLite's write transaction holds the whole
+    /// file): every transaction that checks or changes a second factor
+    /// takes this lock first, so they run one at a time per user and in
+    /// one lock order (device, then codes, ceremony, sessions).
+    pub fn lock(conn: &mut DbConnection, user_id: i64) -> Result<Option<TotpDevice>, StoreError> {
+        Ok(match conn {
+            DbConnection::Postgresql(pg) => totp_devices::table
+                .find(user_id)
+                .select(TotpDevice::as_select())
+                .for_update()
+                .first(pg)
+                .optional()?,
+            DbConnection::Sqlite(sqlite) => totp_devices::table
+                .find(user_id)
+                .select(TotpDevice::as_select())
+                .first(sqlite)
+                .optional()?,
+        })
+    }
+
     /// Stores a pending secret (replacing a pending one), keeping the
     /// row's `last_step_at`. Refused (false) while TOTP is enabled: the
     /// condition is part of the statement.

@@ -125,6 +125,15 @@ struct Inner {
 pub struct LoginAttempt {
     throttle: Throttle,
     key: Option<String>,
+    /// Where the reserved attempt was counted: it is given back there.
+    counted_in: Store,
+}
+
+/// Where a hit was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Redis,
+    Memory,
 }
 
 impl LoginAttempt {
@@ -148,22 +157,21 @@ impl LoginAttempt {
     pub fn failed(self) {}
 
     /// The password was right but the login is not complete (a second
-    /// factor is due): the reserved attempt is given back, and earlier
-    /// failures stay counted. Where it was counted: in Redis while it
-    /// answers, else in memory (as the hit).
+    /// factor is due): the reserved attempt is given back where it was
+    /// counted, and earlier failures stay counted.
     pub async fn given_back(self) {
         let Some(key) = self.key else { return };
         let inner = &self.throttle.inner;
-        if let Some(redis) = &inner.redis
-            && redis.is_up()
-        {
-            let shared = key.clone();
-            match redis.call(move |redis| redis.give_back(&shared)).await {
-                Ok(()) => return,
-                Err(error) => redis.mark_down(&error),
+        match (self.counted_in, &inner.redis) {
+            (Store::Redis, Some(redis)) => {
+                // Redis went away meanwhile: the attempt stays counted
+                // there until its window ends (the safe side).
+                if let Err(error) = redis.call(move |redis| redis.give_back(&key)).await {
+                    redis.mark_down(&error);
+                }
             }
+            _ => inner.memory.login.give_back(&key),
         }
-        inner.memory.login.give_back(&key);
     }
 }
 
@@ -205,7 +213,7 @@ impl Throttle {
 
     /// Counts one hit on `key`; refused when it takes the count past the
     /// rate. In Redis while it answers, else in memory.
-    async fn hit(&self, kind: Kind, key: String, rate: Rate) -> Result<(), RetryAfter> {
+    async fn hit(&self, kind: Kind, key: String, rate: Rate) -> Result<Store, RetryAfter> {
         let window = rate.window.clamp(Duration::from_millis(1), MAX_WINDOW);
         let limit = u64::from(rate.count);
         let memory = self.inner.memory.of(kind);
@@ -224,7 +232,7 @@ impl Throttle {
                             Some((local, local_left)) if count.saturating_add(local) > limit => {
                                 refuse(local_left)
                             }
-                            _ => Ok(()),
+                            _ => Ok(Store::Redis),
                         };
                     }
                     Err(error) => redis.mark_down(&error),
@@ -237,7 +245,7 @@ impl Throttle {
         if count > limit {
             return refuse(left);
         }
-        Ok(())
+        Ok(Store::Memory)
     }
 
     /// The key of an address's per-IP bucket: an IPv4 address (also when
@@ -252,7 +260,7 @@ impl Throttle {
             return Ok(());
         };
         let key = Kind::Ip.key(&self.ip_bucket(ip));
-        self.hit(Kind::Ip, key, rate).await
+        self.hit(Kind::Ip, key, rate).await.map(|_| ())
     }
 
     /// Counts one email sent to `email` (a counter of its own, key prefix
@@ -263,7 +271,7 @@ impl Throttle {
     /// "off" setting to no call at all).
     pub async fn hit_address(&self, email: &Email, rate: Rate) -> Result<(), RetryAfter> {
         let key = Kind::Address.key(email.as_str());
-        self.hit(Kind::Address, key, rate).await
+        self.hit(Kind::Address, key, rate).await.map(|_| ())
     }
 
     /// Reserves one password check for the account before it is made: the
@@ -275,13 +283,15 @@ impl Throttle {
             return Ok(LoginAttempt {
                 throttle: self.clone(),
                 key: None,
+                counted_in: Store::Memory,
             });
         };
         let key = Kind::Login.key(account.as_str());
-        self.hit(Kind::Login, key.clone(), rate).await?;
+        let counted_in = self.hit(Kind::Login, key.clone(), rate).await?;
         Ok(LoginAttempt {
             throttle: self.clone(),
             key: Some(key),
+            counted_in,
         })
     }
 
@@ -294,9 +304,19 @@ impl Throttle {
         LoginAttempt {
             throttle: self.clone(),
             key: Some(Kind::Login.key(account.as_str())),
+            counted_in: Store::Memory,
         }
         .succeeded()
         .await;
+    }
+
+    /// [`Throttle::reserve_login`] for a stored user's address (`None`
+    /// for one that is not an email, which has no counter).
+    pub async fn reserve_login_of(&self, email: &str) -> Result<Option<LoginAttempt>, RetryAfter> {
+        match Email::parse(email) {
+            Ok(email) => self.reserve_login(&email).await.map(Some),
+            Err(_) => Ok(None),
+        }
     }
 }
 

@@ -167,10 +167,7 @@ pub async fn check_own_password(
     message: &str,
     right: RightPassword,
 ) -> Result<Option<String>, ApiError> {
-    let attempt = match Email::parse(&user.email) {
-        Ok(email) => Some(state.throttle.reserve_login(&email).await?),
-        Err(_) => None,
-    };
+    let attempt = state.throttle.reserve_login_of(&user.email).await?;
     let (verification, upgrade) = check_password(state, Some(user), raw).await?;
     if verification.matches {
         if let Some(attempt) = attempt {

@@ -3,26 +3,27 @@
 //! begins an `mfa_pending` ceremony (what the first factor proved, which
 //! session to start, the user as checked) and answers 401 `mfa_required`
 //! with an `mfa_token` whose `jti` names it. `POST /auth/mfa/verify/` then
-//! takes the code and, in ONE write transaction, uses the code (one
+//! takes the code and, in ONE write transaction, takes one of the token's
+//! tries (one statement, which also locks the ceremony), uses the code (one
 //! statement), uses the ceremony up (one statement), re-checks the user
 //! under lock as the first step would, and starts the session.
 
 use latchkey_auth::secrets::secret_hash;
 use latchkey_auth::{IssuedToken, TokenType};
 use latchkey_domain::factors::SecondFactor;
-use latchkey_domain::{Assurance, Email, Method};
+use latchkey_domain::{Assurance, Method};
 use latchkey_persistence::{
-    Ceremony, CeremonyKind, DbConnection, NewCeremony, User, db_now, write_transaction,
+    Ceremony, CeremonyKind, DbConnection, NewCeremony, TotpDevice, User, db_now, write_transaction,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{Pair, SessionKind, Sliding, record_login, require_verified};
 use crate::error::ApiError;
-use crate::flows::mfa::codes::{self, Refused};
+use crate::flows::mfa::codes::{self, Incorrect, Refused};
 use crate::flows::mfa::notices::{Event, queue_notice};
 use crate::flows::tokens::{Client, TokenPair, to_naive};
 use crate::forms::Body;
-use crate::forms::mfa::MfaVerify;
+use crate::forms::mfa::{Factor, MfaVerify};
 use crate::state::{AppState, State, unix_now};
 use crate::views::MfaToken;
 
@@ -41,13 +42,20 @@ pub fn enrolled(conn: &mut DbConnection, user_id: i64) -> Result<Vec<SecondFacto
 /// What the `mfa_pending` ceremony keeps for the second step.
 #[derive(Serialize, Deserialize)]
 struct Pending {
-    /// [`SessionKind::NAME`] of the login that asked.
-    session: String,
+    /// The session the login that asked starts.
+    session: PendingSession,
     /// The first factor's `amr`.
     amr: Vec<String>,
     /// The user as the first factor checked them: what must not have
     /// moved by the second step (as the first step's own re-check).
     checked: Checked,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum PendingSession {
+    Pair,
+    Sliding,
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
@@ -95,7 +103,11 @@ pub fn ask(
     let jti = latchkey_auth::jwt::new_jti();
     let now = unix_now();
     let pending = Pending {
-        session: session.to_owned(),
+        session: if session == Sliding::NAME {
+            PendingSession::Sliding
+        } else {
+            PendingSession::Pair
+        },
         amr: first.amr.iter().map(|m| m.amr().to_owned()).collect(),
         checked: Checked::of(user),
     };
@@ -125,6 +137,13 @@ pub enum Completed {
     Sliding(IssuedToken),
 }
 
+/// How the second step's transaction ended.
+enum Step {
+    Completed(Completed),
+    /// A wrong code, its try counted (committed).
+    Wrong(Incorrect),
+}
+
 /// `POST /auth/mfa/verify/`. The account's login counter is reserved
 /// first (past the limit: 429, right code or not); a wrong code counts as a
 /// failed login and as one of the token's [`MAX_WRONG_CODES`]; only a
@@ -141,41 +160,46 @@ pub async fn verify(
         .map_err(|_| ApiError::token_invalid_or_expired())?;
     let user_id = claims.user_id;
     let handle = secret_hash(&claims.jti);
+    // A dead token answers 401 before the account's counter is touched
+    // (a read that routes the answer; the transaction decides).
+    let lookup = handle.clone();
     let user = state
-        .with_conn(move |conn, _| Ok(User::find(conn, user_id)?))
+        .with_conn(move |conn, _| {
+            let live = Ceremony::find_live(conn, CeremonyKind::MfaPending, &lookup, db_now())?
+                .is_some_and(|c| c.user_id == Some(user_id));
+            Ok(if live {
+                User::find(conn, user_id)?
+            } else {
+                None
+            })
+        })
         .await?
         .ok_or_else(ApiError::token_invalid_or_expired)?;
-    let attempt = match Email::parse(&user.email) {
-        Ok(email) => Some(state.throttle.reserve_login(&email).await?),
-        Err(_) => None,
-    };
+    let attempt = state.throttle.reserve_login_of(&user.email).await?;
     let outcome = state
         .with_conn(move |conn, app| {
-            let completed = write_transaction(conn, |conn| {
+            write_transaction(conn, |conn| {
                 complete(conn, app, user_id, &handle, &factor, &client)
-            });
-            if let Err(Refused::Incorrect(_)) = &completed {
-                count_wrong_code(conn, &handle)?;
-            }
-            Ok(completed)
+            })
         })
-        .await?;
+        .await;
     match outcome {
-        Ok(completed) => {
+        Ok(Step::Completed(completed)) => {
             state.metrics.logins.inc();
             if let Some(attempt) = attempt {
                 attempt.succeeded().await;
             }
+            state.mailer.wake();
             Ok(completed)
         }
-        Err(Refused::Incorrect(incorrect)) => {
+        Ok(Step::Wrong(incorrect)) => {
             state.metrics.login_failures.inc();
             if let Some(attempt) = attempt {
                 attempt.failed();
             }
             Err(incorrect.into())
         }
-        Err(Refused::Error(error)) => {
+        Err(error) => {
             if let Some(attempt) = attempt {
                 attempt.given_back().await;
             }
@@ -184,42 +208,42 @@ pub async fn verify(
     }
 }
 
-/// The second step's one transaction. The code is taken before the
-/// ceremony, so of two requests with one `mfa_token` and one code the
-/// loser finds the step taken (400), and a code is never spent by a
-/// request whose ceremony turns out dead (its use rolls back).
+/// The second step's one transaction. The user's second factor is locked
+/// first (the order every second-factor transaction takes), then the
+/// token's try is taken by one statement that also locks the ceremony: of
+/// any number of requests with one `mfa_token`, on any instance, they run
+/// one at a time, at most [`MAX_WRONG_CODES`] have their code looked at,
+/// and after one completes the others find it spent (401). A wrong code
+/// commits its counted try (the fifth ends the token); anything else that
+/// refuses rolls back, leaving the try, the code and the ceremony as they
+/// were.
 fn complete(
     conn: &mut DbConnection,
     app: &AppState,
     user_id: i64,
     handle: &str,
-    factor: &crate::forms::mfa::Factor,
+    factor: &Factor,
     client: &Client,
-) -> Result<Completed, Refused> {
-    let dead = || Refused::Error(ApiError::token_invalid_or_expired());
-    // A dead ceremony answers 401 before any code is looked at.
-    let live = Ceremony::find_live(conn, CeremonyKind::MfaPending, handle, db_now())?
-        .filter(|ceremony| ceremony.user_id == Some(user_id) && ceremony.tries < MAX_WRONG_CODES)
-        .ok_or_else(dead)?;
+) -> Result<Step, ApiError> {
+    TotpDevice::lock(conn, user_id)?;
+    let now = db_now();
+    let tries = Ceremony::spend_try(conn, MFA, handle, MAX_WRONG_CODES, now)?
+        .ok_or_else(ApiError::token_invalid_or_expired)?;
     let method = match codes::accept(conn, &app.mfa_keys, user_id, factor, unix_now()) {
         Ok(method) => method,
-        // Refused because a request with this token and code won meanwhile
-        // (it held the step, then used the ceremony up): the token is spent
-        // (401), not the code wrong, on either backend.
         Err(Refused::Incorrect(incorrect)) => {
-            return Err(
-                match Ceremony::find_live(conn, CeremonyKind::MfaPending, handle, db_now())? {
-                    Some(_) => Refused::Incorrect(incorrect),
-                    None => dead(),
-                },
-            );
+            if tries >= MAX_WRONG_CODES {
+                Ceremony::consume(conn, MFA, handle, now)?;
+            }
+            return Ok(Step::Wrong(incorrect));
         }
-        Err(error) => return Err(error),
+        Err(Refused::Error(error)) => return Err(error),
     };
-    Ceremony::consume(conn, CeremonyKind::MfaPending, handle, db_now())?
-        .filter(|ceremony| ceremony.tries < MAX_WRONG_CODES)
-        .ok_or_else(dead)?;
-    let pending: Pending = serde_json::from_str(&live.payload)
+    // Live and locked since `spend_try` in this transaction.
+    let ceremony = Ceremony::consume(conn, MFA, handle, now)?
+        .filter(|ceremony| ceremony.user_id == Some(user_id))
+        .ok_or_else(ApiError::token_invalid_or_expired)?;
+    let pending: Pending = serde_json::from_str(&ceremony.payload)
         .map_err(|e| ApiError::Internal(format!("an mfa_pending ceremony: {e}")))?;
     let user = User::lock(conn, user_id)?
         .filter(|now| pending.checked.still_holds(now))
@@ -235,26 +259,15 @@ fn complete(
         queue_notice(conn, &app.settings.email, &user, Event::RecoveryCodeUsed)?;
     }
     let user = record_login(conn, app, user)?;
-    Ok(if pending.session == Sliding::NAME {
-        Completed::Sliding(Sliding::start(conn, app, user.id, &assurance, client)?)
-    } else {
-        let pair = Pair::start(conn, app, user.id, &assurance, client)?;
-        Completed::Pair(Box::new((user, pair)))
-    })
+    Ok(Step::Completed(match pending.session {
+        PendingSession::Sliding => {
+            Completed::Sliding(Sliding::start(conn, app, user.id, &assurance, client)?)
+        }
+        PendingSession::Pair => {
+            let pair = Pair::start(conn, app, user.id, &assurance, client)?;
+            Completed::Pair(Box::new((user, pair)))
+        }
+    }))
 }
 
-/// A wrong code: one more of the token's tries, in one statement; the
-/// last one ends the ceremony.
-fn count_wrong_code(conn: &mut DbConnection, handle: &str) -> Result<(), ApiError> {
-    let tries = Ceremony::spend_try(
-        conn,
-        CeremonyKind::MfaPending,
-        handle,
-        MAX_WRONG_CODES,
-        db_now(),
-    )?;
-    if tries.is_some_and(|tries| tries >= MAX_WRONG_CODES) {
-        Ceremony::consume(conn, CeremonyKind::MfaPending, handle, db_now())?;
-    }
-    Ok(())
-}
+const MFA: CeremonyKind = CeremonyKind::MfaPending;

@@ -13,7 +13,7 @@ use latchkey_auth::recovery_codes::{self, keyed_hash};
 use latchkey_auth::sealing::MfaKeys;
 use latchkey_auth::totp::{self, TotpParams};
 use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
-use latchkey_domain::{Assurance, Email, Method};
+use latchkey_domain::{Assurance, Method};
 use latchkey_persistence::{
     CodeFormat, DbConnection, DeviceShape, RecoveryCodes, SealedSecret, TotpDevice, User,
     UserChanges, db_now, write_transaction,
@@ -145,10 +145,7 @@ async fn check_current_password(
 /// The account's login counter, reserved before a code is checked: a
 /// wrong code is a failed login (past the limit: 429, right code or not).
 async fn reserve(state: &State, user: &User) -> Result<Option<LoginAttempt>, ApiError> {
-    match Email::parse(&user.email) {
-        Ok(email) => Ok(Some(state.throttle.reserve_login(&email).await?)),
-        Err(_) => Ok(None),
-    }
+    Ok(state.throttle.reserve_login_of(&user.email).await?)
 }
 
 /// Settles a reserved attempt by how the code fared: a wrong one stays
@@ -217,7 +214,7 @@ pub async fn confirm_totp(
     let outcome = state
         .with_conn(move |conn, app| {
             Ok(write_transaction(conn, |conn| -> Result<_, Refused> {
-                let device = TotpDevice::find(conn, user_id)?
+                let device = TotpDevice::lock(conn, user_id)?
                     .filter(|d| d.secret_sealed.is_some())
                     .ok_or(ApiError::BadRequest(START_FIRST.into()))?;
                 if device.enabled_at.is_some() {
@@ -258,6 +255,7 @@ pub async fn replace_recovery_codes(
     let outcome = state
         .with_conn(move |conn, app| {
             Ok(write_transaction(conn, |conn| -> Result<_, Refused> {
+                TotpDevice::lock(conn, user_id)?;
                 let user = User::find(conn, user_id)?.ok_or(ApiError::NotAuthenticated)?;
                 codes::accept(
                     conn,
@@ -316,6 +314,7 @@ pub async fn disable_totp(
     let outcome = state
         .with_conn(move |conn, app| {
             Ok(write_transaction(conn, |conn| -> Result<_, Refused> {
+                TotpDevice::lock(conn, user_id)?;
                 let user = User::find(conn, user_id)?.ok_or(ApiError::NotAuthenticated)?;
                 let method = codes::accept(conn, &app.mfa_keys, user_id, &factor, unix_now())?;
                 if method == Method::RecoveryCode {
@@ -384,6 +383,7 @@ pub fn reset(
     user_id: i64,
 ) -> Result<User, ApiError> {
     write_transaction(conn, |conn| {
+        TotpDevice::lock(conn, user_id)?;
         let removed = remove_second_factor(conn, user_id)?;
         let user = revoke_everything(conn, user_id, UserChanges::default())?;
         if removed {
