@@ -4,7 +4,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::responses::{CsrfCookie, no_store, session_response, token_pair, with_tokens};
+use super::responses::{new_session_for, no_store, session_response, token_pair};
 use crate::error::ApiError;
 use crate::flows::login::second_factor::{self, Completed};
 use crate::flows::mfa;
@@ -13,7 +13,7 @@ use crate::forms::Body;
 use crate::forms::mfa::{
     MfaVerify, MfaVerifyForm, TotpCodeForm, TotpDisable, TotpDisableForm, TotpStartForm,
 };
-use crate::http::extract::{CredentialSource, CurrentUser};
+use crate::http::extract::CurrentUser;
 use crate::openapi::shared::{
     BodyRefused, CsrfFailed, Forbidden, InvalidFields, Throttled, Unauthenticated, Unavailable,
     example,
@@ -112,23 +112,12 @@ pub async fn confirm_totp(
 ) -> Result<HttpResponse, ApiError> {
     let (recovery_codes, pair) =
         mfa::confirm_totp(&state, &user.user, &user.claims, body, client).await?;
-    let mut response = HttpResponse::Ok();
-    if user.source == CredentialSource::Cookie {
-        with_tokens(
-            &mut response,
-            &state,
-            &req,
-            &pair.access,
-            Some(&pair.refresh),
-            CsrfCookie::Keep,
-        );
-    } else {
-        response.insert_header(no_store());
-    }
-    Ok(response.json(TotpConfirmedView {
-        recovery_codes,
-        token: token_pair(&pair),
-    }))
+    Ok(
+        new_session_for(&state, &req, user.source, &pair).json(TotpConfirmedView {
+            recovery_codes,
+            token: token_pair(&pair),
+        }),
+    )
 }
 
 /// New recovery codes.

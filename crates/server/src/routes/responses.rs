@@ -9,6 +9,7 @@ use latchkey_auth::{IssuedToken, TokenType};
 use latchkey_persistence::User;
 
 use crate::flows::tokens::TokenPair;
+use crate::http::extract::CredentialSource;
 use crate::state::State;
 use crate::views::{SessionView, TokenPairView, UserView};
 
@@ -52,6 +53,31 @@ pub fn with_tokens(
         _ => new_csrf_token(),
     };
     builder.cookie(policy.csrf_cookie(&csrf));
+}
+
+/// A new session for a signed-in caller (a password change, a TOTP
+/// confirmation): its cookies when the request came by cookie (the
+/// caller's `csrftoken` kept), else only `no-store`.
+pub fn new_session_for(
+    state: &State,
+    req: &HttpRequest,
+    source: CredentialSource,
+    pair: &TokenPair,
+) -> HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    if source == CredentialSource::Cookie {
+        with_tokens(
+            &mut response,
+            state,
+            req,
+            &pair.access,
+            Some(&pair.refresh),
+            CsrfCookie::Keep,
+        );
+    } else {
+        response.insert_header(no_store());
+    }
+    response
 }
 
 pub fn token_pair(pair: &TokenPair) -> TokenPairView {

@@ -12,7 +12,7 @@ use crate::views::{
 use actix_web::{HttpRequest, HttpResponse, web};
 use latchkey_auth::TokenType;
 
-use super::responses::{CsrfCookie, clearing_cookies, no_store, token_pair, with_tokens};
+use super::responses::{clearing_cookies, new_session_for, no_store, token_pair};
 use super::tokens::{Presented, presented_refresh};
 use crate::error::ApiError;
 use crate::flows::sessions;
@@ -62,23 +62,12 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let (_, pair) =
         sessions::change_password(&state, &user.user, &user.claims, body, client).await?;
-    let mut response = HttpResponse::Ok();
-    if user.source == CredentialSource::Cookie {
-        with_tokens(
-            &mut response,
-            &state,
-            &req,
-            &pair.access,
-            Some(&pair.refresh),
-            CsrfCookie::Keep,
-        );
-    } else {
-        response.insert_header(no_store());
-    }
-    Ok(response.json(PasswordChangedView {
-        message: "Password changed".into(),
-        token: token_pair(&pair),
-    }))
+    Ok(
+        new_session_for(&state, &req, user.source, &pair).json(PasswordChangedView {
+            message: "Password changed".into(),
+            token: token_pair(&pair),
+        }),
+    )
 }
 
 /// Slide a sliding token.
