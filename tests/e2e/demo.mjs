@@ -3,55 +3,14 @@
 // log out, log in again — the cookie + X-CSRFToken flow a single-page app uses.
 //
 // usage: node demo.mjs BINARY DATABASE_URL SCREENSHOT
-import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { args, check, run, serve } from "./harness.mjs";
 
-const [binary, databaseUrl, screenshot] = process.argv.slice(2);
-if (!binary || !databaseUrl || !screenshot) {
-  console.error("usage: node demo.mjs BINARY DATABASE_URL SCREENSHOT");
-  process.exit(2);
-}
+const [binary, databaseUrl, screenshot] = args("demo.mjs", ["BINARY", "DATABASE_URL", "SCREENSHOT"]);
+const server = await serve(binary, databaseUrl);
+const base = server.base;
+await server.ready();
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error("FAILED: " + message);
-  console.log("ok - " + message);
-}
-
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
-const work = mkdtempSync(join(tmpdir(), "latchkey-e2e-"));
-const server = spawn(binary, ["serve"], {
-  cwd: work,
-  env: { PATH: process.env.PATH, BIND: `127.0.0.1:${port}`, DATABASE_URL: databaseUrl, BCRYPT_COST: "4", RUST_LOG: "warn" },
-  stdio: ["ignore", "inherit", "inherit"],
-});
-
-let browser;
-let failed = false;
-try {
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base + "/healthz")).ok) break; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+await run(async (browser) => {
   const page = await browser.newPage();
   const status = page.locator("#status");
   const email = `demo-${Date.now()}@example.com`;
@@ -118,13 +77,4 @@ try {
   await page.click("#login-form button");
   await status.filter({ hasText: "Logged in as" }).waitFor();
   check(await page.locator("#me-email").textContent() === email, "logging in with the new password works");
-  console.log("1 passed, 0 failed");
-} catch (error) {
-  failed = true;
-  console.error(error);
-  console.log("0 passed, 1 failed");
-} finally {
-  if (browser) await browser.close();
-  server.kill("SIGTERM");
-}
-process.exit(failed ? 1 : 0);
+}, () => server.stop());

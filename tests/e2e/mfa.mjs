@@ -5,19 +5,15 @@
 // (tests/django/totp_code.py in the tests' Django venv), never from latchkey.
 //
 // usage: node mfa.mjs BINARY DATABASE_URL SCREENSHOT [PYTHON]
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { args, check, run, serve } from "./harness.mjs";
 
-const [binary, databaseUrl, screenshot, pythonArg] = process.argv.slice(2);
-if (!binary || !databaseUrl || !screenshot) {
-  console.error("usage: node mfa.mjs BINARY DATABASE_URL SCREENSHOT [PYTHON]");
-  process.exit(2);
-}
+const [binary, databaseUrl, screenshot, pythonArg] =
+  args("mfa.mjs", ["BINARY", "DATABASE_URL", "SCREENSHOT", "[PYTHON]"]);
 const python = pythonArg || join(tmpdir(), "latchkey-django-venv", "bin", "python");
 if (!existsSync(python)) {
   console.error(`no Python with pyotp at ${python}: run bash tests/django/setup.sh first`);
@@ -38,42 +34,11 @@ async function awayFromBoundary() {
   if (left <= 3) await new Promise((r) => setTimeout(r, (left + 1) * 1000));
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
+const server = await serve(binary, databaseUrl);
+const base = server.base;
+await server.ready();
 
-function check(condition, message) {
-  if (!condition) throw new Error("FAILED: " + message);
-  console.log("ok - " + message);
-}
-
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
-const work = mkdtempSync(join(tmpdir(), "latchkey-e2e-"));
-const server = spawn(binary, ["serve"], {
-  cwd: work,
-  env: { PATH: process.env.PATH, BIND: `127.0.0.1:${port}`, DATABASE_URL: databaseUrl, BCRYPT_COST: "4", RUST_LOG: "warn" },
-  stdio: ["ignore", "inherit", "inherit"],
-});
-
-let browser;
-let failed = false;
-try {
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base + "/healthz")).ok) break; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+await run(async (browser) => {
   const page = await browser.newPage();
   const status = page.locator("#status");
   const email = `mfa-${Date.now()}@example.com`;
@@ -151,13 +116,4 @@ try {
   await page.click("#login-form button");
   await status.filter({ hasText: "Logged in as" }).waitFor();
   check(true, "without TOTP the password alone logs in again");
-  console.log("1 passed, 0 failed");
-} catch (error) {
-  failed = true;
-  console.error(error);
-  console.log("0 passed, 1 failed");
-} finally {
-  if (browser) await browser.close();
-  server.kill("SIGTERM");
-}
-process.exit(failed ? 1 : 0);
+}, () => server.stop());

@@ -8,33 +8,19 @@
 // /tmp/latchkey-smtp-venv, with aiosmtpd: .ci/run creates it).
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { args, check, freePort, run, serve, sleep } from "./harness.mjs";
 
-const [binary, databaseUrl, screenshot] = process.argv.slice(2);
-if (!binary || !databaseUrl || !screenshot) {
-  console.error("usage: node reset.mjs BINARY DATABASE_URL SCREENSHOT");
-  process.exit(2);
-}
+const [binary, databaseUrl, screenshot] = args("reset.mjs", ["BINARY", "DATABASE_URL", "SCREENSHOT"]);
 const here = dirname(fileURLToPath(import.meta.url));
 const venv = process.env.LATCHKEY_SMTP_VENV || "/tmp/latchkey-smtp-venv";
 const python = join(venv, "bin", "python");
 if (!existsSync(python)) {
   console.error(`no ${python}: create the venv (python3 -m venv ${venv} && ${venv}/bin/pip install aiosmtpd)`);
   process.exit(2);
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function listening(port) {
@@ -45,50 +31,26 @@ function listening(port) {
   });
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function check(condition, message) {
-  if (!condition) throw new Error("FAILED: " + message);
-  console.log("ok - " + message);
-}
-
 /** The messages the SMTP server accepted, oldest first. */
 function messages(folder) {
   return readdirSync(folder).filter((n) => n.endsWith(".json")).sort()
     .map((n) => JSON.parse(readFileSync(join(folder, n), "utf8")));
 }
 
-const work = mkdtempSync(join(tmpdir(), "latchkey-e2e-reset-"));
 const mailbox = mkdtempSync(join(tmpdir(), "latchkey-e2e-mail-"));
 const smtpPort = await freePort();
 const smtp = spawn(python, [join(here, "..", "smtp", "capture.py"), String(smtpPort), mailbox], {
   stdio: ["ignore", "ignore", "inherit"],
 });
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
-const server = spawn(binary, ["serve"], {
-  cwd: work,
-  env: {
-    PATH: process.env.PATH, BIND: `127.0.0.1:${port}`, DATABASE_URL: databaseUrl, BCRYPT_COST: "4",
-    RUST_LOG: "warn", SMTP_URL: `smtp+insecure://127.0.0.1:${smtpPort}`, PUBLIC_URL: base,
-    EMAIL_FROM: "latchkey demo <no-reply@example.com>",
-  },
-  stdio: ["ignore", "inherit", "inherit"],
-});
+const server = await serve(binary, databaseUrl, {
+  SMTP_URL: `smtp+insecure://127.0.0.1:${smtpPort}`,
+  EMAIL_FROM: "latchkey demo <no-reply@example.com>",
+}, (base) => ({ PUBLIC_URL: base }));
+const base = server.base;
+for (let i = 0; i < 100 && !(await listening(smtpPort)); i++) await sleep(100);
+await server.ready();
 
-let browser;
-let failed = false;
-try {
-  for (let i = 0; i < 100 && !(await listening(smtpPort)); i++) await sleep(100);
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base + "/healthz")).ok) break; } catch { /* not yet */ }
-    await sleep(100);
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+await run(async (browser) => {
   const context = await browser.newContext();
   const email = `reset-${Date.now()}@example.com`;
   const registered = await fetch(base + "/register/", {
@@ -157,14 +119,4 @@ try {
     return r.status;
   }, link);
   check(reused === 400, "the link works once");
-  console.log("1 passed, 0 failed");
-} catch (error) {
-  failed = true;
-  console.error(error);
-  console.log("0 passed, 1 failed");
-} finally {
-  if (browser) await browser.close();
-  server.kill("SIGTERM");
-  smtp.kill("SIGTERM");
-}
-process.exit(failed ? 1 : 0);
+}, () => { server.stop(); smtp.kill("SIGTERM"); });
