@@ -30,6 +30,7 @@ mod http;
 mod keys;
 mod metrics;
 mod mfa;
+pub mod social;
 mod throttle;
 mod tokens;
 
@@ -97,6 +98,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// `MFA_ISSUER`, `MFA_ENCRYPTION_KEY`, `MFA_PREVIOUS_ENCRYPTION_KEYS`.
     pub mfa: MfaSettings,
+    /// Sign-in with a provider (`SOCIAL_*`).
+    pub social: social::SocialSettings,
     /// Warnings about the configuration, logged when the server starts.
     pub notices: Vec<String>,
 }
@@ -151,6 +154,7 @@ impl Settings {
             crate::telemetry::logging::LogFormat::parse,
         )?;
         let email = email::read(&env, production, &http.bind, http.public_url.as_deref())?;
+        let social = social::read(&env, http.public_url.as_deref(), &http.cors_allowed_origins)?;
         Ok(Settings {
             environment,
             http,
@@ -167,6 +171,7 @@ impl Settings {
             email,
             metrics: MetricsSettings::read(&env, production, &mut notices)?,
             mfa,
+            social,
             notices,
         })
     }
