@@ -214,8 +214,16 @@ async fn enrolment_needs_a_verified_address_while_verification_is_on(mut ctx: Ct
             403,
             json!({"detail": "Verify your email address first.", "code": "email_not_verified"}),
         );
-    // Verified (as the link would): enrolment starts.
+    // Verified (as the link would): enrolment starts, once this instance's
+    // cache of the user has heard of the change from the database's feed
+    // (a write from outside the server, as another instance's would be).
     mark_verified(&app, user.id);
+    for _ in 0..100 {
+        if user.get("/auth/").await.body["email_verified"] == true {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     start_with(&user, json!({"current_password": PASSWORD}))
         .await
         .assert_status(200);
