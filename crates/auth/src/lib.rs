@@ -13,6 +13,7 @@ pub mod error;
 pub mod hashers;
 pub mod jwt;
 pub mod keys;
+pub mod oidc;
 pub mod password;
 pub mod recovery_codes;
 pub mod sealing;
@@ -26,6 +27,8 @@ pub mod totp;
 mod django_hashes_tests;
 #[cfg(test)]
 mod hash_bounds_tests;
+#[cfg(test)]
+mod oidc_tests;
 
 pub use claims::{Claims, TokenType};
 pub use cookies::CookiePolicy;
