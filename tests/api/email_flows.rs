@@ -5,14 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use latchkey_persistence::outbox::{NewOutboxEmail, OutboxEmail};
 use latchkey_persistence::{StoreError, User, UserChanges, db_now, write_transaction};
 use latchkey_tests::app::Req;
-use latchkey_tests::binary::{latchkey_binary, open, run_latchkey};
-use latchkey_tests::smtp::{SmtpServer, free_port, link, param};
+use latchkey_tests::binary::{ServedBinary, open, run_latchkey};
+use latchkey_tests::smtp::{SmtpServer, link, param};
 use latchkey_tests::{Backend, Ctx, PASSWORD, TEST_SECRET, TestApp, tests};
 use serde_json::{Value, json};
 
@@ -575,63 +574,15 @@ async fn production_refuses_verification_without_smtp_and_insecure_smtp_off_loop
     assert!(run(&[("EMAIL_VERIFICATION", "none")]).status.success());
 }
 
-/// `latchkey serve` (the real binary) in the background; killed on drop.
-struct Served {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-}
+/// `latchkey serve` (the real binary) in the background, logging at
+/// `info`; killed on drop.
+struct Served;
 
 impl Served {
-    async fn start(dir: &Path, env: &[(&str, &str)]) -> Served {
-        let bind = format!("127.0.0.1:{}", free_port());
-        let log = dir.join("server.log");
-        let mut command = Command::new(latchkey_binary());
-        command
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("BIND", &bind)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let served = Served {
-            child: command.spawn().unwrap(),
-            base: format!("http://{bind}"),
-            log,
-        };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        while client
-            .get(format!("{}/healthz", served.base))
-            .send()
-            .await
-            .map_or(true, |r| !r.status().is_success())
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{}",
-                served.log()
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        served
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> ServedBinary {
+        let mut all = vec![("RUST_LOG", "info")];
+        all.extend_from_slice(env);
+        ServedBinary::start(dir, &all).await
     }
 }
 
@@ -675,15 +626,15 @@ async fn development_without_smtp_logs_the_email_and_the_request_log_shows_no_to
         200
     );
     let started = Instant::now();
-    while !server.log().contains("#reset?uid=") {
+    while !server.output().contains("#reset?uid=") {
         assert!(
             started.elapsed() < WAIT,
             "no email in the log: {}",
-            server.log()
+            server.output()
         );
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = server.log();
+    let log = server.output();
     assert!(log.contains("To: jae@example.com"), "{log}");
     assert!(log.contains("Subject: "), "{log}");
     assert!(log.contains("HTML part"), "{log}");
@@ -710,7 +661,7 @@ async fn development_without_smtp_logs_the_email_and_the_request_log_shows_no_to
         200
     );
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    let log = server.log();
+    let log = server.output();
     let requests: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("latchkey::request"))

@@ -6,13 +6,13 @@
 //! production guards: `PUBLIC_URL` with email, `/metrics` never public.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use latchkey_domain::Email;
 use latchkey_persistence::User;
-use latchkey_tests::binary::{latchkey_binary, open, run_latchkey};
+use latchkey_tests::binary::{ServedBinary, open, run_latchkey};
 use latchkey_tests::{Ctx, PASSWORD, tests};
 use serde_json::{Value, json};
 
@@ -67,66 +67,14 @@ fn free_port() -> u16 {
 }
 
 /// `latchkey serve` started in the background, in `dir`, with only the
-/// given environment; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
+/// given environment (warnings and errors logged); killed when dropped.
+struct Server;
 
 impl Server {
-    async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let bind = format!("127.0.0.1:{}", free_port());
-        let log = dir.join(format!("server-{}.log", uuid::Uuid::new_v4().simple()));
-        let mut command = Command::new(latchkey_binary());
-        command
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .env("BIND", &bind)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut server = Server {
-            child: command.spawn().expect("latchkey serve starts"),
-            base: format!("http://{bind}"),
-            log,
-        };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(format!("{}/healthz", server.base)).send().await
-                && response.status().is_success()
-            {
-                break;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("the server exited ({status}): {}", server.stderr());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the server did not start: {}",
-                server.stderr()
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> ServedBinary {
+        let mut all = vec![("RUST_LOG", "warn")];
+        all.extend_from_slice(env);
+        ServedBinary::start(dir, &all).await
     }
 }
 
@@ -230,7 +178,7 @@ async fn a_short_secret_key_is_warned_about_in_development(mut ctx: Ctx) {
         response.json::<Value>().await.unwrap(),
         json!({"status": "ok", "database": "ok"})
     );
-    let log = server.stderr();
+    let log = server.output();
     assert!(
         log.lines()
             .any(|l| l.contains("WARN") && l.contains("SECRET_KEY")),

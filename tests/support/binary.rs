@@ -1,11 +1,14 @@
 //! The real `latchkey` binary, and direct storage access for arranging
 //! tests (never for mocking).
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use latchkey_persistence::{Database, DatabaseUrl, PoolOptions, User, UserChanges};
+
+use crate::app::{Req, Response};
 
 /// Builds (once) and returns the debug `latchkey` binary of this workspace.
 ///
@@ -99,4 +102,81 @@ pub fn set_flags(database_url: &str, id: i64, staff: bool, superuser: bool) {
         },
     )
     .unwrap();
+}
+
+/// `latchkey serve` (the real binary) in the background with only the
+/// given environment, its stdout and stderr kept in one file; killed when
+/// dropped.
+pub struct ServedBinary {
+    child: Child,
+    pub base: String,
+    log: PathBuf,
+}
+
+impl ServedBinary {
+    /// Starts it in `dir` and waits until `/healthz` answers.
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> ServedBinary {
+        let bind = format!("127.0.0.1:{}", crate::smtp::free_port());
+        let log = dir.join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(latchkey_binary());
+        command
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("BIND", &bind)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut served = ServedBinary {
+            child: command.spawn().expect("latchkey serve starts"),
+            base: format!("http://{bind}"),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = client.get(format!("{}/healthz", served.base)).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            if let Some(status) = served.child.try_wait().unwrap() {
+                panic!("the server exited ({status}): {}", served.output());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start: {}",
+                served.output()
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        served
+    }
+
+    /// Everything it wrote so far, stdout and stderr.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// A request to it, as [`TestApp::request`] makes them.
+    pub async fn request(&self, method: &str, path: &str, req: Req) -> Response {
+        crate::app::Http {
+            address: self.base.clone(),
+            client: reqwest::Client::new(),
+        }
+        .request(method, path, req)
+        .await
+    }
+}
+
+impl Drop for ServedBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

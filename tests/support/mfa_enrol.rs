@@ -12,13 +12,12 @@
 //! now on, so no code is sent near a boundary where it could fall out of
 //! the window. A third code within one step waits for the next step.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::app::{Req, Response, TestApp};
+use crate::app::{Response, TestApp};
 use crate::{PASSWORD, TestUser, django};
 
 /// The second factor's paths.
@@ -351,82 +350,7 @@ pub mod notices {
         "New recovery codes were generated for your account; the earlier ones no longer work.";
 }
 
-/// `latchkey serve` (the real binary) in the background with only the
-/// given environment, its stdout and stderr kept in one file; killed when
-/// dropped.
-pub struct ServedBinary {
-    child: Child,
-    pub base: String,
-    log: PathBuf,
-}
-
-impl ServedBinary {
-    /// Starts it in `dir` and waits until `/healthz` answers.
-    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> ServedBinary {
-        let bind = format!("127.0.0.1:{}", crate::smtp::free_port());
-        let log = dir.join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(crate::binary::latchkey_binary());
-        command
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("BIND", &bind)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut served = ServedBinary {
-            child: command.spawn().expect("latchkey serve starts"),
-            base: format!("http://{bind}"),
-            log,
-        };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(format!("{}/healthz", served.base)).send().await
-                && response.status().is_success()
-            {
-                break;
-            }
-            if let Some(status) = served.child.try_wait().unwrap() {
-                panic!("the server exited ({status}): {}", served.output());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the server did not start: {}",
-                served.output()
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        served
-    }
-
-    /// Everything it wrote so far, stdout and stderr.
-    pub fn output(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    /// A request to it, as [`TestApp::request`] makes them.
-    pub async fn request(&self, method: &str, path: &str, req: Req) -> Response {
-        crate::app::Http {
-            address: self.base.clone(),
-            client: reqwest::Client::new(),
-        }
-        .request(method, path, req)
-        .await
-    }
-}
-
-impl Drop for ServedBinary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use crate::binary::ServedBinary;
 
 /// The 401 of an access token whose session has ended.
 pub fn ended_access() -> Value {
