@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use latchkey_tests::app::Req;
 use latchkey_tests::mfa_enrol::{
-    Authenticator, Enrolled, assert_throttled, login_with_totp, mfa_token_for, mfa_token_of,
-    notices, paths, recovery_codes_of, start_enrolment, verify_mfa,
+    Authenticator, Enrolled, assert_throttled, confirm_with, login_with_totp, mfa_token_for,
+    mfa_token_of, notices, paths, start_enrolment, verify_mfa,
 };
 use latchkey_tests::smtp::SmtpServer;
 use latchkey_tests::{Ctx, PASSWORD, Response, TestApp, TestUser, payload, tests};
@@ -114,15 +114,7 @@ pub(crate) async fn confirmed(
     otpauth_url: String,
 ) -> Enrolled {
     let code = earliest_code(&mut totp).await;
-    let confirmed = user.post(paths::CONFIRM, json!({ "code": code })).await;
-    confirmed.assert_status(200);
-    Enrolled {
-        user: user.with_tokens_of(&confirmed),
-        totp,
-        recovery_codes: recovery_codes_of(&confirmed),
-        secret,
-        otpauth_url,
-    }
+    confirm_with(user, totp, &code, secret, otpauth_url).await
 }
 
 /// Registers `email` with [`PASSWORD`] and enables TOTP through the

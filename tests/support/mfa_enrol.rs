@@ -229,6 +229,18 @@ pub async fn enrol(user: &TestUser) -> Enrolled {
     let (secret, otpauth_url) = start_enrolment(user).await;
     let mut totp = Authenticator::new(&secret);
     let code = totp.next_code().await;
+    confirm_with(user, totp, &code, secret, otpauth_url).await
+}
+
+/// Confirms the pending secret with `code` (200 asserted): the enrolled
+/// user, holding the new session's tokens and the recovery codes.
+pub async fn confirm_with(
+    user: &TestUser,
+    totp: Authenticator,
+    code: &str,
+    secret: String,
+    otpauth_url: String,
+) -> Enrolled {
     let confirmed = user.post(paths::CONFIRM, json!({"code": code})).await;
     confirmed.assert_status(200);
     Enrolled {
