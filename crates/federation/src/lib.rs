@@ -114,6 +114,9 @@ pub struct CodeExchange<'a> {
     pub redirect_uri: &'a str,
     pub pkce_verifier: Option<&'a str>,
     pub nonce: Option<&'a str>,
+    /// The callback's `iss` (RFC 9207), when the provider sent one: it must
+    /// be the issuer the flow went to (a mix-up of providers is refused).
+    pub issuer: Option<&'a str>,
 }
 
 /// Why a provider call failed.

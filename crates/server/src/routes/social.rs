@@ -251,6 +251,7 @@ pub async fn callback(
         state: take("state"),
         code: take("code"),
         error: take("error"),
+        issuer: take("iss"),
     };
     let cookie = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned());
     let form_post = provider.form_post();
