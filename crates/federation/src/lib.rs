@@ -64,6 +64,9 @@ pub struct ProviderConfig {
     pub apple: Option<AppleKey>,
     /// `"email_verified": "true"` counts (Apple sends a string).
     pub string_email_verified: bool,
+    /// Send PKCE (S256) even when discovery does not list it: presets whose
+    /// provider takes it (Google, Kakao).
+    pub always_pkce: bool,
 }
 
 /// What a provider asserted about the person signing in.

@@ -270,7 +270,7 @@ impl Oidc {
             request = request.add_extra_param("response_mode", "form_post");
         }
         let mut pkce_verifier = None;
-        if discovered.pkce_s256 {
+        if discovered.pkce_s256 || config.always_pkce {
             let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
             request = request.set_pkce_challenge(challenge);
             pkce_verifier = Some(verifier.secret().clone());

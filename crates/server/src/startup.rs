@@ -71,6 +71,7 @@ fn federation(settings: &Settings) -> Result<Federation, StartupError> {
                 scopes: p.scopes.clone(),
                 form_post: p.form_post,
                 string_email_verified: p.name == "apple",
+                always_pkce: matches!(p.name.as_str(), "google" | "kakao"),
                 apple,
             })
         })
