@@ -436,8 +436,13 @@ fn sign_in(
         .email
         .as_deref()
         .and_then(|raw| Email::parse(raw).ok());
+    // Locked: whether it is verified decides between a link and a reclaim,
+    // and must not change before the decision is written.
     let with_email = match (&linked, &email) {
-        (None, Some(email)) => User::find_by_email(conn, email)?,
+        (None, Some(email)) => match User::find_by_email(conn, email)? {
+            Some(found) => User::lock(conn, found.id)?,
+            None => None,
+        },
         _ => None,
     };
     let decision = linking::account(
