@@ -391,7 +391,7 @@ pub async fn linked(state: State, user: CurrentUser) -> Result<HttpResponse, Api
 ///
 /// `DELETE /auth/social/{name}/`: 204; 400 `last_login_method` when it is
 /// the caller's last way in (no usable password, no other provider, no
-/// passkey); 404 when it is not linked.
+/// passkey); 404 when it is not linked; `aal` 2 for a user with TOTP.
 #[utoipa::path(delete, path = "/auth/social/{name}/", tag = "social",
     security(("bearer" = []), ("cookie" = [])),
     params(("name" = String, Path, description = "The provider")),
@@ -399,6 +399,8 @@ pub async fn linked(state: State, user: CurrentUser) -> Result<HttpResponse, Api
         (status = 204, description = "Unlinked"),
         (status = 400, description = "`last_login_method`", body = ErrorView),
         Unauthenticated,
+        (status = 403, description = "A TOTP user at `aal` 1", body = ErrorView,
+            example = json!(example(&ApiError::aal2_required()))),
         (status = 404, description = "Not linked", body = ErrorView, example = json!(not_found_example())),
         Unavailable))]
 pub async fn unlink(
@@ -406,6 +408,7 @@ pub async fn unlink(
     user: CurrentUser,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    require_aal2(&state, &user.user, &user.claims).await?;
     federated::unlink(&state, user.user.id, name.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -96,7 +96,11 @@ pub(super) fn read(
         )
     })?;
     if production && smtp.is_some() {
-        require_public_url(public_url)?;
+        require_public_url(
+            public_url,
+            "SMTP_URL is set",
+            "the links in emails start with it, and carry single-use secrets",
+        )?;
     }
     let smtp_timeout = duration("EMAIL_SMTP_TIMEOUT", Duration::from_secs(10))?;
     // A lease shorter than one delivery would let a second instance
@@ -156,18 +160,22 @@ fn is_loopback_host(host: &str) -> bool {
 /// public origin, over https unless it is this machine. Without the check
 /// they fell back to `http://` + `BIND`, an address the recipient cannot
 /// reach, over plain http.
-fn require_public_url(public_url: Option<&str>) -> Result<(), SettingsError> {
+pub(super) fn require_public_url(
+    public_url: Option<&str>,
+    when: &str,
+    because: &str,
+) -> Result<(), SettingsError> {
     let Some(url) = public_url else {
-        return Err(SettingsError(
-            "PUBLIC_URL is required in production when SMTP_URL is set: the links in emails start with it (e.g. PUBLIC_URL=https://auth.example.com)".into(),
-        ));
+        return Err(SettingsError(format!(
+            "PUBLIC_URL is required in production when {when}: {because} (e.g. PUBLIC_URL=https://auth.example.com)"
+        )));
     };
     let https = url
         .get(..8)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
     if !https && !is_loopback_host(origin_host(url)) {
         return Err(SettingsError(format!(
-            "PUBLIC_URL={url} is refused in production: it must start with https:// (plain http only for a loopback host), since emailed links carry single-use secrets"
+            "PUBLIC_URL={url} is refused in production: it must start with https:// (plain http only for a loopback host), since {because}"
         )));
     }
     Ok(())

@@ -154,7 +154,12 @@ impl Settings {
             crate::telemetry::logging::LogFormat::parse,
         )?;
         let email = email::read(&env, production, &http.bind, http.public_url.as_deref())?;
-        let social = social::read(&env, http.public_url.as_deref(), &http.cors_allowed_origins)?;
+        let social = social::read(
+            &env,
+            production,
+            http.public_url.as_deref(),
+            &http.cors_allowed_origins,
+        )?;
         Ok(Settings {
             environment,
             http,

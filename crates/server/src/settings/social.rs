@@ -79,6 +79,7 @@ fn preset_issuer(name: &str) -> Option<&'static str> {
 
 pub(super) fn read(
     env: &Reader<'_>,
+    production: bool,
     public_url: Option<&str>,
     cors_allowed_origins: &[String],
 ) -> Result<SocialSettings, SettingsError> {
@@ -105,6 +106,13 @@ pub(super) fn read(
             )));
         }
         providers.push(provider(env, name)?);
+    }
+    if production && !providers.is_empty() {
+        super::email::require_public_url(
+            public_url,
+            "SOCIAL_PROVIDERS is set",
+            "providers send the browser back to {PUBLIC_URL}/auth/social/<name>/callback/ with a code",
+        )?;
     }
     let redirect_to_request_origin =
         env.raw("SOCIAL_REDIRECT_URLS").is_none() && public_url.is_none();
@@ -231,9 +239,45 @@ mod tests {
         let lookup = move |name: &str| map.get(name).cloned();
         read(
             &Reader { lookup: &lookup },
+            false,
             Some("https://auth.example.com/base"),
             &["https://app.example.com".to_owned()],
         )
+    }
+
+    #[test]
+    fn production_with_a_provider_needs_an_https_or_loopback_public_url() {
+        let vars: HashMap<String, String> = [
+            ("SOCIAL_PROVIDERS", "acme"),
+            ("SOCIAL_ACME_CLIENT_ID", "a"),
+            ("SOCIAL_ACME_ISSUER", "https://idp.example.com"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let lookup = move |name: &str| vars.get(name).cloned();
+        let env = Reader { lookup: &lookup };
+        let read_with = |public_url| read(&env, true, public_url, &[]);
+        assert!(read_with(None).unwrap_err().0.contains("PUBLIC_URL"));
+        assert!(
+            read_with(Some("http://auth.example.com"))
+                .unwrap_err()
+                .0
+                .contains("https://")
+        );
+        assert!(read_with(Some("https://auth.example.com")).is_ok());
+        assert!(read_with(Some("http://127.0.0.1:8000")).is_ok());
+        assert!(
+            read(
+                &Reader {
+                    lookup: &|_: &str| None
+                },
+                true,
+                None,
+                &[]
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -615,7 +615,7 @@ pub async fn unlink(state: &State, user_id: i64, provider: String) -> Result<(),
                 };
                 if !linking::may_unlink(left) {
                     return Err(ApiError::BadRequestWith {
-                        detail: "This is your last way to log in: set a password or link another provider first.",
+                        detail: "This provider is your only way to log in: link another one first.",
                         code: "last_login_method",
                     });
                 }
