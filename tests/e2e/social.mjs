@@ -3,9 +3,9 @@
 // tests/oidc/ (see its README): "Sign in with Acme" through the OP's login
 // and consent pages and back signed in; link GitHub, sign in with it,
 // unlink it, and the last provider refused to unlink; a cancel at the
-// provider and an identity already taken shown as #social_error; a TOTP
-// user linked to the OP asked for the second factor after the provider;
-// and Apple's way, the OP answering with response_mode=form_post, its page
+// provider, an identity already taken and an address that has an account
+// shown as #social_error; a TOTP user linked to the OP asked for the second
+// factor after the provider; and Apple's way, the OP answering with response_mode=form_post, its page
 // posting the callback across sites.
 //
 // The browser talks to latchkey as http://localhost:PORT and to the
@@ -100,6 +100,7 @@ const op = await startProvider("provider.mjs", {
     { sub: "alice", email: alice, email_verified: true },
     { sub: "totp", email: totpUser, email_verified: true },
     { sub: "carol", email: carol, email_verified: "true" },  // as Apple sends it: a string
+    { sub: "eve", email: dave, email_verified: false },      // dave's address, not vouched for
   ],
 });
 const github = await startProvider("github.mjs", {
@@ -191,6 +192,7 @@ async function register(page, email) {
 await run(async (browser) => {
   try {
     await signInLinkUnlink(browser);
+    await accountExists(browser);
     await secondFactor(browser);
     await formPost(browser);
   } catch (error) {
@@ -271,6 +273,21 @@ async function signInLinkUnlink(browser) {
   check(await page.locator("#me-email").textContent() === dave && await identityRows(page).count() === 0,
     "linking an identity another user holds: #social_error=identity_taken, nothing linked");
   check(noTokenIn(urls), "no token ever appeared in a URL");
+  await context.close();
+}
+
+/** A provider that does not vouch for an address that has an account:
+ * #social_error=account_exists, nobody signed in. */
+async function accountExists(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(site + "/demo/");
+  await page.locator('#social-buttons button[data-provider="acme"]').waitFor();
+  await throughProvider(page, '#social-buttons button[data-provider="acme"]', "eve");
+  await page.locator("#status").filter({ hasText: "An account with this email already exists" }).waitFor();
+  check(await page.locator("#anonymous").isVisible()
+    && !(await context.cookies(site)).some((c) => c.name === "access"),
+  "an unverified address that has an account: #social_error=account_exists, nobody signed in");
   await context.close();
 }
 
