@@ -36,11 +36,11 @@ export function args(script, names) {
   return values;
 }
 
-/** `latchkey serve` on a free port in a temporary folder, with `env`
- * added and what `atBase(base)` adds for its own address; `ready()` waits
- * for /healthz. */
-export async function serve(binary, databaseUrl, env = {}, atBase = () => ({})) {
-  const port = await freePort();
+/** `latchkey serve` on a free port (or `port`, when a script must know it
+ * before the server starts) in a temporary folder, with `env` added and what
+ * `atBase(base)` adds for its own address; `ready()` waits for /healthz. */
+export async function serve(binary, databaseUrl, env = {}, atBase = () => ({}), port = undefined) {
+  port = port || await freePort();
   const base = `http://127.0.0.1:${port}`;
   const child = spawn(binary, ["serve"], {
     cwd: mkdtempSync(join(tmpdir(), "latchkey-e2e-")),
