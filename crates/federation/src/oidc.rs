@@ -118,6 +118,9 @@ struct Discovered {
     jwks_uri: JsonWebKeySetUrl,
     algorithms: Vec<SigningAlgorithm>,
     pkce_s256: bool,
+    /// The token endpoint takes `client_secret_post` only (Kakao lists
+    /// just that): else `client_secret_basic`, the default.
+    secret_in_body: bool,
     fetched_at: Instant,
     keys: RwLock<Keys>,
 }
@@ -232,8 +235,15 @@ impl Oidc {
             .iter()
             .flatten()
             .any(|method| method == "S256");
+        let secret_in_body = metadata
+            .token_endpoint_auth_methods_supported()
+            .is_some_and(|methods| {
+                !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                    && methods.contains(&CoreClientAuthMethod::ClientSecretPost)
+            });
         Ok(Discovered {
             issuer: metadata.issuer().as_str().to_owned(),
+            secret_in_body,
             authorization_endpoint: metadata.authorization_endpoint().clone(),
             token_endpoint: metadata.token_endpoint().cloned(),
             userinfo_endpoint: metadata
@@ -510,6 +520,9 @@ fn oauth_client(
         client = client.set_auth_type(AuthType::RequestBody);
     } else if let Some(secret) = &config.client_secret {
         client = client.set_client_secret(oauth2::ClientSecret::new(secret.0.clone()));
+        if discovered.secret_in_body {
+            client = client.set_auth_type(AuthType::RequestBody);
+        }
     }
     Ok(client)
 }
