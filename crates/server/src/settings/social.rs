@@ -7,6 +7,8 @@
 //! that is misconfigured stops start-up naming the variable; whether its
 //! issuer answers is found out later (503 until it does), not here.
 
+use std::time::Duration;
+
 use super::env::{Reader, Secret, SettingsError};
 
 /// How latchkey talks to a provider.
@@ -49,9 +51,18 @@ pub struct SocialSettings {
     pub providers: Vec<ProviderSettings>,
     /// Where a browser may be sent back to: exact origins or URL prefixes.
     pub redirect_urls: Vec<String>,
+    /// By default with `PUBLIC_URL` unset: the origin a request reached
+    /// latchkey at stands in for `PUBLIC_URL`'s.
+    pub redirect_to_request_origin: bool,
     /// Whether a provider login may create an account.
     pub signup: bool,
+    /// `SOCIAL_TIMEOUT`: the most any one call to a provider may take
+    /// (connecting gets at most 5 s of it).
+    pub timeout: Duration,
 }
+
+/// Names that are routes of their own under `/auth/social/`.
+const RESERVED_NAMES: [&str; 2] = ["providers", "exchange"];
 
 const GITHUB_URL: &str = "https://github.com";
 const GITHUB_API_URL: &str = "https://api.github.com";
@@ -83,6 +94,11 @@ pub(super) fn read(
                 "SOCIAL_PROVIDERS names {raw:?}: a provider's name is letters, digits and _"
             )));
         }
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(SettingsError(format!(
+                "SOCIAL_PROVIDERS names {name:?}, which is a route of its own (/auth/social/{name}/)"
+            )));
+        }
         if providers.iter().any(|p| p.name == name) {
             return Err(SettingsError(format!(
                 "SOCIAL_PROVIDERS names {name:?} twice"
@@ -90,6 +106,8 @@ pub(super) fn read(
         }
         providers.push(provider(env, name)?);
     }
+    let redirect_to_request_origin =
+        env.raw("SOCIAL_REDIRECT_URLS").is_none() && public_url.is_none();
     let redirect_urls = match env.raw("SOCIAL_REDIRECT_URLS") {
         Some(_) => env.list("SOCIAL_REDIRECT_URLS"),
         None => public_url
@@ -108,7 +126,14 @@ pub(super) fn read(
     Ok(SocialSettings {
         providers,
         redirect_urls,
+        redirect_to_request_origin,
         signup: env.boolean("SOCIAL_SIGNUP", true)?,
+        timeout: env.bounded_duration(
+            "SOCIAL_TIMEOUT",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )?,
     })
 }
 
@@ -143,8 +168,10 @@ fn provider(env: &Reader<'_>, name: String) -> Result<ProviderSettings, Settings
                     var("ISSUER")
                 ))
             })?;
+        // Exactly as given: discovery must name the same issuer, trailing
+        // slash and all (some issuers end with one).
         Protocol::OpenIdConnect {
-            issuer: trimmed(issuer),
+            issuer: issuer.trim().to_owned(),
         }
     };
     let default_scopes = if github {
@@ -277,6 +304,8 @@ mod tests {
             .contains("SOCIAL_APPLE_PRIVATE_KEY")
         );
         assert!(error(&[("SOCIAL_PROVIDERS", "my-idp")]).contains("my-idp"));
+        assert!(error(&[("SOCIAL_PROVIDERS", "exchange")]).contains("route of its own"));
+        assert!(error(&[("SOCIAL_TIMEOUT", "forever")]).contains("SOCIAL_TIMEOUT"));
         assert!(
             error(&[
                 ("SOCIAL_PROVIDERS", "google,GOOGLE"),
@@ -320,7 +349,7 @@ mod tests {
         assert_eq!(
             acme.protocol,
             Protocol::OpenIdConnect {
-                issuer: "https://idp.example.com".into()
+                issuer: "https://idp.example.com/".into()
             }
         );
         assert_eq!(acme.scopes, ["openid", "email"]);
