@@ -12,8 +12,13 @@
 //! secret appears in the output nor in latchkey's database (on PostgreSQL
 //! the import even runs as a role that may not read those columns); a dry
 //! run writes nothing; a re-run links only what is new and keeps latchkey's
-//! link of an identity Django moved to another user. Each test runs on both
-//! latchkey backends.
+//! link of an identity Django moved to another user. Then through the
+//! server: signing in with a real OpenID Provider (npm `oidc-provider`) as
+//! the OpenID Connect account's subject, under the app's `provider_id`, and
+//! with the GitHub imitation as the GitHub account's numeric id, lands on
+//! the user Django had, whose provider addresses are not the user's (so
+//! only the imported link can find them). Each test runs on both latchkey
+//! backends.
 
 use std::process::Output;
 
@@ -21,9 +26,14 @@ use chrono::{DateTime, NaiveDateTime};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use latchkey_persistence::schema::provider_identities;
 use latchkey_persistence::{Identity, User};
+use latchkey_tests::app::Req;
 use latchkey_tests::binary::{open, run_latchkey};
 use latchkey_tests::database::postgres_admin_url;
-use latchkey_tests::{Backend, Ctx, tests};
+use latchkey_tests::oidc::{
+    GitHub, GitHubApp, GitHubConfig, GitHubUser, OidcProvider, OpAccount, OpClient, OpConfig,
+    random_value,
+};
+use latchkey_tests::{Backend, Ctx, Response, TestApp, tests};
 use serde_json::{Value, json};
 
 use crate::import_django::{DjangoDb, other, stderr, stdout};
@@ -38,6 +48,11 @@ tests![
     an_identity_latchkey_links_to_another_user_stays_there_and_is_reported,
     an_account_latchkey_cannot_hold_is_listed_and_its_user_imported,
     without_allauths_social_accounts_there_is_no_identities_line,
+];
+
+tests![
+    django + node:
+    signing_in_with_the_imported_identities_lands_on_the_users_django_had,
 ];
 
 const IDENTITIES_LINE: &str = "imported 4 provider identities";
@@ -523,4 +538,144 @@ async fn without_allauths_social_accounts_there_is_no_identities_line(mut ctx: C
         stderr(&output)
     );
     assert_eq!(identity_count(&url), 0);
+}
+
+// ------------------------------------------------------- signing in
+
+/// The `social` scenario imported, and the server on it with the `corp`
+/// OpenID Connect app (its issuer the test OP) and `github` (the
+/// imitation) configured under the names the import listed, with the
+/// client ids the apps had in Django.
+async fn served_with_providers(ctx: &mut Ctx) -> (TestApp, Value, OidcProvider, GitHub) {
+    let (django, made) = social_database(ctx.backend);
+    let url = ctx.new_database();
+    assert_lines(&import(&url, &[&django.url]), &[IDENTITIES_LINE, SUMMARY]);
+    let corp = account(&made, "corp", "cy@example.com");
+    let github = account(&made, "github", "ana@example.com");
+    // The people's addresses at the providers are not their users': an
+    // identity latchkey did not know would make a new user.
+    let op = OidcProvider::start(&OpConfig {
+        clients: vec![corp_client()],
+        accounts: vec![OpAccount::new(
+            corp["uid"].as_str().unwrap(),
+            "cy@corp.example",
+        )],
+        ..OpConfig::default()
+    });
+    let hub = GitHub::start(&GitHubConfig {
+        apps: vec![GitHubApp {
+            client_id: GITHUB_CLIENT.into(),
+            client_secret: "github-test-secret".into(),
+            redirect_uris: vec![CALLBACK.into()],
+        }],
+        users: vec![GitHubUser::new(
+            "ana-codes",
+            github["uid"].as_str().unwrap().parse().unwrap(),
+            "ana-at-github@example.com",
+        )],
+        ..GitHubConfig::default()
+    });
+    let app = ctx
+        .spawn_on(
+            &url,
+            &[
+                ("SOCIAL_PROVIDERS", "corp,github"),
+                ("SOCIAL_CORP_ISSUER", &op.issuer),
+                ("SOCIAL_CORP_CLIENT_ID", CORP_CLIENT),
+                ("SOCIAL_CORP_CLIENT_SECRET", "corp-test-secret"),
+                ("SOCIAL_GITHUB_URL", &hub.origin),
+                ("SOCIAL_GITHUB_API_URL", &hub.origin),
+                ("SOCIAL_GITHUB_CLIENT_ID", GITHUB_CLIENT),
+                ("SOCIAL_GITHUB_CLIENT_SECRET", "github-test-secret"),
+            ],
+        )
+        .await;
+    (app, made, op, hub)
+}
+
+/// The client ids of the scenario's `corp` and `github` apps.
+const CORP_CLIENT: &str = "latchkey-corp-client";
+const GITHUB_CLIENT: &str = "Iv1.5a7e0c3b9d2f4e61";
+/// Where the providers' clients say they come back to (the native route
+/// never follows it).
+const CALLBACK: &str = "http://127.0.0.1:9/auth/social/callback/";
+
+fn corp_client() -> OpClient {
+    OpClient::web(CORP_CLIENT, "corp-test-secret", CALLBACK)
+}
+
+async fn native_sign_in(app: &TestApp, provider: &str, body: Value) -> Response {
+    app.post(
+        &format!("/auth/social/{provider}/token/"),
+        Req::default().with_json(body),
+    )
+    .await
+}
+
+async fn signing_in_with_the_imported_identities_lands_on_the_users_django_had(mut ctx: Ctx) {
+    let (app, made, op, hub) = served_with_providers(&mut ctx).await;
+    let cy = user_id(&made, "cy@example.com");
+    let ana = user_id(&made, "ana@example.com");
+    let corp = account(&made, "corp", "cy@example.com");
+    let github = account(&made, "github", "ana@example.com");
+
+    // The OP's id token for the account's subject, as a native app posts it.
+    let nonce = random_value();
+    let id_token = op
+        .id_token(&corp_client(), corp["uid"].as_str().unwrap(), &nonce)
+        .await;
+    let as_cy = native_sign_in(&app, "corp", json!({"id_token": id_token, "nonce": nonce})).await;
+    // GitHub's token, for the account's numeric id.
+    let token = hub.mint_token(GITHUB_CLIENT, "ana-codes", None).await;
+    let as_ana = native_sign_in(&app, "github", json!({"access_token": token})).await;
+
+    for (response, id, email) in [
+        (&as_cy, cy, "cy@example.com"),
+        (&as_ana, ana, "ana@example.com"),
+    ] {
+        response.assert_status(200);
+        assert_eq!(
+            (
+                &response.body["user"]["id"],
+                &response.body["user"]["email"]
+            ),
+            (&json!(id), &json!(email)),
+            "{}",
+            response.text
+        );
+    }
+    // Their links are the imported ones, now used: no new link, no new user.
+    let linked = app.get("/auth/social/", Req::bearer(&as_cy.access())).await;
+    linked.assert_status(200);
+    let results = linked.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{}", linked.text);
+    assert_eq!(
+        (&results[0]["provider"], &results[0]["subject"]),
+        (&json!("corp"), &corp["uid"]),
+        "{}",
+        linked.text
+    );
+    assert!(!results[0]["last_login"].is_null(), "{}", linked.text);
+    let ana_links = app
+        .get("/auth/social/", Req::bearer(&as_ana.access()))
+        .await;
+    let providers: Vec<&Value> = ana_links.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["provider"])
+        .collect();
+    assert_eq!(
+        providers,
+        [&json!("google"), &json!("github")],
+        "{}",
+        ana_links.text
+    );
+    assert_eq!(
+        identity(&app.database_url, "github", github["uid"].as_str().unwrap())
+            .unwrap()
+            .user_id,
+        ana
+    );
+    assert_eq!(identity_count(&app.database_url), 4);
 }

@@ -86,6 +86,7 @@ fn main() -> std::process::ExitCode {
         import_django::django_tests(),
         import_second_factors::django_tests(),
         import_social::django_tests(),
+        import_social::django_node_tests(),
         mfa_login::django_tests(),
         mfa_inputs::django_tests(),
         mfa_races::django_tests(),
