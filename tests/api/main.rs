@@ -18,6 +18,7 @@ mod hardening_v3;
 mod identity_storage;
 mod import_django;
 mod import_second_factors;
+mod import_social;
 mod instances;
 mod keys;
 mod login;
@@ -84,6 +85,8 @@ fn main() -> std::process::ExitCode {
         session_lifecycle::tests(),
         import_django::django_tests(),
         import_second_factors::django_tests(),
+        import_social::django_tests(),
+        import_social::django_node_tests(),
         mfa_login::django_tests(),
         mfa_inputs::django_tests(),
         mfa_races::django_tests(),

@@ -3,8 +3,8 @@
 test project beside this script (the seed's `user` app, see
 latchkey_django/settings.py), for the tests of `latchkey import-django`.
 
-    make_django_db.py (--sqlite PATH | --postgres URL) [--no-blacklist] [--mfa]
-                      [--scenario standard | --scenario mfa | --spec | --migrate-only]
+    make_django_db.py (--sqlite PATH | --postgres URL) [--no-blacklist] [--mfa] [--social]
+                      [--scenario standard | mfa | social | --spec | --migrate-only]
 
 It runs the project's migrations against the database (plus simplejwt's
 blacklist app unless --no-blacklist, plus django-otp's and allauth's with
@@ -30,6 +30,19 @@ codes used by `RecoveryCodes(...).validate_code`. The codes given to
 `verify_token` are pyotp's (totp_code.py), at the real time unless the spec
 names one (then the library's clock is set to it).
 
+Social accounts (issue 23) need the apps of --social (allauth's
+socialaccount with its google, github, apple and openid_connect providers);
+`--scenario social` and a spec with social_apps/social_accounts turn it on.
+Apps are `SocialApp` rows made by the ORM (that is how an operator adds
+them, in the admin); accounts are made as allauth makes them at a login:
+the provider that `get_adapter().get_provider(request, provider)` finds
+(for an OpenID Connect app, by its `provider_id`) turns the provider's
+response into a `SocialLogin` (`sociallogin_from_response`: allauth's own
+uid and `provider` naming), which `connect(request, user)` saves for the
+user. A `date_joined` in the spec is then set with `update()` (allauth's
+`auto_now_add` stamps the real time), so that links made years ago can be
+checked to the microsecond.
+
 Spec (every key optional, applied in this order):
   {"users": [{"email", "password", "hasher", "staff", "superuser", "active",
               "raw": true (save() without the manager), "unusable": true,
@@ -53,7 +66,12 @@ Spec (every key optional, applied in this order):
    "allauth_recovery_codes": [{"email", "use": [<index>, ...] (of the codes,
                                used by validate_code), "migrated_codes":
                                ["..."] (stored as allauth's data
-                               "migrated_codes" instead of a seed)}]}
+                               "migrated_codes" instead of a seed)}],
+   "social_apps": [{"provider", "provider_id", "name", "client_id", "secret",
+                    "key", "settings"}],
+   "social_accounts": [{"email", "provider" (the app's provider_id, else its
+                        provider), "data": {the provider's response},
+                        "date_joined": "<ISO 8601 instant>"}]}
 
 With --mfa the output has "second_factors": one entry per user that has any,
 {"user_id", "email", "otp_totp": [device], "otp_static": [device],
@@ -70,6 +88,11 @@ With --mfa the output has "second_factors": one entry per user that has any,
     "period" (allauth's MFA_TOTP_DIGITS/PERIOD), "data" (the row's JSON);
   allauth recovery codes: "id", "codes" (generate_codes()), "unused"
     (get_unused_codes()), "used", "used_mask", "migrated", "data".
+With --social the output has "social": {"apps": [{"id", "provider",
+"provider_id", "name", "client_id", "secret", "key", "settings"}] (as stored:
+the tests look for them where they must not be), "accounts": [{"id",
+"user_id", "email", "provider", "uid", "date_joined" (ISO 8601, UTC, as
+stored)}]}.
 Run with the venv setup.sh makes: /tmp/latchkey-django-venv/bin/python.
 """
 
@@ -174,7 +197,81 @@ MFA = {
     ],
 }
 
-SCENARIOS = {'standard': STANDARD, 'mfa': MFA}
+# Social accounts as allauth keeps them: one app per provider, each secret a
+# string found nowhere else (the tests look for them in the import's output
+# and in latchkey's database), Apple's private key in the app's settings as
+# allauth keeps it; accounts for google, github (allauth writes its numeric
+# id in decimal), apple and an OpenID Connect app whose provider_id, "corp",
+# is what its accounts carry. Every user's password is
+# PASSWORDS['pbkdf2_sha256'].
+SOCIAL_KEYS = ('social_apps', 'social_accounts')
+SOCIAL_SECRETS = {
+    'google': '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-printed',
+    'github': 'github-secret-0d5b8a3e91c2-never-printed',
+    'apple_key_id': 'APPLEKEYID-7Q2W-never-printed',
+    'apple_team': 'APPLETEAM-8R3E-never-printed',
+    'apple_private_key': 'MIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg'
+                         'apple-private-key-never-printed',
+    'corp': 'corp-oidc-secret-6a7b8c9d-never-printed',
+    'corp_key': 'corp-oidc-key-1e2f3a4b-never-printed',
+}
+SOCIAL = {
+    'users': [
+        # google and github
+        {'email': 'ana@example.com'},
+        # apple, behind Apple's private relay
+        {'email': 'ben@example.com'},
+        # the company's OpenID Connect provider
+        {'email': 'cy@example.com'},
+        # no social account
+        {'email': 'dee@example.com'},
+        # The import skips this row (no valid email): its account goes too.
+        {'email': 'social-skipped', 'raw': True},
+    ],
+    'social_apps': [
+        {'provider': 'google', 'name': 'Google',
+         'client_id': '123456789012-latchkey.apps.googleusercontent.com',
+         'secret': SOCIAL_SECRETS['google']},
+        {'provider': 'github', 'name': 'GitHub', 'client_id': 'Iv1.5a7e0c3b9d2f4e61',
+         'secret': SOCIAL_SECRETS['github']},
+        # As allauth's documentation has it: the key id as `secret`, the
+        # team id as `key`, the private key in settings.
+        {'provider': 'apple', 'name': 'Apple', 'client_id': 'com.example.latchkey.web',
+         'secret': SOCIAL_SECRETS['apple_key_id'], 'key': SOCIAL_SECRETS['apple_team'],
+         'settings': {'certificate_key': '-----BEGIN PRIVATE KEY-----\n'
+                                         + SOCIAL_SECRETS['apple_private_key']
+                                         + '\n-----END PRIVATE KEY-----\n'}},
+        {'provider': 'openid_connect', 'provider_id': 'corp', 'name': 'Corp SSO',
+         'client_id': 'latchkey-corp-client', 'secret': SOCIAL_SECRETS['corp'],
+         'key': SOCIAL_SECRETS['corp_key'],
+         'settings': {'server_url': 'https://sso.corp.example',
+                      'token_auth_method': 'client_secret_basic'}},
+    ],
+    'social_accounts': [
+        {'email': 'ana@example.com', 'provider': 'google',
+         'data': {'sub': '108353985647820317650', 'email': 'ana@gmail.com',
+                  'email_verified': True, 'name': 'Ana'},
+         'date_joined': '2021-03-04T05:06:07.123456+00:00'},
+        {'email': 'ana@example.com', 'provider': 'github',
+         'data': {'id': 583231, 'login': 'ana-codes', 'email': 'ana@example.com',
+                  'name': 'Ana'},
+         'date_joined': '2022-11-12T13:14:15.654321+00:00'},
+        {'email': 'ben@example.com', 'provider': 'apple',
+         'data': {'sub': '001234.6f1d2c3b4a5e46f7a8b9c0d1e2f3a4b5.0942',
+                  'email': 'q7x2k9@privaterelay.appleid.com', 'email_verified': 'true'},
+         'date_joined': '2023-06-07T08:09:10.000001+00:00'},
+        {'email': 'cy@example.com', 'provider': 'corp',
+         'data': {'userinfo': {'sub': 'cy-4b1e7d', 'email': 'cy@corp.example',
+                               'email_verified': True},
+                  'id_token': {'sub': 'cy-4b1e7d', 'iss': 'https://sso.corp.example'}},
+         'date_joined': '2024-01-31T23:59:59.999999+00:00'},
+        {'email': 'social-skipped', 'provider': 'github',
+         'data': {'id': 990017, 'login': 'skipped'},
+         'date_joined': '2024-02-01T00:00:00+00:00'},
+    ],
+}
+
+SCENARIOS = {'standard': STANDARD, 'mfa': MFA, 'social': SOCIAL}
 
 
 def main():
@@ -186,6 +283,8 @@ def main():
                         help="without simplejwt's token_blacklist app")
     parser.add_argument('--mfa', action='store_true',
                         help="with django-otp's and allauth's apps (second factors)")
+    parser.add_argument('--social', action='store_true',
+                        help="with allauth's socialaccount app and its providers")
     what = parser.add_mutually_exclusive_group()
     what.add_argument('--scenario', choices=sorted(SCENARIOS), default='standard')
     what.add_argument('--spec', action='store_true', help='read a JSON spec on stdin')
@@ -206,6 +305,8 @@ def main():
         spec = SCENARIOS[args.scenario]
     mfa = args.mfa or any(key in spec for key in MFA_KEYS)
     os.environ['LATCHKEY_DJANGO_MFA'] = '1' if mfa else '0'
+    social = args.social or any(key in spec for key in SOCIAL_KEYS)
+    os.environ['LATCHKEY_DJANGO_SOCIAL'] = '1' if social else '0'
     os.environ['DJANGO_SETTINGS_MODULE'] = 'latchkey_django.settings'
     sys.path.insert(0, str(HERE))
 
@@ -218,6 +319,8 @@ def main():
     out = apply(spec, blacklist_app=not args.no_blacklist)
     if mfa:
         out['second_factors'] = second_factors(spec)
+    if social:
+        out['social'] = social_accounts(spec)
     print(json.dumps(out, indent=1))
 
 
@@ -442,6 +545,52 @@ def allauth_recovery_codes(user, a):
     return {'id': row.pk, 'codes': all_codes, 'unused': after.get_unused_codes(), 'used': used,
             'used_mask': row.data.get('used_mask'), 'migrated': 'migrated_codes' in row.data,
             'data': row.data}
+
+
+def social_accounts(spec):
+    """Makes the spec's social apps with the ORM and its accounts as allauth
+    makes them at a login (see the module's doc)."""
+    from datetime import datetime
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    from allauth.core import context
+    from allauth.socialaccount.adapter import get_adapter
+    from allauth.socialaccount.models import SocialAccount, SocialApp
+
+    User = get_user_model()
+    apps = []
+    for a in spec.get('social_apps', []):
+        app = SocialApp.objects.create(
+            provider=a['provider'], provider_id=a.get('provider_id', ''),
+            name=a.get('name', a['provider']), client_id=a['client_id'],
+            secret=a.get('secret', ''), key=a.get('key', ''), settings=a.get('settings', {}))
+        apps.append({'id': app.pk, 'provider': app.provider, 'provider_id': app.provider_id,
+                     'name': app.name, 'client_id': app.client_id, 'secret': app.secret,
+                     'key': app.key, 'settings': app.settings})
+
+    request = RequestFactory().get('/')
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    accounts = []
+    with context.request_context(request):
+        for s in spec.get('social_accounts', []):
+            user = User.objects.get(email=s['email'])
+            provider = get_adapter().get_provider(request, s['provider'])
+            sociallogin = provider.sociallogin_from_response(request, s['data'])
+            sociallogin.connect(request, user)
+            account = sociallogin.account
+            if 'date_joined' in s:
+                SocialAccount.objects.filter(pk=account.pk).update(
+                    date_joined=datetime.fromisoformat(s['date_joined']))
+            account = SocialAccount.objects.get(pk=account.pk)
+            accounts.append({'id': account.pk, 'user_id': user.pk, 'email': user.email,
+                             'provider': account.provider, 'uid': account.uid,
+                             'date_joined': account.date_joined.isoformat()})
+    return {'apps': apps, 'accounts': accounts}
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python environment of the Django tests: a venv with requirements.txt
 # (the seed project's Django, DRF, simplejwt, argon2-cffi, bcrypt, psycopg;
-# django-otp, django-allauth[mfa] and pyotp for second factors) from PyPI,
+# django-otp, django-allauth[mfa] and pyotp for second factors,
+# allauth's [socialaccount] extra for social accounts) from PyPI,
 # at LATCHKEY_DJANGO_VENV (default /tmp/latchkey-django-venv).
 #
 # Idempotent and cheap once done: the venv keeps a copy of the requirements
@@ -32,9 +33,11 @@ if [ ! -x "$VENV/bin/pip" ]; then
 fi
 "$VENV/bin/pip" install --quiet -r "$REQUIREMENTS"
 # The project loads and passes Django's checks with these packages, with
-# and without the second factors' apps (LATCHKEY_DJANGO_MFA, settings.py).
-for mfa in 0 1; do
-  LATCHKEY_DJANGO_MFA=$mfa LATCHKEY_DJANGO_SQLITE=:memory: \
+# and without the second factors' and the social accounts' apps
+# (LATCHKEY_DJANGO_MFA, LATCHKEY_DJANGO_SOCIAL, settings.py).
+for apps in "0 0" "1 0" "0 1" "1 1"; do
+  read -r mfa social <<<"$apps"
+  LATCHKEY_DJANGO_MFA=$mfa LATCHKEY_DJANGO_SOCIAL=$social LATCHKEY_DJANGO_SQLITE=:memory: \
     "$VENV/bin/python" "$HERE/manage.py" check --fail-level WARNING >&2
 done
 cp "$REQUIREMENTS" "$STAMP"

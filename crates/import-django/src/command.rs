@@ -1,15 +1,17 @@
 //! `latchkey import-django --from URL [--table NAME] [--dry-run] [--overwrite]`: moves a
-//! Django (DRF + simplejwt) database's users, second factors and refresh
-//! tokens into latchkey
+//! Django (DRF + simplejwt) database's users, second factors, linked
+//! provider identities and refresh tokens into latchkey
 //! (see "Moving from Django" in the contract and docs/migrating-from-django.md).
 //!
 //! The Django database is opened read only and its user table found before
 //! latchkey's database is touched, so a wrong `--from` or `--table` writes
 //! nothing; then latchkey's pending migrations are applied and the import
 //! runs in one transaction. Skipped rows, users kept as latchkey changed
-//! them, rows whose hash can never verify, progress and the groups and
-//! permissions left behind go to stderr; the summary is the last line of
-//! stdout.
+//! them, rows whose hash can never verify, second factors and social
+//! accounts that cannot be carried, identities latchkey links to another
+//! user, allauth's social apps (by name and client id), progress and the
+//! groups and permissions left behind go to stderr; the summary is the last
+//! line of stdout.
 
 use std::io::Write;
 
@@ -86,6 +88,23 @@ pub fn run<E: Into<CommandFailed>>(
                 err,
                 "unparsable second factor for id {id} ({what}): not imported"
             ),
+            ImportEvent::UnimportableIdentity { id, what } => writeln!(
+                err,
+                "unimportable provider identity for id {id} ({what}): not imported"
+            ),
+            ImportEvent::IdentityHeldElsewhere {
+                id,
+                provider,
+                subject,
+                holder,
+            } => writeln!(
+                err,
+                "provider identity {provider} {subject} of id {id} is linked to id {holder} in latchkey: kept as latchkey has it"
+            ),
+            ImportEvent::SocialApp {
+                provider,
+                client_id,
+            } => writeln!(err, "social app: {provider} client id {client_id}"),
             ImportEvent::Progress { users } => writeln!(err, "read {users} users"),
         };
     };
@@ -116,6 +135,9 @@ pub fn run<E: Into<CommandFailed>>(
         summary.user_permissions.unwrap_or(0)
     );
     if let Some(line) = summary.second_factors_line() {
+        println!("{line}");
+    }
+    if let Some(line) = summary.identities_line() {
         println!("{line}");
     }
     println!("{summary}");

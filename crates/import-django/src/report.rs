@@ -28,6 +28,28 @@ pub enum ImportEvent<'a> {
         id: i64,
         what: &'a str,
     },
+    /// A social account of the user `id` that cannot be an identity in
+    /// latchkey (`what` names the row and why): not linked; the user is
+    /// imported.
+    UnimportableIdentity {
+        id: i64,
+        what: &'a str,
+    },
+    /// The identity `(provider, subject)`, which Django has for the user
+    /// `id`, is linked in latchkey to the user `holder`: latchkey's link is
+    /// kept (a sign-in through it lands on `holder`).
+    IdentityHeldElsewhere {
+        id: i64,
+        provider: &'a str,
+        subject: &'a str,
+        holder: i64,
+    },
+    /// An allauth social app, by the name its accounts carry and its client
+    /// id (never its secret): what the operator configures latchkey with.
+    SocialApp {
+        provider: &'a str,
+        client_id: &'a str,
+    },
     /// This many Django user rows were read so far (every [`crate::PROGRESS_EVERY`]).
     Progress {
         users: u64,
@@ -57,6 +79,9 @@ pub struct ImportSummary {
     /// Second factors added, when the Django database has django-otp's or
     /// allauth's tables.
     pub second_factors: Option<SecondFactorCounts>,
+    /// Provider identities linked, when the Django database has allauth's
+    /// social accounts.
+    pub identities: Option<u64>,
     pub dry_run: bool,
 }
 
@@ -89,6 +114,13 @@ impl ImportSummary {
                 counts.recovery_codes
             )
         })
+    }
+
+    /// The contract's line just before the summary, when the Django
+    /// database has allauth's social accounts.
+    pub fn identities_line(&self) -> Option<String> {
+        self.identities
+            .map(|count| format!("{} {count} provider identities", self.verb()))
     }
 }
 
@@ -124,9 +156,11 @@ mod tests {
             group_memberships: Some(2),
             user_permissions: Some(1),
             second_factors: None,
+            identities: None,
             dry_run: false,
         };
         assert_eq!(summary.second_factors_line(), None);
+        assert_eq!(summary.identities_line(), None);
         assert_eq!(
             summary.to_string(),
             "imported 8 users (3 skipped), 3 tokens, 1 blacklisted"
@@ -143,6 +177,11 @@ mod tests {
         assert_eq!(
             summary.second_factors_line().as_deref(),
             Some("would import 15 second factors (2 TOTP devices, 13 recovery codes)")
+        );
+        summary.identities = Some(4);
+        assert_eq!(
+            summary.identities_line().as_deref(),
+            Some("would import 4 provider identities")
         );
     }
 }

@@ -24,6 +24,8 @@ const OTP_TOTP: &str = "otp_totp_totpdevice";
 const OTP_STATIC_DEVICE: &str = "otp_static_staticdevice";
 const OTP_STATIC_TOKEN: &str = "otp_static_statictoken";
 const ALLAUTH_AUTHENTICATOR: &str = "mfa_authenticator";
+pub(crate) const SOCIAL_ACCOUNT: &str = "socialaccount_socialaccount";
+const SOCIAL_APP: &str = "socialaccount_socialapp";
 
 /// The Django user table and the columns the import reads from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,39 @@ pub(crate) struct DjangoAuthenticator {
     /// The JSON of `data`.
     #[diesel(sql_type = Text)]
     pub(crate) data: String,
+}
+
+/// An allauth social account: who the user is at which provider. Only
+/// these columns are read: not `extra_data` (the provider's profile, in
+/// each provider's own shape) nor `last_login`.
+#[derive(QueryableByName)]
+pub(crate) struct DjangoSocialAccount {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub(crate) user_id: i64,
+    /// The app's `provider_id` when it has one (an OpenID Connect app),
+    /// else its `provider`, as allauth writes it.
+    #[diesel(sql_type = Text)]
+    pub(crate) provider: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) uid: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub(crate) date_joined: Option<String>,
+}
+
+/// An allauth social app, by what names it: never its `secret`, `key` or
+/// `settings` (where allauth keeps Apple's private key), which are not
+/// even selected.
+#[derive(QueryableByName)]
+pub(crate) struct DjangoSocialApp {
+    #[diesel(sql_type = Text)]
+    pub(crate) provider: String,
+    /// Empty when the app has none (or allauth's table predates the column).
+    #[diesel(sql_type = Text)]
+    pub(crate) provider_id: String,
+    #[diesel(sql_type = Text)]
+    pub(crate) client_id: String,
 }
 
 fn quote(identifier: &str) -> String {
@@ -365,6 +400,52 @@ impl DjangoSource {
              FROM {ALLAUTH_AUTHENTICATOR} \
              WHERE \"type\" IN ('totp', 'recovery_codes') AND user_id IN ({}) ORDER BY user_id, id",
             id_list(user_ids)
+        );
+        latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
+            .map_err(ImportError::Source)
+    }
+
+    /// Whether allauth's social accounts are here (then the provider
+    /// identities' line is printed).
+    pub(crate) fn has_social_accounts(&self) -> bool {
+        self.has_table(SOCIAL_ACCOUNT)
+    }
+
+    /// allauth's social accounts of `user_ids`.
+    pub(crate) fn social_accounts(
+        &mut self,
+        user_ids: &[i64],
+    ) -> Result<Vec<DjangoSocialAccount>, ImportError> {
+        if !self.has_social_accounts() || user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT CAST(id AS BIGINT) AS id, CAST(user_id AS BIGINT) AS user_id, \
+                    CAST(provider AS TEXT) AS provider, CAST(uid AS TEXT) AS uid, \
+                    {} AS date_joined \
+             FROM {SOCIAL_ACCOUNT} WHERE user_id IN ({}) ORDER BY user_id, id",
+            self.instant_expr("date_joined"),
+            id_list(user_ids)
+        );
+        latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
+            .map_err(ImportError::Source)
+    }
+
+    /// allauth's social apps in the order of their ids: `provider`,
+    /// `provider_id` and `client_id` only.
+    pub(crate) fn social_apps(&mut self) -> Result<Vec<DjangoSocialApp>, ImportError> {
+        let Some(columns) = self.tables.get(SOCIAL_APP) else {
+            return Ok(Vec::new());
+        };
+        let provider_id = if columns.contains("provider_id") {
+            "CAST(provider_id AS TEXT)"
+        } else {
+            "CAST('' AS TEXT)"
+        };
+        let sql = format!(
+            "SELECT CAST(provider AS TEXT) AS provider, {provider_id} AS provider_id, \
+                    CAST(client_id AS TEXT) AS client_id \
+             FROM {SOCIAL_APP} ORDER BY id"
         );
         latchkey_persistence::per_backend!(&mut self.conn, c => diesel::sql_query(&sql).load(c))
             .map_err(ImportError::Source)

@@ -1,7 +1,7 @@
 //! The import's one write transaction: the Django users with their second
-//! factors, then simplejwt's outstanding and blacklisted refresh tokens, written into latchkey
-//! through persistence's per-table functions; a dry run does all of it and
-//! rolls it back.
+//! factors and linked provider identities, then simplejwt's outstanding and
+//! blacklisted refresh tokens, written into latchkey through persistence's
+//! per-table functions; a dry run does all of it and rolls it back.
 //!
 //! Memory stays bounded whatever the number of users: the Django rows are
 //! read in pages ([`crate::source`]) and written in batches; the rule "an email taken by a lower id is skipped" is
@@ -15,14 +15,16 @@ use latchkey_auth::sealing::Sealed;
 use latchkey_domain::Assurance;
 use latchkey_persistence::django_imports::{self, ImportRecord};
 use latchkey_persistence::{
-    CodeFormat, DbConnection, ImportedDevice, ImportedSession, ImportedUser, NewOutstandingToken,
-    NewSession, OutstandingToken, RecoveryCodes, SealedSecret, Session, StoreError, TotpDevice,
-    User, db_now, plan_each_statement_afresh, write_transaction,
+    CodeFormat, DbConnection, Identity, ImportedDevice, ImportedSession, ImportedUser, NewIdentity,
+    NewOutstandingToken, NewSession, OutstandingToken, RecoveryCodes, SealedSecret, Session,
+    StoreError, TotpDevice, User, db_now, plan_each_statement_afresh, write_transaction,
 };
 
 use crate::rows::{self, LiveToken, whole_second};
 use crate::source::{DjangoSource, DjangoToken, PAGE, UserTable};
-use crate::{ImportError, ImportEvent, ImportSummary, SecondFactorCounts, second_factors};
+use crate::{
+    ImportError, ImportEvent, ImportSummary, SecondFactorCounts, second_factors, social_accounts,
+};
 
 /// Users validated and written together: one email looked up and one row
 /// written per user, far below either backend's bound parameters.
@@ -120,6 +122,7 @@ fn import_in_transaction(
         second_factors: source
             .has_second_factor_tables()
             .then_some(SecondFactorCounts::default()),
+        identities: source.has_social_accounts().then_some(0),
         dry_run: options.dry_run,
     };
     let ImportOptions {
@@ -160,8 +163,8 @@ fn import_in_transaction(
                     summary.unusable_hashes += 1;
                 }
             }
+            let ids: Vec<i64> = upserted.written.iter().map(|row| row.id).collect();
             if let Some(counts) = summary.second_factors.as_mut() {
-                let ids: Vec<i64> = upserted.written.iter().map(|row| row.id).collect();
                 let added = import_second_factors(
                     conn,
                     source,
@@ -172,6 +175,9 @@ fn import_in_transaction(
                 )?;
                 counts.totp_devices += added.totp_devices;
                 counts.recovery_codes += added.recovery_codes;
+            }
+            if let Some(count) = summary.identities.as_mut() {
+                *count += import_identities(conn, source, &ids, on_event)?;
             }
         }
         let before = read;
@@ -184,6 +190,15 @@ fn import_in_transaction(
         if (page_len as i64) < PAGE {
             break;
         }
+    }
+
+    // What the operator configures latchkey's providers with; the apps'
+    // secrets are never read.
+    for app in source.social_apps()? {
+        on_event(ImportEvent::SocialApp {
+            provider: social_accounts::app_provider(&app),
+            client_id: &app.client_id,
+        });
     }
 
     if source.has_outstanding_tokens() {
@@ -278,6 +293,57 @@ fn import_second_factors(
         totp_devices: totp_devices as u64,
         recovery_codes: recovery_codes as u64,
     })
+}
+
+/// The social accounts in Django of the users this run wrote (`user_ids`;
+/// not those skipped, nor those kept as latchkey changed them), each linked
+/// to its user by one [`Identity::link`] (`ON CONFLICT DO NOTHING` on
+/// (provider, subject)), so that a re-run links only what is new. An
+/// identity latchkey has linked to another user (linked there, or moved to
+/// another user in Django since the previous run) stays with that user, and
+/// is reported. Returns how many were linked.
+fn import_identities(
+    conn: &mut DbConnection,
+    source: &mut DjangoSource,
+    user_ids: &[i64],
+    on_event: &mut dyn FnMut(ImportEvent<'_>),
+) -> Result<u64, Abort> {
+    if user_ids.is_empty() {
+        return Ok(0);
+    }
+    let rows = source.social_accounts(user_ids)?;
+    let (identities, unimportable) = social_accounts::identities(&rows);
+    for u in &unimportable {
+        on_event(ImportEvent::UnimportableIdentity {
+            id: u.user_id,
+            what: &u.what,
+        });
+    }
+    let mut linked = 0;
+    for identity in &identities {
+        let new = NewIdentity {
+            provider: &identity.provider,
+            subject: &identity.subject,
+            user_id: identity.user_id,
+            email: None,
+            linked_at: identity.linked_at,
+        };
+        if Identity::link(conn, &new)? {
+            linked += 1;
+            continue;
+        }
+        if let Some(held) = Identity::find(conn, &identity.provider, &identity.subject)?
+            && held.user_id != identity.user_id
+        {
+            on_event(ImportEvent::IdentityHeldElsewhere {
+                id: identity.user_id,
+                provider: &identity.provider,
+                subject: &identity.subject,
+                holder: held.user_id,
+            });
+        }
+    }
+    Ok(linked)
 }
 
 /// What [`upsert_users`] did with a chunk.

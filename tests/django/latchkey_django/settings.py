@@ -12,6 +12,9 @@ latchkey replaces), with what the tests change:
   and static plugins, and django-allauth's account and mfa apps (the seed
   has neither, and a database made without the flag has exactly the tables
   it had before, so the import's existing expectations hold);
+- django-allauth's social accounts, only when LATCHKEY_DJANGO_SOCIAL=1
+  (make_django_db.py --social): allauth's account and socialaccount apps
+  with the google, github, apple and openid_connect providers;
 - every stock password hasher, with low work factors (real Django code, cheap
   to verify in a debug build), see hashers.py.
 
@@ -47,14 +50,27 @@ INSTALLED_APPS = [
 if os.environ.get('LATCHKEY_DJANGO_BLACKLIST', '1') == '1':
     INSTALLED_APPS.append('rest_framework_simplejwt.token_blacklist')
 MFA = os.environ.get('LATCHKEY_DJANGO_MFA', '0') == '1'
+SOCIAL = os.environ.get('LATCHKEY_DJANGO_SOCIAL', '0') == '1'
+ALLAUTH = MFA or SOCIAL
 if MFA:
     INSTALLED_APPS += [
         'django_otp',
         'django_otp.plugins.otp_totp',
         'django_otp.plugins.otp_static',
-        'allauth',
-        'allauth.account',
-        'allauth.mfa',
+    ]
+if ALLAUTH:
+    INSTALLED_APPS += ['allauth', 'allauth.account']
+if MFA:
+    INSTALLED_APPS += ['allauth.mfa']
+if SOCIAL:
+    # No django.contrib.sites: allauth then keeps its apps without sites
+    # (SOCIALACCOUNT's SITES_ENABLED follows it).
+    INSTALLED_APPS += [
+        'allauth.socialaccount',
+        'allauth.socialaccount.providers.google',
+        'allauth.socialaccount.providers.github',
+        'allauth.socialaccount.providers.apple',
+        'allauth.socialaccount.providers.openid_connect',
     ]
 
 MIDDLEWARE = [
@@ -66,13 +82,12 @@ MIDDLEWARE = [
     'django.contrib.messages.middleware.MessageMiddleware',
     'django.middleware.clickjacking.XFrameOptionsMiddleware',
 ]
+# Where the projects' documentation puts them: django-otp's after
+# AuthenticationMiddleware; allauth.account refuses to start without its.
 if MFA:
-    # Where the projects' documentation puts them: django-otp's after
-    # AuthenticationMiddleware; allauth.account refuses to start without its.
-    MIDDLEWARE += [
-        'django_otp.middleware.OTPMiddleware',
-        'allauth.account.middleware.AccountMiddleware',
-    ]
+    MIDDLEWARE += ['django_otp.middleware.OTPMiddleware']
+if ALLAUTH:
+    MIDDLEWARE += ['allauth.account.middleware.AccountMiddleware']
 
 ROOT_URLCONF = 'latchkey_django.urls'
 
@@ -135,7 +150,7 @@ REST_FRAMEWORK = {
     )
 }
 
-if MFA:
+if ALLAUTH:
     # allauth for the seed's user model: the email is the login, there is no
     # username column. MFA_* stay allauth's defaults (TOTP of 6 digits every
     # 30 s, 10 recovery codes of 8 digits, secrets stored as they are by the
