@@ -5,7 +5,11 @@
 //! crate fetches discovery and the JWKS); no I/O here. Every check of the
 //! signature, `iss`, `aud`, `exp`, `iat` and `nonce` is openidconnect's
 //! `IdTokenVerifier`; this module only configures it as the contract says
-//! and reads `email_verified` itself (see [`VerifiedIdToken`]).
+//! and reads `email_verified` itself (see [`VerifiedIdToken`]). The one
+//! token the crate cannot read, one whose `email_verified` is neither a
+//! boolean nor `"true"`/`"false"`, is checked by jsonwebtoken against the
+//! same rules instead (`odd_email_verified`): the contract counts such a
+//! value as unverified, never as a reason to refuse the token.
 //!
 //! Any [`IdTokenError`] means the same to a client: 401
 //! `provider_token_invalid` (native `/token/`) or `provider_error` (browser
@@ -110,7 +114,13 @@ pub fn verify_id_token(
     nonce: ExpectedNonce<'_>,
     now: i64,
 ) -> Result<VerifiedIdToken, IdTokenError> {
-    let id_token: CoreIdToken = token.parse().map_err(|_| IdTokenError::Malformed)?;
+    let id_token: CoreIdToken = match token.parse() {
+        Ok(parsed) => parsed,
+        Err(_) if has_odd_email_verified(token) => {
+            return odd_email_verified::verify(token, rules, nonce, now);
+        }
+        Err(_) => return Err(IdTokenError::Malformed),
+    };
     let issuer = IssuerUrl::new(rules.issuer.to_owned()).map_err(|_| IdTokenError::WrongIssuer)?;
     let algorithms: Vec<SigningAlgorithm> = rules
         .algorithms
@@ -230,20 +240,155 @@ fn reason(error: ClaimsVerificationError) -> IdTokenError {
     }
 }
 
-/// `email_verified` as the contract counts it, read from the token's payload
-/// (called only once the crate has verified the signature over it).
-fn email_verified(token: &str, string_booleans: bool) -> bool {
-    let payload = token
+/// The token's payload as JSON, unverified.
+fn payload(token: &str) -> Option<serde_json::Value> {
+    token
         .split('.')
         .nth(1)
         .and_then(|part| URL_SAFE_NO_PAD.decode(part).ok())
-        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok());
-    match payload
-        .as_ref()
-        .and_then(|claims| claims.get("email_verified"))
-    {
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+}
+
+/// `email_verified` as the contract counts it, read from the token's payload
+/// (called only once its signature has been verified).
+fn email_verified(token: &str, string_booleans: bool) -> bool {
+    email_verified_in(payload(token).as_ref(), string_booleans)
+}
+
+fn email_verified_in(claims: Option<&serde_json::Value>, string_booleans: bool) -> bool {
+    match claims.and_then(|claims| claims.get("email_verified")) {
         Some(serde_json::Value::Bool(verified)) => *verified,
         Some(serde_json::Value::String(text)) => string_booleans && text == "true",
         _ => false,
+    }
+}
+
+/// Whether the payload holds an `email_verified` that openidconnect cannot
+/// parse (it takes a boolean, or with `accept-string-booleans` the strings
+/// `"true"` and `"false"`, and refuses the whole token for anything else).
+fn has_odd_email_verified(token: &str) -> bool {
+    match payload(token)
+        .as_ref()
+        .and_then(|c| c.get("email_verified"))
+    {
+        None | Some(serde_json::Value::Bool(_) | serde_json::Value::Null) => false,
+        Some(serde_json::Value::String(text)) => text != "true" && text != "false",
+        Some(_) => true,
+    }
+}
+
+/// The contract counts an `email_verified` other than `true` as unverified
+/// and never refuses a token for it ("yes", `1`, `"True"`), where
+/// openidconnect refuses to parse the token at all. Such a token is checked
+/// by jsonwebtoken instead, against the same rules: a signature by one of
+/// the provider's keys with an algorithm discovery lists (asymmetric only),
+/// `iss`, `aud`, `exp` and `iat` with the leeway, and the nonce.
+mod odd_email_verified {
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    use openidconnect::Nonce;
+
+    use super::{
+        ExpectedNonce, IdTokenError, IdTokenRules, SigningAlgorithm, VerifiedIdToken, check_nonce,
+        email_verified_in, is_asymmetric,
+    };
+
+    pub(super) fn verify(
+        token: &str,
+        rules: &IdTokenRules<'_>,
+        nonce: ExpectedNonce<'_>,
+        now: i64,
+    ) -> Result<VerifiedIdToken, IdTokenError> {
+        let header = decode_header(token).map_err(|_| IdTokenError::Malformed)?;
+        let listed = rules
+            .algorithms
+            .iter()
+            .filter(|alg| is_asymmetric(alg))
+            .filter_map(algorithm)
+            .any(|alg| alg == header.alg);
+        if !listed {
+            return Err(IdTokenError::UnsupportedAlgorithm);
+        }
+        let keys: JwkSet = serde_json::to_value(rules.keys)
+            .and_then(serde_json::from_value)
+            .map_err(|_| IdTokenError::UnknownKey)?;
+        let usable = |jwk: &&jsonwebtoken::jwk::Jwk| {
+            jwk.common
+                .key_algorithm
+                .is_none_or(|alg| alg.to_string() == format!("{:?}", header.alg))
+        };
+        let jwk = match &header.kid {
+            Some(kid) => keys.find(kid).filter(|jwk| usable(jwk)),
+            None => {
+                let mut candidates = keys.keys.iter().filter(usable);
+                match (candidates.next(), candidates.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            }
+        }
+        .ok_or(IdTokenError::UnknownKey)?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|_| IdTokenError::UnknownKey)?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = rules.leeway.max(0) as u64;
+        validation.set_issuer(&[rules.issuer]);
+        let mut audiences = vec![rules.client_id.to_owned()];
+        audiences.extend(rules.other_client_ids.iter().cloned());
+        validation.set_audience(&audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let claims = decode::<serde_json::Value>(token, &key, &validation)
+            .map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                match error.kind() {
+                    ErrorKind::InvalidSignature => IdTokenError::BadSignature,
+                    ErrorKind::ExpiredSignature => IdTokenError::Expired,
+                    ErrorKind::InvalidIssuer => IdTokenError::WrongIssuer,
+                    ErrorKind::InvalidAudience => IdTokenError::WrongAudience,
+                    ErrorKind::InvalidAlgorithm => IdTokenError::UnsupportedAlgorithm,
+                    _ => IdTokenError::Malformed,
+                }
+            })?
+            .claims;
+        let exp = claims["exp"].as_i64().ok_or(IdTokenError::Malformed)?;
+        if exp + rules.leeway <= now {
+            return Err(IdTokenError::Expired);
+        }
+        let iat = claims["iat"].as_i64().ok_or(IdTokenError::Malformed)?;
+        if iat > now + rules.leeway {
+            return Err(IdTokenError::IssuedInFuture);
+        }
+        let claimed_nonce = claims["nonce"].as_str().map(|n| Nonce::new(n.to_owned()));
+        check_nonce(nonce, claimed_nonce.as_ref()).map_err(|why| {
+            if why == super::NONCE_MISSING {
+                IdTokenError::NonceMissing
+            } else {
+                IdTokenError::NonceMismatch
+            }
+        })?;
+        Ok(VerifiedIdToken {
+            subject: claims["sub"]
+                .as_str()
+                .ok_or(IdTokenError::Malformed)?
+                .to_owned(),
+            email: claims["email"].as_str().map(str::to_owned),
+            email_verified: email_verified_in(Some(&claims), rules.string_email_verified),
+            exp,
+        })
+    }
+
+    /// jsonwebtoken's name for an asymmetric JWS algorithm.
+    fn algorithm(alg: &SigningAlgorithm) -> Option<Algorithm> {
+        Some(match alg {
+            SigningAlgorithm::RsaSsaPkcs1V15Sha256 => Algorithm::RS256,
+            SigningAlgorithm::RsaSsaPkcs1V15Sha384 => Algorithm::RS384,
+            SigningAlgorithm::RsaSsaPkcs1V15Sha512 => Algorithm::RS512,
+            SigningAlgorithm::RsaSsaPssSha256 => Algorithm::PS256,
+            SigningAlgorithm::RsaSsaPssSha384 => Algorithm::PS384,
+            SigningAlgorithm::RsaSsaPssSha512 => Algorithm::PS512,
+            SigningAlgorithm::EcdsaP256Sha256 => Algorithm::ES256,
+            SigningAlgorithm::EcdsaP384Sha384 => Algorithm::ES384,
+            SigningAlgorithm::EdDsa => Algorithm::EdDSA,
+            _ => return None,
+        })
     }
 }

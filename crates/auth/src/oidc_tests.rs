@@ -669,22 +669,119 @@ fn email_verified_boolean_true_counts_for_apple() {
 }
 
 #[test]
-fn email_verified_other_values_fail_the_crates_parse() {
-    // openidconnect parses `email_verified` as a boolean (with its
-    // `accept-string-booleans` feature: also "true" and "false") before any
-    // check; any other value makes the token unreadable to it.
-    let provider = Provider {
-        apple: true,
+fn email_verified_other_values_count_as_unverified_and_never_fail_the_token() {
+    // openidconnect refuses to parse these at all; the contract reads them
+    // as not verified, and the token is checked by the same rules otherwise.
+    for apple in [false, true] {
+        let provider = Provider {
+            apple,
+            ..Provider::new()
+        };
+        for value in [
+            json!(1),
+            json!("yes"),
+            json!("TRUE"),
+            json!("True"),
+            json!({"v": true}),
+            json!([true]),
+        ] {
+            assert_eq!(
+                email_verified(&provider, value.clone()),
+                Ok(false),
+                "{value}"
+            );
+            let token = sign(&provider.ec, &with(json!({ "email_verified": value })));
+            assert_eq!(provider.browser(&token), Ok(jane(false)), "ES256 {value}");
+        }
+    }
+}
+
+#[test]
+fn a_token_with_an_odd_email_verified_still_meets_every_rule() {
+    let provider = Provider::new();
+    let odd = |changes: Value| {
+        let mut claims = with(changes);
+        claims["email_verified"] = json!("yes");
+        claims
+    };
+    let refused = |claims: Value| provider.browser(&sign(&provider.rsa, &claims));
+
+    assert_eq!(
+        refused(odd(json!({"iss": "https://evil.example.com"}))),
+        Err(IdTokenError::WrongIssuer)
+    );
+    assert_eq!(
+        refused(odd(json!({"aud": "another-client"}))),
+        Err(IdTokenError::WrongAudience)
+    );
+    assert_eq!(
+        refused(odd(json!({"exp": NOW - LEEWAY}))),
+        Err(IdTokenError::Expired)
+    );
+    assert_eq!(
+        refused(odd(json!({"iat": NOW + LEEWAY + 1}))),
+        Err(IdTokenError::IssuedInFuture)
+    );
+    assert_eq!(
+        refused(odd(json!({"nonce": "another"}))),
+        Err(IdTokenError::NonceMismatch)
+    );
+    assert_eq!(
+        refused(odd(json!({"nonce": null}))),
+        Err(IdTokenError::NonceMissing)
+    );
+    assert_eq!(
+        refused(odd(json!({"iat": null}))),
+        Err(IdTokenError::Malformed)
+    );
+    assert_eq!(
+        refused(odd(json!({"exp": NOW - LEEWAY + 1}))).map(|t| t.email_verified),
+        Ok(false)
+    );
+    assert_eq!(
+        provider
+            .native(&sign(&provider.rsa, &odd(json!({}))), Some(NONCE))
+            .map(|t| t.email_verified),
+        Ok(false)
+    );
+    // An audience of the other client ids alone.
+    assert!(refused(odd(json!({"aud": "ios-client"}))).is_ok());
+
+    // Signed by a key the provider does not have, or with a forged payload.
+    let stranger = rsa_key("rsa-1", "rs256-old");
+    assert_eq!(
+        refused_with(&provider, &stranger, odd(json!({}))),
+        Err(IdTokenError::BadSignature)
+    );
+    let token = sign(&provider.rsa, &odd(json!({})));
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = URL_SAFE_NO_PAD.encode(odd(json!({"sub": "1"})).to_string());
+    assert_eq!(
+        provider.browser(&format!("{}.{forged}.{}", parts[0], parts[2])),
+        Err(IdTokenError::BadSignature)
+    );
+    // An unknown kid, and an algorithm discovery does not list.
+    let unknown = rsa_key("nobody", "rs256");
+    assert_eq!(
+        refused_with(&provider, &unknown, odd(json!({}))),
+        Err(IdTokenError::UnknownKey)
+    );
+    let only_ec = Provider {
+        algorithms: vec![SigningAlgorithm::EcdsaP256Sha256],
         ..Provider::new()
     };
+    assert_eq!(
+        only_ec.browser(&sign(&only_ec.rsa, &odd(json!({})))),
+        Err(IdTokenError::UnsupportedAlgorithm)
+    );
+}
 
-    for value in [json!(1), json!("yes"), json!("TRUE"), json!({"v": true})] {
-        assert_eq!(
-            email_verified(&provider, value.clone()),
-            Err(IdTokenError::Malformed),
-            "{value}"
-        );
-    }
+fn refused_with(
+    provider: &Provider,
+    key: &Key,
+    claims: Value,
+) -> Result<VerifiedIdToken, IdTokenError> {
+    provider.browser(&sign(key, &claims))
 }
 
 fn hex(bytes: &[u8]) -> String {
