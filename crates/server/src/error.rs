@@ -92,6 +92,22 @@ pub enum ApiError {
     /// A 409: the request asks for what is already so.
     #[error("{0}")]
     AlreadyDone(&'static str),
+    /// A 400 that says why in a `code` (`email_missing`,
+    /// `last_login_method`).
+    #[error("{detail}")]
+    BadRequestWith {
+        detail: &'static str,
+        code: &'static str,
+    },
+    /// A 409 that says why in a `code` (`account_exists`).
+    #[error("{detail}")]
+    ConflictWith {
+        detail: &'static str,
+        code: &'static str,
+    },
+    /// A sign-in provider's discovery or keys cannot be fetched (503).
+    #[error("provider unavailable: {0}")]
+    ProviderUnavailable(String),
     #[error("CSRF failed: {0}")]
     Csrf(String),
     #[error("not found")]
@@ -199,7 +215,9 @@ impl ApiError {
                 }]),
             },
             ApiError::Unauthorized { detail: text, code }
-            | ApiError::Forbidden { detail: text, code } => ErrorView {
+            | ApiError::Forbidden { detail: text, code }
+            | ApiError::BadRequestWith { detail: text, code }
+            | ApiError::ConflictWith { detail: text, code } => ErrorView {
                 code: Some((*code).into()),
                 ..detail(text)
             },
@@ -225,6 +243,10 @@ impl ApiError {
                 if *wait == 1 { "" } else { "s" }
             )),
             ApiError::Unavailable(_) => detail("The database is unavailable. Try again shortly."),
+            ApiError::ProviderUnavailable(_) => ErrorView {
+                code: Some("provider_unavailable".into()),
+                ..detail("The sign-in provider cannot be reached. Try again shortly.")
+            },
             ApiError::Overloaded => {
                 detail("The server is busy checking passwords. Try again shortly.")
             }
@@ -236,7 +258,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Fields(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Fields(_) | ApiError::BadRequest(_) | ApiError::BadRequestWith { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::NotAuthenticated
             | ApiError::AccessToken(_)
             | ApiError::Unauthorized { .. }
@@ -244,14 +268,16 @@ impl ResponseError for ApiError {
             ApiError::PermissionDenied | ApiError::Forbidden { .. } | ApiError::Csrf(_) => {
                 StatusCode::FORBIDDEN
             }
-            ApiError::AlreadyDone(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyDone(_) | ApiError::ConflictWith { .. } => StatusCode::CONFLICT,
             ApiError::NotFound | ApiError::NotFoundWith(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded | ApiError::ProviderUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) | ApiError::Conflict => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -260,6 +286,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Internal(cause) => log::error!("internal error: {cause}"),
             ApiError::Unavailable(cause) => log::warn!("database unavailable: {cause}"),
+            ApiError::ProviderUnavailable(cause) => {
+                log::warn!("sign-in provider unavailable: {cause}")
+            }
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -276,7 +305,10 @@ impl ResponseError for ApiError {
         if let ApiError::Throttled(wait) = self {
             response.insert_header((header::RETRY_AFTER, wait.to_string()));
         }
-        if matches!(self, ApiError::Unavailable(_)) {
+        if matches!(
+            self,
+            ApiError::Unavailable(_) | ApiError::ProviderUnavailable(_)
+        ) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         if let ApiError::Overloaded = self {

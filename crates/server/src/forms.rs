@@ -9,6 +9,7 @@
 //! knows (the configured password limit, the stored email).
 
 pub mod mfa;
+pub mod social;
 
 use std::marker::PhantomData;
 

@@ -10,6 +10,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use latchkey_auth::{KeyConfig, KeySet, PasswordHasher, TokenCodec};
+use latchkey_federation::{
+    AppleKey, ClientSecret, Federation, Probe, Protocol, ProviderConfig, Timeouts,
+};
 use latchkey_persistence::{Database, StoreError, TotpDevice, run_pending_migrations};
 
 use crate::cache::AuthCache;
@@ -28,6 +31,71 @@ pub enum StartupError {
     Bind(String, std::io::Error),
     #[error("{0}")]
     Database(#[from] latchkey_persistence::StoreError),
+}
+
+/// The sign-in providers, each asked for discovery once: one that answers
+/// without it stops start-up naming its issuer variable; one that does not
+/// answer is served 503 until it does.
+fn federation(settings: &Settings) -> Result<Federation, StartupError> {
+    use crate::settings::social::Protocol as Configured;
+    let social = &settings.social;
+    let configs = social
+        .providers
+        .iter()
+        .map(|p| {
+            let variable = |field: &str| format!("SOCIAL_{}_{field}", p.name.to_ascii_uppercase());
+            let apple = match &p.apple {
+                Some(key) => Some(
+                    AppleKey::new(&key.team_id, &key.key_id, key.private_key.expose()).map_err(
+                        |why| StartupError::Config(format!("{} {why}", variable("PRIVATE_KEY"))),
+                    )?,
+                ),
+                None => None,
+            };
+            Ok(ProviderConfig {
+                name: p.name.clone(),
+                protocol: match &p.protocol {
+                    Configured::OpenIdConnect { issuer } => Protocol::OpenIdConnect {
+                        issuer: issuer.clone(),
+                    },
+                    Configured::GitHub { url, api_url } => Protocol::GitHub {
+                        url: url.clone(),
+                        api_url: api_url.clone(),
+                    },
+                },
+                client_id: p.client_id.clone(),
+                client_secret: p.client_secret.as_ref().map(|secret| {
+                    ClientSecret(String::from_utf8_lossy(secret.expose()).into_owned())
+                }),
+                client_ids: p.client_ids.clone(),
+                scopes: p.scopes.clone(),
+                form_post: p.form_post,
+                string_email_verified: p.name == "apple",
+                apple,
+            })
+        })
+        .collect::<Result<Vec<_>, StartupError>>()?;
+    let federation = Federation::new(
+        configs,
+        Timeouts::from_total(social.timeout),
+        settings.jwt.leeway,
+    )
+    .map_err(StartupError::Config)?;
+    for (name, probe) in federation.probe_all() {
+        let variable = format!("SOCIAL_{}_ISSUER", name.to_ascii_uppercase());
+        match probe {
+            Probe::Ready => log::info!("sign-in provider {name}: discovery and keys fetched"),
+            Probe::Unreachable(why) => log::warn!(
+                "sign-in provider {name} cannot be reached ({why}); its routes answer 503 until it can"
+            ),
+            Probe::NoDiscovery(why) => {
+                return Err(StartupError::Config(format!(
+                    "{variable}: no OpenID Connect discovery there ({why})"
+                )));
+            }
+        }
+    }
+    Ok(federation)
 }
 
 pub fn open_database(settings: &Settings) -> Result<Database, StartupError> {
@@ -234,8 +302,10 @@ impl Application {
             .and_then(|()| metrics.register_counter(&hashing.skipped))
             .map_err(|e| StartupError::Config(format!("metrics: {e}")))?;
         let mfa_keys = settings.mfa.keys();
+        let federation = federation(&settings)?;
         let state = web::Data::from(Arc::new(AppState {
             mfa_keys,
+            federation,
             settings,
             db,
             codec,

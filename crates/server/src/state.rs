@@ -32,6 +32,9 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     /// What second-factor secrets are sealed with (`MFA_ENCRYPTION_KEY`).
     pub mfa_keys: MfaKeys,
+    /// The sign-in providers (`SOCIAL_PROVIDERS`) and the client that
+    /// calls them.
+    pub federation: latchkey_federation::Federation,
     /// False while the database could not be migrated yet (it was down at
     /// start-up): requests that need it get 503 until it is.
     pub schema_ready: AtomicBool,

@@ -380,3 +380,50 @@ mod tests {
         );
     }
 }
+
+/// `GET /auth/social/providers/`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SocialProvidersView {
+    pub providers: Vec<SocialProviderView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SocialProviderView {
+    /// As in `SOCIAL_PROVIDERS`, lower case.
+    #[schema(example = "google")]
+    pub name: String,
+    /// Where a browser starts signing in (add `?next=`).
+    #[schema(example = "https://auth.example.com/auth/social/google/authorize/")]
+    pub authorize_url: String,
+}
+
+/// `GET /auth/social/`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LinkedIdentitiesView {
+    pub results: Vec<LinkedIdentityView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LinkedIdentityView {
+    #[schema(example = "github")]
+    pub provider: String,
+    /// The provider's id of the person, always a string.
+    #[schema(example = "583231")]
+    pub subject: String,
+    /// The address the provider gave when it was linked.
+    pub email: Option<String>,
+    pub linked_at: String,
+    pub last_login: Option<String>,
+}
+
+impl From<&latchkey_persistence::Identity> for LinkedIdentityView {
+    fn from(identity: &latchkey_persistence::Identity) -> Self {
+        LinkedIdentityView {
+            provider: identity.provider.clone(),
+            subject: identity.subject.clone(),
+            email: identity.email.clone(),
+            linked_at: timestamp(identity.linked_at),
+            last_login: identity.last_login.map(timestamp),
+        }
+    }
+}

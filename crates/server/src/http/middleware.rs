@@ -23,6 +23,9 @@ pub async fn refuse_foreign_origins(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let verdict = match req.app_data::<web::Data<AppState>>() {
+        // A provider's page posts the callback (Apple's form_post): its
+        // state and flow cookie guard it instead.
+        Some(_) if crate::routes::social::is_callback(req.path()) => Ok(()),
         Some(state) => check_origin(state, req.request()),
         None => Ok(()),
     };

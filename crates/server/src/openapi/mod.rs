@@ -53,6 +53,13 @@ pub mod shared;
         routes::mfa::disable_totp,
         routes::mfa::verify,
         routes::mfa::reset_by_staff,
+        routes::social::providers,
+        routes::social::authorize,
+        routes::social::callback,
+        routes::social::exchange,
+        routes::social::token,
+        routes::social::linked,
+        routes::social::unlink,
     ),
     // The error bodies of the shared response sets (`shared`), which
     // reference these schemas without registering them.
@@ -63,6 +70,7 @@ pub mod shared;
         (name = "sessions", description = "Sessions and revocation, sliding tokens, keys"),
         (name = "users", description = "The user viewset"),
         (name = "mfa", description = "The second factor: TOTP, recovery codes, the login's second step"),
+        (name = "social", description = "Sign in with a provider (OpenID Connect, OAuth 2): the browser flow, native apps' tokens, linked providers"),
         (name = "email", description = "Password reset and email verification (dj-rest-auth's shapes)"),
         (name = "operations", description = "Health, readiness, metrics"),
     )

@@ -13,6 +13,7 @@ pub mod mfa;
 pub mod operations;
 pub mod responses;
 pub mod sessions;
+pub mod social;
 pub mod tokens;
 pub mod users;
 
@@ -220,6 +221,40 @@ pub fn resources() -> Vec<Resource> {
         api(
             "/auth/mfa/verify/",
             vec![(M::POST, throttled(web::post().to(mfa::verify)))],
+        ),
+        api(
+            "/auth/social/",
+            vec![(M::GET, protected(get().to(social::linked)).wrap(no_store()))],
+        ),
+        api(
+            "/auth/social/providers/",
+            vec![(M::GET, get().to(social::providers))],
+        ),
+        api(
+            "/auth/social/exchange/",
+            vec![(M::POST, throttled(web::post().to(social::exchange)))],
+        ),
+        api(
+            "/auth/social/{name}/",
+            vec![(M::DELETE, protected(web::delete().to(social::unlink)))],
+        ),
+        api(
+            "/auth/social/{name}/authorize/",
+            vec![(
+                M::GET,
+                protected(get().to(social::authorize)).wrap(no_store()),
+            )],
+        ),
+        api(
+            "/auth/social/{name}/callback/",
+            vec![
+                (M::GET, get().to(social::callback)),
+                (M::POST, web::post().to(social::callback)),
+            ],
+        ),
+        api(
+            "/auth/social/{name}/token/",
+            vec![(M::POST, throttled(web::post().to(social::token)))],
         ),
         api(
             "/.well-known/jwks.json",

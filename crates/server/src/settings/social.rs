@@ -7,6 +7,8 @@
 //! that is misconfigured stops start-up naming the variable; whether its
 //! issuer answers is found out later (503 until it does), not here.
 
+use std::time::Duration;
+
 use super::env::{Reader, Secret, SettingsError};
 
 /// How latchkey talks to a provider.
@@ -51,7 +53,13 @@ pub struct SocialSettings {
     pub redirect_urls: Vec<String>,
     /// Whether a provider login may create an account.
     pub signup: bool,
+    /// `SOCIAL_TIMEOUT`: the most any one call to a provider may take
+    /// (connecting gets at most 5 s of it).
+    pub timeout: Duration,
 }
+
+/// Names that are routes of their own under `/auth/social/`.
+const RESERVED_NAMES: [&str; 2] = ["providers", "exchange"];
 
 const GITHUB_URL: &str = "https://github.com";
 const GITHUB_API_URL: &str = "https://api.github.com";
@@ -83,6 +91,11 @@ pub(super) fn read(
                 "SOCIAL_PROVIDERS names {raw:?}: a provider's name is letters, digits and _"
             )));
         }
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(SettingsError(format!(
+                "SOCIAL_PROVIDERS names {name:?}, which is a route of its own (/auth/social/{name}/)"
+            )));
+        }
         if providers.iter().any(|p| p.name == name) {
             return Err(SettingsError(format!(
                 "SOCIAL_PROVIDERS names {name:?} twice"
@@ -109,6 +122,12 @@ pub(super) fn read(
         providers,
         redirect_urls,
         signup: env.boolean("SOCIAL_SIGNUP", true)?,
+        timeout: env.bounded_duration(
+            "SOCIAL_TIMEOUT",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        )?,
     })
 }
 
@@ -143,8 +162,10 @@ fn provider(env: &Reader<'_>, name: String) -> Result<ProviderSettings, Settings
                     var("ISSUER")
                 ))
             })?;
+        // Exactly as given: discovery must name the same issuer, trailing
+        // slash and all (some issuers end with one).
         Protocol::OpenIdConnect {
-            issuer: trimmed(issuer),
+            issuer: issuer.trim().to_owned(),
         }
     };
     let default_scopes = if github {
@@ -277,6 +298,8 @@ mod tests {
             .contains("SOCIAL_APPLE_PRIVATE_KEY")
         );
         assert!(error(&[("SOCIAL_PROVIDERS", "my-idp")]).contains("my-idp"));
+        assert!(error(&[("SOCIAL_PROVIDERS", "exchange")]).contains("route of its own"));
+        assert!(error(&[("SOCIAL_TIMEOUT", "forever")]).contains("SOCIAL_TIMEOUT"));
         assert!(
             error(&[
                 ("SOCIAL_PROVIDERS", "google,GOOGLE"),
@@ -320,7 +343,7 @@ mod tests {
         assert_eq!(
             acme.protocol,
             Protocol::OpenIdConnect {
-                issuer: "https://idp.example.com".into()
+                issuer: "https://idp.example.com/".into()
             }
         );
         assert_eq!(acme.scopes, ["openid", "email"]);

@@ -12,6 +12,7 @@
 //! [`FirstFactor`] with its [`Method`], and nothing else: the gates, the
 //! session and the tokens' `amr`/`aal` follow from it.
 
+pub mod federated;
 pub mod password;
 pub mod second_factor;
 

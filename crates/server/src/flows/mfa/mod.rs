@@ -333,7 +333,10 @@ pub async fn disable_totp(
 
 /// TOTP off and the recovery codes gone (the device row stays, with its
 /// last step, so no used step comes back): whether there was any.
-fn remove_second_factor(conn: &mut DbConnection, user_id: i64) -> Result<bool, ApiError> {
+pub(crate) fn remove_second_factor(
+    conn: &mut DbConnection,
+    user_id: i64,
+) -> Result<bool, ApiError> {
     let totp = TotpDevice::disable(conn, user_id, db_now())?;
     let codes = RecoveryCodes::remove(conn, user_id)?;
     Ok(totp || codes > 0)
