@@ -17,6 +17,7 @@ tests![node:
     a_verified_local_account_gets_the_identity_and_keeps_its_password_and_sessions,
     an_unverified_local_account_is_reclaimed_by_the_addresss_owner,
     a_taken_email_the_provider_does_not_vouch_for_is_account_exists,
+    an_email_verified_that_is_not_json_true_counts_as_unverified,
     a_new_identity_makes_a_user_with_the_providers_verification_and_no_password,
     with_signup_closed_no_user_is_made_but_existing_accounts_sign_in,
     no_email_from_the_provider_is_email_missing,
@@ -196,7 +197,6 @@ async fn a_taken_email_the_provider_does_not_vouch_for_is_account_exists(mut ctx
         ("bob", json!(false), "bob@example.com"),
         ("dave", json!(null), "dave@example.com"),
         ("dave", json!("true"), "dave@example.com"),
-        ("dave", json!(1), "dave@example.com"),
     ] {
         let mut claims = claims_for(&op, "oidc-web", sub, Some(email));
         if verified.is_null() {
@@ -205,9 +205,13 @@ async fn a_taken_email_the_provider_does_not_vouch_for_is_account_exists(mut ctx
             claims["email_verified"] = verified.clone();
         }
         let token = signed(&op, claims).await;
-        native_id_token(&app, "oidc", &token, CLAIMS_NONCE)
-            .await
-            .assert(409, account_exists());
+        let refused = native_id_token(&app, "oidc", &token, CLAIMS_NONCE).await;
+        assert_eq!(
+            (refused.status, &refused.body),
+            (409, &account_exists()),
+            "email_verified {verified}: {}",
+            refused.text
+        );
     }
     for sub in ["bob", "dave"] {
         let refused = callback_as(&app, &op, "oidc", sub).await;
@@ -220,6 +224,34 @@ async fn a_taken_email_the_provider_does_not_vouch_for_is_account_exists(mut ctx
     assert_live(&bob).await;
     assert_live(&dave).await;
     app.logged_in("bob@example.com").await;
+}
+
+/// `email_verified` counts only as the JSON `true`: any other value is
+/// "not verified" (rule 3 for a taken address, an unverified new user),
+/// not a token to refuse.
+async fn an_email_verified_that_is_not_json_true_counts_as_unverified(mut ctx: Ctx) {
+    let op = start_op(accounts());
+    let app = spawn_oidc(&mut ctx, &op).await;
+    app.user("taken@example.com").await;
+
+    for (i, verified) in [json!(1), json!("yes"), json!("True")]
+        .into_iter()
+        .enumerate()
+    {
+        let token = token_for(&op, &format!("t{i}"), "taken@example.com", verified.clone()).await;
+        let refused = native_id_token(&app, "oidc", &token, CLAIMS_NONCE).await;
+        assert_eq!(
+            (refused.status, &refused.body),
+            (409, &account_exists()),
+            "email_verified {verified}: {}",
+            refused.text
+        );
+        let email = format!("new-{i}@example.com");
+        let token = token_for(&op, &format!("n{i}"), &email, verified.clone()).await;
+        let login = native_id_token(&app, "oidc", &token, CLAIMS_NONCE).await;
+        assert_federated_login(&login, &email);
+        assert_eq!(login.body["user"]["email_verified"], false, "{verified}");
+    }
 }
 
 async fn a_new_identity_makes_a_user_with_the_providers_verification_and_no_password(mut ctx: Ctx) {
