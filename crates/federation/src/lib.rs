@@ -64,6 +64,9 @@ pub struct ProviderConfig {
     pub apple: Option<AppleKey>,
     /// `"email_verified": "true"` counts (Apple sends a string).
     pub string_email_verified: bool,
+    /// Send PKCE (S256) even when discovery does not list it: presets whose
+    /// provider takes it (Google, Kakao).
+    pub always_pkce: bool,
 }
 
 /// What a provider asserted about the person signing in.
@@ -114,6 +117,9 @@ pub struct CodeExchange<'a> {
     pub redirect_uri: &'a str,
     pub pkce_verifier: Option<&'a str>,
     pub nonce: Option<&'a str>,
+    /// The callback's `iss` (RFC 9207), when the provider sent one: it must
+    /// be the issuer the flow went to (a mix-up of providers is refused).
+    pub issuer: Option<&'a str>,
 }
 
 /// Why a provider call failed.

@@ -270,7 +270,7 @@ impl Oidc {
             request = request.add_extra_param("response_mode", "form_post");
         }
         let mut pkce_verifier = None;
-        if discovered.pkce_s256 {
+        if discovered.pkce_s256 || config.always_pkce {
             let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
             request = request.set_pkce_challenge(challenge);
             pkce_verifier = Some(verifier.secret().clone());
@@ -290,6 +290,14 @@ impl Oidc {
         exchange: CodeExchange<'_>,
     ) -> Result<ProviderUser, ProviderError> {
         let discovered = self.discovered().await?;
+        if exchange
+            .issuer
+            .is_some_and(|issuer| issuer != discovered.issuer)
+        {
+            return Err(ProviderError::Refused(
+                "the callback names another issuer".to_owned(),
+            ));
+        }
         let client = oauth_client(config, &discovered)?;
         let redirect = RedirectUrl::new(exchange.redirect_uri.to_owned())
             .map_err(|_| ProviderError::Refused("the redirect URI is not a URL".to_owned()))?;

@@ -71,6 +71,7 @@ fn federation(settings: &Settings) -> Result<Federation, StartupError> {
                 scopes: p.scopes.clone(),
                 form_post: p.form_post,
                 string_email_verified: p.name == "apple",
+                always_pkce: matches!(p.name.as_str(), "google" | "kakao"),
                 apple,
             })
         })
@@ -84,7 +85,7 @@ fn federation(settings: &Settings) -> Result<Federation, StartupError> {
     for (name, probe) in federation.probe_all() {
         let variable = format!("SOCIAL_{}_ISSUER", name.to_ascii_uppercase());
         match probe {
-            Probe::Ready => log::info!("sign-in provider {name}: discovery and keys fetched"),
+            Probe::Ready => log::info!("sign-in provider {name}: ready"),
             Probe::Unreachable(why) => log::warn!(
                 "sign-in provider {name} cannot be reached ({why}); its routes answer 503 until it can"
             ),

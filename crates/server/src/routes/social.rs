@@ -21,7 +21,7 @@ use crate::flows::tokens::Client;
 use crate::forms::Body;
 use crate::forms::social::{NativeToken, NativeTokenForm, SocialCodeForm};
 use crate::http::extract::{AuthOutcome, CredentialSource, CurrentUser};
-use crate::http::origin::base_url;
+use crate::http::origin::{base_url, own_origin};
 use crate::openapi::shared::{
     BodyRefused, InvalidFields, Throttled, Unauthenticated, Unavailable, example,
 };
@@ -116,7 +116,7 @@ pub async fn authorize(
     };
     let next = match param("next") {
         None | Some("") => return Err(crate::forms::required("next")),
-        Some(next) => allowed_next(&state.settings.social.redirect_urls, next)
+        Some(next) => allowed_next(&redirect_urls(&state, &req), next)
             .ok_or_else(|| ApiError::Fields(FieldErrors::single("next", NEXT_REFUSED)))?,
     };
     let link = matches!(param("link"), Some("true" | "True" | "1"));
@@ -167,6 +167,17 @@ fn cookie_user(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
         Some(AuthOutcome::Failed { error, .. }) => Err(error.clone()),
         _ => Err(ApiError::NotAuthenticated),
     }
+}
+
+/// `SOCIAL_REDIRECT_URLS`, with the request's own origin when it stands in
+/// for an unset `PUBLIC_URL`.
+fn redirect_urls(state: &State, req: &HttpRequest) -> Vec<String> {
+    let social = &state.settings.social;
+    let mut urls = social.redirect_urls.clone();
+    if social.redirect_to_request_origin {
+        urls.push(own_origin(state, req));
+    }
+    urls
 }
 
 pub const NEXT_REFUSED: &str = "Enter a URL that SOCIAL_REDIRECT_URLS allows.";
@@ -251,6 +262,7 @@ pub async fn callback(
         state: take("state"),
         code: take("code"),
         error: take("error"),
+        issuer: take("iss"),
     };
     let cookie = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned());
     let form_post = provider.form_post();

@@ -51,6 +51,9 @@ pub struct SocialSettings {
     pub providers: Vec<ProviderSettings>,
     /// Where a browser may be sent back to: exact origins or URL prefixes.
     pub redirect_urls: Vec<String>,
+    /// By default with `PUBLIC_URL` unset: the origin a request reached
+    /// latchkey at stands in for `PUBLIC_URL`'s.
+    pub redirect_to_request_origin: bool,
     /// Whether a provider login may create an account.
     pub signup: bool,
     /// `SOCIAL_TIMEOUT`: the most any one call to a provider may take
@@ -103,6 +106,8 @@ pub(super) fn read(
         }
         providers.push(provider(env, name)?);
     }
+    let redirect_to_request_origin =
+        env.raw("SOCIAL_REDIRECT_URLS").is_none() && public_url.is_none();
     let redirect_urls = match env.raw("SOCIAL_REDIRECT_URLS") {
         Some(_) => env.list("SOCIAL_REDIRECT_URLS"),
         None => public_url
@@ -121,6 +126,7 @@ pub(super) fn read(
     Ok(SocialSettings {
         providers,
         redirect_urls,
+        redirect_to_request_origin,
         signup: env.boolean("SOCIAL_SIGNUP", true)?,
         timeout: env.bounded_duration(
             "SOCIAL_TIMEOUT",

@@ -194,6 +194,8 @@ pub struct Callback {
     pub state: Option<String>,
     pub code: Option<String>,
     pub error: Option<String>,
+    /// RFC 9207's `iss`, when the provider sends one.
+    pub issuer: Option<String>,
 }
 
 /// Where the callback sends the browser: `next` and the fragment.
@@ -257,6 +259,7 @@ pub async fn callback(
             redirect_uri: &flow.redirect_uri,
             pkce_verifier: flow.pkce_verifier.as_deref(),
             nonce: flow.nonce.as_deref(),
+            issuer: callback.issuer.as_deref(),
         })
         .await
     {
@@ -433,8 +436,13 @@ fn sign_in(
         .email
         .as_deref()
         .and_then(|raw| Email::parse(raw).ok());
+    // Locked: whether it is verified decides between a link and a reclaim,
+    // and must not change before the decision is written.
     let with_email = match (&linked, &email) {
-        (None, Some(email)) => User::find_by_email(conn, email)?,
+        (None, Some(email)) => match User::find_by_email(conn, email)? {
+            Some(found) => User::lock(conn, found.id)?,
+            None => None,
+        },
         _ => None,
     };
     let decision = linking::account(
