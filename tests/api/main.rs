@@ -42,6 +42,12 @@ mod requests;
 mod second_factor_storage;
 mod session_lifecycle;
 mod sessions;
+mod social_accounts;
+mod social_browser;
+mod social_config;
+mod social_linking;
+mod social_native;
+mod social_races;
 mod throttling;
 mod users;
 mod verify;
@@ -98,6 +104,13 @@ fn main() -> std::process::ExitCode {
         mfa_management::django_tests(),
         mfa_secrecy::django_tests(),
         oidc_harness::node_tests(),
+        social_config::node_tests(),
+        social_browser::node_tests(),
+        social_native::node_tests(),
+        social_accounts::node_tests(),
+        social_accounts::django_node_tests(),
+        social_linking::node_tests(),
+        social_races::node_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)

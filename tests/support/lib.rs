@@ -20,6 +20,7 @@ pub mod private_pg;
 pub mod roles;
 pub mod runner;
 pub mod smtp;
+pub mod social;
 pub mod tcp_proxy;
 pub mod user;
 
