@@ -48,6 +48,7 @@ mod social_config;
 mod social_linking;
 mod social_native;
 mod social_races;
+mod social_revocation;
 mod throttling;
 mod users;
 mod verify;
@@ -111,6 +112,7 @@ fn main() -> std::process::ExitCode {
         social_accounts::django_node_tests(),
         social_linking::node_tests(),
         social_races::node_tests(),
+        social_revocation::node_tests(),
     ]
     .concat();
     latchkey_tests::runner::main(tests)

@@ -263,6 +263,15 @@ fn email_verified_in(claims: Option<&serde_json::Value>, string_booleans: bool) 
     }
 }
 
+/// Whether a verified token states `email_verified` at all: when it does
+/// not, the contract reads it from userinfo.
+pub fn states_email_verified(token: &str) -> bool {
+    payload(token)
+        .as_ref()
+        .and_then(|claims| claims.get("email_verified"))
+        .is_some_and(|value| !value.is_null())
+}
+
 /// Whether the payload holds an `email_verified` that openidconnect cannot
 /// parse (it takes a boolean, or with `accept-string-booleans` the strings
 /// `"true"` and `"false"`, and refuses the whole token for anything else).
@@ -349,12 +358,15 @@ mod odd_email_verified {
                 }
             })?
             .claims;
-        let exp = claims["exp"].as_i64().ok_or(IdTokenError::Malformed)?;
-        if exp + rules.leeway <= now {
+        let exp = claims["exp"]
+            .as_i64()
+            .filter(|exp| chrono::DateTime::from_timestamp(*exp, 0).is_some())
+            .ok_or(IdTokenError::Malformed)?;
+        if exp.saturating_add(rules.leeway) <= now {
             return Err(IdTokenError::Expired);
         }
         let iat = claims["iat"].as_i64().ok_or(IdTokenError::Malformed)?;
-        if iat > now + rules.leeway {
+        if iat > now.saturating_add(rules.leeway) {
             return Err(IdTokenError::IssuedInFuture);
         }
         let claimed_nonce = claims["nonce"].as_str().map(|n| Nonce::new(n.to_owned()));

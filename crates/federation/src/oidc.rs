@@ -336,11 +336,21 @@ impl Oidc {
             .verify(config, &discovered, id_token, ExpectedNonce::Flow(nonce))
             .await?;
         let user = user_of(verified);
-        if user.email.is_some() {
+        // userinfo fills in what the ID token lacks (Kakao's states no
+        // `email_verified`).
+        if user.email.is_some() && latchkey_auth::oidc::states_email_verified(id_token) {
             return Ok(user);
         }
-        self.userinfo(config, &discovered, response.access_token().secret(), user)
-            .await
+        let filled = self
+            .userinfo(config, &discovered, response.access_token().secret(), &user)
+            .await?;
+        // The ID token's address stands; userinfo vouches for it only when
+        // it names the same one.
+        Ok(match &user.email {
+            None => filled,
+            Some(email) if filled.email.as_ref() == Some(email) => filled,
+            Some(_) => user,
+        })
     }
 
     pub(crate) async fn native(
@@ -454,10 +464,10 @@ impl Oidc {
         config: &ProviderConfig,
         discovered: &Discovered,
         access_token: &str,
-        user: ProviderUser,
+        user: &ProviderUser,
     ) -> Result<ProviderUser, ProviderError> {
         let Some(endpoint) = &discovered.userinfo_endpoint else {
-            return Ok(user);
+            return Ok(user.clone());
         };
         let claims: Value = self
             .http
@@ -487,7 +497,7 @@ impl Oidc {
             _ => false,
         };
         Ok(ProviderUser {
-            subject: user.subject,
+            subject: user.subject.clone(),
             email_verified: email.is_some() && email_verified,
             email,
         })

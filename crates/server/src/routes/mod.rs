@@ -242,7 +242,7 @@ pub fn resources() -> Vec<Resource> {
             "/auth/social/{name}/authorize/",
             vec![(
                 M::GET,
-                protected(get().to(social::authorize)).wrap(no_store()),
+                throttled(protected(get().to(social::authorize))).wrap(no_store()),
             )],
         ),
         api(

@@ -120,19 +120,23 @@ pub async fn authorize(
             .ok_or_else(|| ApiError::Fields(FieldErrors::single("next", NEXT_REFUSED)))?,
     };
     let link = matches!(param("link"), Some("true" | "True" | "1"));
-    let link_user = if link {
+    let caller = if link {
         let caller = cookie_user(&req)?;
         require_aal2(&state, &caller.user, &caller.claims).await?;
-        Some(caller.user.id)
+        Some(caller)
     } else {
         None
     };
+    let linker = caller.as_ref().map(|caller| federated::Linker {
+        user: &caller.user,
+        session: caller.claims.sid.clone(),
+    });
     let redirect_uri = format!(
         "{}/auth/social/{}/callback/",
         base_url(&state, &req),
         provider.name()
     );
-    let started = federated::authorize(&state, &provider, redirect_uri, next, link_user).await?;
+    let started = federated::authorize(&state, &provider, redirect_uri, next, linker).await?;
     let mut cookie = Cookie::new(FLOW_COOKIE, started.cookie);
     cookie.set_path("/");
     cookie.set_http_only(true);

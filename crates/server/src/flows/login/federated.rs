@@ -27,7 +27,7 @@ use latchkey_domain::{Email, Method, UserFlags};
 use latchkey_federation::{CodeExchange, NativeCredential, Provider, ProviderError, ProviderUser};
 use latchkey_persistence::{
     AcceptedIdTokens, Ceremony, CeremonyKind, DbConnection, Identity, NewCeremony, NewIdentity,
-    NewUser, StoreError, TotpDevice, User, UserChanges, db_now, write_transaction,
+    NewUser, SessionState, StoreError, TotpDevice, User, UserChanges, db_now, write_transaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +132,34 @@ struct FlowState {
     next: String,
     /// The user to link the identity to (`link=true`), else a login.
     link: bool,
+    /// For `link=true`: the session that asked, and the user as it was
+    /// then ([`holder_fingerprint`]). A logout, a logout everywhere, a
+    /// password change or a reclaim in between refuses the link.
+    link_session: Option<String>,
+    link_holder: Option<String>,
+}
+
+/// What ends a user's earlier credentials, fingerprinted: a flow or code
+/// begun before a logout everywhere, a password change or a reclaim is
+/// refused after it.
+fn holder_fingerprint(user: &User) -> String {
+    secret_hash(&format!(
+        "{:?}|{:?}",
+        user.tokens_valid_after, user.password_changed_at
+    ))
+}
+
+/// The signed-in user asking to link a provider (`link=true`).
+pub struct Linker<'a> {
+    pub user: &'a User,
+    /// The `sid` of the access token that asked, if it names one.
+    pub session: Option<String>,
+}
+
+/// The `social_code` ceremony's payload.
+#[derive(Serialize, Deserialize)]
+struct CodeState {
+    holder: String,
 }
 
 /// A started flow: where to send the browser, and the flow cookie's value.
@@ -147,8 +175,9 @@ pub async fn authorize(
     provider: &Provider,
     redirect_uri: String,
     next: String,
-    link_user: Option<i64>,
+    linker: Option<Linker<'_>>,
 ) -> Result<Started, ApiError> {
+    let link_user = linker.as_ref().map(|l| l.user.id);
     let authorization = provider
         .authorization(&redirect_uri)
         .await
@@ -161,7 +190,9 @@ pub async fn authorize(
         pkce_verifier: authorization.pkce_verifier,
         redirect_uri,
         next,
-        link: link_user.is_some(),
+        link: linker.is_some(),
+        link_session: linker.as_ref().and_then(|l| l.session.clone()),
+        link_holder: linker.as_ref().map(|l| holder_fingerprint(l.user)),
     };
     let payload = serde_json::to_string(&flow).map_err(|e| ApiError::Internal(e.to_string()))?;
     let handle_hash = secret_hash(&authorization.state);
@@ -271,6 +302,8 @@ pub async fn callback(
     };
     let provider_name = provider.name().to_owned();
     let link_user = flow.link.then_some(ceremony.user_id).flatten();
+    let link_session = flow.link_session.clone();
+    let link_holder = flow.link_holder.clone().unwrap_or_default();
     let outcome = state
         .with_conn(move |conn, app| {
             let signup = app.settings.social.signup;
@@ -285,12 +318,13 @@ pub async fn callback(
                     }
                     match link_user {
                         Some(user_id) => {
-                            link(conn, &provider_name, &person, user_id)?;
+                            let asked = (link_session.as_deref(), link_holder.as_str());
+                            link(conn, &provider_name, &person, user_id, asked)?;
                             Ok(None)
                         }
                         None => {
                             let user = sign_in(conn, &provider_name, &person, signup)?;
-                            Ok(Some(new_social_code(conn, user.id)?))
+                            Ok(Some(new_social_code(conn, &user)?))
                         }
                     }
                 })
@@ -302,7 +336,9 @@ pub async fn callback(
         Ok(None) => Ok(landing(("social_linked", provider.name().to_owned()))),
         Err(Failed::Refused(refusal)) => Ok(refused(refusal)),
         Err(Failed::Api(error)) => Err(error),
-        Err(Failed::Raced) => Err(ApiError::Conflict),
+        // Still racing after running again: as a provider error, the flow
+        // left as it was.
+        Err(Failed::Raced) => Ok(refused(Refusal::ProviderError)),
     }
 }
 
@@ -321,16 +357,20 @@ fn retrying<T>(mut run: impl FnMut() -> Result<T, Failed>) -> Result<T, Failed> 
     }
 }
 
-fn new_social_code(conn: &mut DbConnection, user_id: i64) -> Result<String, Failed> {
+fn new_social_code(conn: &mut DbConnection, user: &User) -> Result<String, Failed> {
     let code = new_link_secret();
     let now = db_now();
+    let payload = serde_json::to_string(&CodeState {
+        holder: holder_fingerprint(user),
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ceremony::begin(
         conn,
         &NewCeremony {
             kind: CeremonyKind::SocialCode,
             handle_hash: &secret_hash(&code),
-            user_id: Some(user_id),
-            payload: "{}",
+            user_id: Some(user.id),
+            payload: &payload,
             created_at: now,
             expires_at: now + Duration::seconds(CODE_LIFETIME_SECONDS),
         },
@@ -349,12 +389,21 @@ pub async fn exchange(
     let user = state
         .with_conn(move |conn, _| {
             write_transaction(conn, |conn| {
-                let spent =
-                    Ceremony::consume(conn, CeremonyKind::SocialCode, &handle_hash, db_now())?;
-                match spent.and_then(|ceremony| ceremony.user_id) {
-                    Some(user_id) => Ok(User::find(conn, user_id)?),
-                    None => Ok(None),
-                }
+                let Some(spent) =
+                    Ceremony::consume(conn, CeremonyKind::SocialCode, &handle_hash, db_now())?
+                else {
+                    return Ok(None);
+                };
+                let issued_to = serde_json::from_str::<CodeState>(&spent.payload).ok();
+                let user = match spent.user_id {
+                    Some(user_id) => User::find(conn, user_id)?,
+                    None => None,
+                };
+                // A logout everywhere, password change or reclaim since the
+                // callback voids the code.
+                Ok(user.filter(|user| {
+                    issued_to.is_some_and(|code| code.holder == holder_fingerprint(user))
+                }))
             })
         })
         .await?
@@ -395,7 +444,14 @@ pub async fn native(
             }
         })?;
     let token_hash = match credential {
-        NativeCredential::IdToken { id_token, .. } => Some(secret_hash(id_token)),
+        // The signing input, not the whole string: a signature re-encoded
+        // (unused trailing bits) or an ECDSA signature's other form would
+        // otherwise be a new token.
+        NativeCredential::IdToken { id_token, .. } => Some(secret_hash(
+            id_token
+                .rsplit_once('.')
+                .map_or(id_token, |(signed, _)| signed),
+        )),
         NativeCredential::AccessToken(_) => None,
     };
     let provider_name = provider.name().to_owned();
@@ -440,7 +496,7 @@ fn sign_in(
     // and must not change before the decision is written.
     let with_email = match (&linked, &email) {
         (None, Some(email)) => match User::find_by_email(conn, email)? {
-            Some(found) => User::lock(conn, found.id)?,
+            Some(found) => User::lock(conn, found.id)?.filter(|u| u.email == email.as_str()),
             None => None,
         },
         _ => None,
@@ -468,7 +524,16 @@ fn sign_in(
         linked_at: now,
     };
     let user_id = match decision {
-        Account::Linked(user_id) => user_id,
+        Account::Linked(user_id) => {
+            // Locked, then the link read again: a reclaim that removed it
+            // meanwhile makes this transaction run again.
+            User::lock(conn, user_id)?;
+            let still = Identity::find(conn, provider, &person.subject)?.map(|i| i.user_id);
+            if still != Some(user_id) {
+                return Err(Failed::Raced);
+            }
+            user_id
+        }
         Account::Link(user_id) => {
             link_new(conn, &new_identity(user_id))?;
             user_id
@@ -550,10 +615,20 @@ fn link(
     provider: &str,
     person: &ProviderUser,
     user_id: i64,
+    (session, holder): (Option<&str>, &str),
 ) -> Result<(), Failed> {
-    let user = User::lock(conn, user_id)?
-        .filter(|user| user.is_active)
-        .ok_or(Failed::Refused(Refusal::InvalidRequest))?;
+    User::lock(conn, user_id)?;
+    let still_signed_in = User::find_with_session(conn, user_id, session)?
+        .filter(|(user, state)| {
+            user.is_active
+                && holder_fingerprint(user) == holder
+                && matches!(
+                    (session, state),
+                    (Some(_), SessionState::Live) | (None, SessionState::NotNamed)
+                )
+        })
+        .map(|(user, _)| user);
+    let user = still_signed_in.ok_or(Failed::Refused(Refusal::InvalidRequest))?;
     let holder = Identity::find(conn, provider, &person.subject)?.map(|i| i.user_id);
     match linking::link_to(holder, user.id) {
         LinkTo::AlreadyLinked => Ok(()),
