@@ -2,10 +2,11 @@
 //! request, the code exchange and userinfo.
 //!
 //! Discovery (with the keys) is fetched at start-up or on first use and
-//! kept; while the issuer cannot be reached every call answers
-//! [`ProviderError::Unavailable`] (503), trying again at most once per
-//! [`RETRY_AFTER_FAILURE`] so that a silent issuer does not queue every
-//! request behind its timeout. An ID token signed by a `kid` the cached keys
+//! kept, refreshed daily while the old one is still served; while the
+//! issuer has never been reached every call answers
+//! [`ProviderError::Unavailable`] (503): one request at a time tries again
+//! (the others wait for it), and after a failure none does for
+//! [`RETRY_AFTER_FAILURE`], answering at once. An ID token signed by a `kid` the cached keys
 //! lack fetches the keys again, at most once per
 //! [`KEY_REFETCH_INTERVAL`](crate::KEY_REFETCH_INTERVAL): a rotation is seen
 //! at once, a flood of forged `kid`s costs the issuer one fetch per
@@ -189,7 +190,13 @@ impl Oidc {
         if let Some(discovered) = known.as_ref().filter(|d| fresh(d)) {
             return Ok(discovered.clone());
         }
-        let mut last_failure = self.fetching.lock().await;
+        // An old discovery is served while one request refreshes it: only
+        // a provider never reached makes requests wait on the fetch.
+        let mut last_failure = match (&known, self.fetching.try_lock()) {
+            (_, Ok(guard)) => guard,
+            (Some(stale), Err(_)) => return Ok(stale.clone()),
+            (None, Err(_)) => self.fetching.lock().await,
+        };
         let known = self.current();
         if let Some(discovered) = known.as_ref().filter(|d| fresh(d)) {
             return Ok(discovered.clone());
