@@ -226,7 +226,7 @@ const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
 /// (or `#social_linked=<name>` for `link=true`, `#social_error=<reason>` on
 /// a refusal). A `state` that is not a live flow of this provider from this
 /// browser: 400, no redirect.
-#[utoipa::path(get, path = "/auth/social/{name}/callback/", tag = "social",
+#[utoipa::path(method(get, post), path = "/auth/social/{name}/callback/", tag = "social",
     params(("name" = String, Path, description = "The provider"),
         ("state" = String, Query, description = "The flow's state"),
         ("code" = Option<String>, Query, description = "The authorization code"),
