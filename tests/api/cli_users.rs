@@ -19,6 +19,7 @@ tests![
     users_list_filters_by_search_staff_and_inactive,
     set_password_without_input_ends_every_session_on_a_running_server,
     set_password_refuses_a_weak_password_and_changes_nothing,
+    set_password_prompts_twice_and_reprompts,
     deactivate_refuses_logins_and_ends_sessions_on_a_running_server_until_activate,
     end_sessions_ends_every_session_of_that_user_only,
     an_unknown_login_is_one_line_naming_it_and_exit_1,
@@ -27,6 +28,15 @@ tests![
 const NEW_PASSWORD: &str = "a-brand-new-passphrase-42";
 
 fn users(url: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    users_with_input(url, args, extra, None)
+}
+
+fn users_with_input(
+    url: &str,
+    args: &[&str],
+    extra: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let mut argv = vec!["users"];
     argv.extend_from_slice(args);
@@ -36,7 +46,7 @@ fn users(url: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
         ("BCRYPT_COST", "4"),
     ];
     env.extend_from_slice(extra);
-    run_latchkey(dir.path(), &argv, &env, None)
+    run_latchkey(dir.path(), &argv, &env, stdin)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -219,6 +229,41 @@ async fn set_password_refuses_a_weak_password_and_changes_nothing(mut ctx: Ctx) 
     assert_eq!(after.tokens_valid_after, before.tokens_valid_after);
     assert_live(&session).await;
     app.login("jae@example.com", PASSWORD)
+        .await
+        .assert_status(200);
+}
+
+async fn set_password_prompts_twice_and_reprompts(mut ctx: Ctx) {
+    let app = ctx.spawn().await;
+    let session = app.user("jae@example.com").await;
+    // Mismatched passwords; a weak one refused at the bypass question;
+    // then a good one, twice.
+    let input =
+        format!("one-thing-1\nanother-thing-2\n1234\n1234\nn\n{NEW_PASSWORD}\n{NEW_PASSWORD}\n");
+
+    let output = users_with_input(
+        &app.database_url,
+        &["set-password", "jae@example.com"],
+        &[],
+        Some(&input),
+    );
+
+    let (code, out, err) = outcome(&output);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            Some(0),
+            "changed the password of jae@example.com and ended their sessions\n"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("Error: Your passwords didn't match."), "{err}");
+    assert!(
+        err.contains("Bypass password validation and set it anyway? [y/N]"),
+        "{err}"
+    );
+    assert_ended_within_bound(&app, &session).await;
+    app.login("jae@example.com", NEW_PASSWORD)
         .await
         .assert_status(200);
 }
