@@ -256,7 +256,7 @@ fn account_from_environment(
     let email = Email::parse(&raw_email).map_err(|e| CommandError(format!("{EMAIL_VAR}: {e}")))?;
     let password = password_from_environment(
         PASSWORD_VAR,
-        &email,
+        Some(&email),
         limit,
         args.bypass_validation,
         "create the user",
@@ -328,7 +328,7 @@ fn account_from_prompts(
     };
     let password = prompted_password(
         &mut prompter,
-        &email,
+        Some(&email),
         limit,
         args.bypass_validation,
         "create user",
@@ -341,7 +341,7 @@ fn account_from_prompts(
 /// or a yes to the question, which ends with "`action` anyway").
 fn prompted_password(
     prompter: &mut Prompter,
-    email: &Email,
+    email: Option<&Email>,
     limit: usize,
     bypass_validation: bool,
     action: &str,
@@ -357,7 +357,7 @@ fn prompted_password(
             eprintln!("Error: Blank passwords aren't allowed.");
             continue;
         }
-        match Password::parse_with_limit(&first, Some(email), limit) {
+        match Password::parse_with_limit(&first, email, limit) {
             Ok(password) => return Ok(password),
             Err(failures) => {
                 for failure in &failures {
@@ -382,7 +382,7 @@ fn prompted_password(
 /// refused when blank, and when weak unless `bypass_validation`.
 fn password_from_environment(
     var: &str,
-    email: &Email,
+    email: Option<&Email>,
     limit: usize,
     bypass_validation: bool,
     action: &str,
@@ -397,7 +397,7 @@ fn password_from_environment(
             "{var} is blank: a password of whitespace only is refused, even with --bypass-validation"
         )));
     }
-    match Password::parse_with_limit(&raw_password, Some(email), limit) {
+    match Password::parse_with_limit(&raw_password, email, limit) {
         Ok(password) => Ok(password),
         Err(_) if bypass_validation => Password::parse_unvalidated_with_limit(&raw_password, limit)
             .map_err(|e| CommandError(format!("{var}: {e}"))),

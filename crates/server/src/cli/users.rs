@@ -175,12 +175,14 @@ fn set_password(settings: &Settings, args: &SetPassword) -> Result<(), CommandEr
         let mut conn = db.get()?;
         user_by_login(&mut conn, &args.login)?
     };
-    // The validators compare the password with the user's email.
-    let email = Email::parse(&user.email)?;
+    // The validators compare the password with the user's email (as a
+    // password change does; an imported address that does not parse is
+    // left out of the comparison).
+    let email = Email::parse(&user.email).ok();
     let password = if args.no_input {
         password_from_environment(
             NEW_PASSWORD_VAR,
-            &email,
+            email.as_ref(),
             limit,
             args.bypass_validation,
             "set it",
@@ -190,7 +192,7 @@ fn set_password(settings: &Settings, args: &SetPassword) -> Result<(), CommandEr
         eprintln!("Changing password for user {}", user.login_name());
         prompted_password(
             &mut prompter,
-            &email,
+            email.as_ref(),
             limit,
             args.bypass_validation,
             "set it",
