@@ -7,6 +7,7 @@ mod auth_cache;
 mod browser;
 mod ceremonies;
 mod cli;
+mod cli_users;
 mod current_user;
 mod docs;
 mod email_flows;
@@ -59,6 +60,7 @@ fn main() -> std::process::ExitCode {
         persistence::tests(),
         faults::postgres_tests(),
         cli::tests(),
+        cli_users::tests(),
         browser::tests(),
         docs::tests(),
         register::tests(),

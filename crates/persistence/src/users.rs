@@ -61,6 +61,13 @@ impl User {
 }
 
 impl User {
+    /// The name the user logs in with, and the one the command line takes
+    /// (`latchkey users … LOGIN`, `disable-mfa LOGIN`): their email, until
+    /// a username field exists.
+    pub fn login_name(&self) -> &str {
+        &self.email
+    }
+
     pub fn flags(&self) -> UserFlags {
         UserFlags {
             is_active: self.is_active,
@@ -142,6 +149,10 @@ pub enum ListOrder {
 pub struct ListQuery {
     /// Users whose email contains this text.
     pub search: Option<String>,
+    /// Only staff users (`latchkey users list --staff`).
+    pub staff_only: bool,
+    /// Only inactive users (`latchkey users list --inactive`).
+    pub inactive_only: bool,
     pub order: ListOrder,
     pub descending: bool,
     pub offset: i64,
@@ -300,6 +311,14 @@ impl User {
         if let Some(pattern) = &pattern {
             count_query = count_query.filter(users::email.like(pattern.clone()).escape('\\'));
             page_query = page_query.filter(users::email.like(pattern.clone()).escape('\\'));
+        }
+        if query.staff_only {
+            count_query = count_query.filter(users::is_staff.eq(true));
+            page_query = page_query.filter(users::is_staff.eq(true));
+        }
+        if query.inactive_only {
+            count_query = count_query.filter(users::is_active.eq(false));
+            page_query = page_query.filter(users::is_active.eq(false));
         }
         let count: i64 = count_query.get_result(conn)?;
         page_query = match (query.order, query.descending) {

@@ -1,5 +1,8 @@
 //! The command line: `serve` (the default), `migrate`, `create-superuser`,
-//! `flush-expired-tokens`, `import-django` and `disable-mfa`.
+//! `flush-expired-tokens`, `import-django`, `disable-mfa` and `users …`
+//! (in [`users`]).
+
+mod users;
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -41,6 +44,9 @@ pub enum Command {
     /// Remove a user's second factor (TOTP and recovery codes: a lost
     /// phone) and end every session of theirs.
     DisableMfa(DisableMfa),
+    /// List users, set a password, activate, deactivate, end sessions.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +87,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::FlushExpiredTokens => flush_expired_tokens(&settings),
         Command::ImportDjango(args) => import_django(&settings, &args),
         Command::DisableMfa(args) => disable_mfa(&settings, &args.login),
+        Command::Users(command) => users::run(&settings, command),
     }
 }
 
@@ -179,16 +186,26 @@ fn disable_mfa(settings: &Settings, login: &str) -> Result<(), CommandError> {
     let db = open_database(settings)?;
     run_pending_migrations(&db)?;
     let mut conn = db.get()?;
-    let user = Email::parse(login)
-        .ok()
-        .map(|email| User::find_by_email(&mut conn, &email))
-        .transpose()?
-        .flatten()
-        .ok_or_else(|| CommandError(format!("no user with login {login}")))?;
+    let user = user_by_login(&mut conn, login)?;
     crate::flows::mfa::reset(&mut conn, &settings.email, user.id)
         .map_err(|e| CommandError(e.to_string()))?;
     println!("disabled the second factor of {login} and ended their sessions");
     Ok(())
+}
+
+/// The user a command names by their login name (see
+/// [`User::login_name`]); an unknown one, or one that is not a login name
+/// at all, is the same one-line failure naming it.
+fn user_by_login(
+    conn: &mut latchkey_persistence::DbConnection,
+    login: &str,
+) -> Result<User, CommandError> {
+    Email::parse(login)
+        .ok()
+        .map(|email| User::find_by_email(conn, &email))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| CommandError(format!("no user with login {login}")))
 }
 
 const EMAIL_VAR: &str = "LATCHKEY_SUPERUSER_EMAIL";
@@ -236,31 +253,14 @@ fn account_from_environment(
         .or_else(|| std::env::var(EMAIL_VAR).ok())
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| CommandError(format!("{EMAIL_VAR} must be set with --no-input")))?;
-    let raw_password = std::env::var(PASSWORD_VAR)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| CommandError(format!("{PASSWORD_VAR} must be set with --no-input")))?;
-    // Login refuses a blank password, so such a superuser could never log in.
-    if raw_password.trim().is_empty() {
-        return Err(CommandError(format!(
-            "{PASSWORD_VAR} is blank: a password of whitespace only is refused, even with --bypass-validation"
-        )));
-    }
     let email = Email::parse(&raw_email).map_err(|e| CommandError(format!("{EMAIL_VAR}: {e}")))?;
-    let password = match Password::parse_with_limit(&raw_password, Some(&email), limit) {
-        Ok(password) => password,
-        Err(_) if args.bypass_validation => {
-            Password::parse_unvalidated_with_limit(&raw_password, limit)
-                .map_err(|e| CommandError(format!("{PASSWORD_VAR}: {e}")))?
-        }
-        Err(failures) => {
-            let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
-            return Err(CommandError(format!(
-                "{PASSWORD_VAR}: {} (use --bypass-validation to create the user anyway)",
-                messages.join(" ")
-            )));
-        }
-    };
+    let password = password_from_environment(
+        PASSWORD_VAR,
+        Some(&email),
+        limit,
+        args.bypass_validation,
+        "create the user",
+    )?;
     Ok(NewAccount::superuser(email, password))
 }
 
@@ -285,7 +285,7 @@ impl Prompter {
         let mut line = String::new();
         if self.stdin.read_line(&mut line)? == 0 {
             return Err(CommandError(
-                "input ended before the superuser was created".into(),
+                "input ended before the command was done".into(),
             ));
         }
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
@@ -326,7 +326,27 @@ fn account_from_prompts(
         }
         break email;
     };
-    let password = loop {
+    let password = prompted_password(
+        &mut prompter,
+        Some(&email),
+        limit,
+        args.bypass_validation,
+        "create user",
+    )?;
+    Ok(NewAccount::superuser(email, password))
+}
+
+/// Prompts for a password twice (hidden on a terminal) until the two match
+/// and it passes the validators, or the validators are bypassed (`--bypass-validation`,
+/// or a yes to the question, which ends with "`action` anyway").
+fn prompted_password(
+    prompter: &mut Prompter,
+    email: Option<&Email>,
+    limit: usize,
+    bypass_validation: bool,
+    action: &str,
+) -> Result<Password, CommandError> {
+    loop {
         let first = prompter.hidden("Password: ")?;
         let second = prompter.hidden("Password (again): ")?;
         if first != second {
@@ -337,15 +357,15 @@ fn account_from_prompts(
             eprintln!("Error: Blank passwords aren't allowed.");
             continue;
         }
-        match Password::parse_with_limit(&first, Some(&email), limit) {
-            Ok(password) => break password,
+        match Password::parse_with_limit(&first, email, limit) {
+            Ok(password) => return Ok(password),
             Err(failures) => {
                 for failure in &failures {
                     eprintln!("{failure}");
                 }
                 match Password::parse_unvalidated_with_limit(&first, limit) {
-                    Ok(password) if args.bypass_validation || confirm(&mut prompter)? => {
-                        break password;
+                    Ok(password) if bypass_validation || confirm(prompter, action)? => {
+                        return Ok(password);
                     }
                     Ok(_) => continue,
                     Err(e) => {
@@ -355,12 +375,46 @@ fn account_from_prompts(
                 }
             }
         }
-    };
-    Ok(NewAccount::superuser(email, password))
+    }
 }
 
-fn confirm(prompter: &mut Prompter) -> Result<bool, CommandError> {
-    let answer = prompter.line("Bypass password validation and create user anyway? [y/N]: ")?;
+/// A password read from the environment variable `var` (`--no-input`),
+/// refused when blank, and when weak unless `bypass_validation`.
+fn password_from_environment(
+    var: &str,
+    email: Option<&Email>,
+    limit: usize,
+    bypass_validation: bool,
+    action: &str,
+) -> Result<Password, CommandError> {
+    let raw_password = std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| CommandError(format!("{var} must be set with --no-input")))?;
+    // Login refuses a blank password, so such a user could never log in.
+    if raw_password.trim().is_empty() {
+        return Err(CommandError(format!(
+            "{var} is blank: a password of whitespace only is refused, even with --bypass-validation"
+        )));
+    }
+    match Password::parse_with_limit(&raw_password, email, limit) {
+        Ok(password) => Ok(password),
+        Err(_) if bypass_validation => Password::parse_unvalidated_with_limit(&raw_password, limit)
+            .map_err(|e| CommandError(format!("{var}: {e}"))),
+        Err(failures) => {
+            let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            Err(CommandError(format!(
+                "{var}: {} (use --bypass-validation to {action} anyway)",
+                messages.join(" ")
+            )))
+        }
+    }
+}
+
+fn confirm(prompter: &mut Prompter, action: &str) -> Result<bool, CommandError> {
+    let answer = prompter.line(&format!(
+        "Bypass password validation and {action} anyway? [y/N]: "
+    ))?;
     Ok(matches!(
         answer.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The layers, top first: a file may use its own layer and those below.
 /// A path is matched by its longest listed prefix.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("app", &["lib.rs", "cli.rs", "startup.rs"]),
+    ("app", &["lib.rs", "cli.rs", "cli/", "startup.rs"]),
     (
         "http",
         &["http/", "routes/", "openapi/", "authn.rs", "origin.rs"],

@@ -26,7 +26,7 @@ use latchkey_persistence::{
     DbConnection, StoreError, User, UserChanges, db_now, write_transaction,
 };
 
-use super::sessions::revoke_everything;
+use super::sessions::replace_password;
 use crate::email::templates::{self, Kind, human_duration, site_name};
 use crate::email::{decode_uid, encode_uid, enqueue};
 use crate::error::{ApiError, FieldErrors};
@@ -318,16 +318,7 @@ pub async fn confirm_password_reset(
                 {
                     return Err(invalid("token"));
                 }
-                revoke_everything(
-                    conn,
-                    user_id,
-                    UserChanges {
-                        password_hash: Some(hash),
-                        password_changed_at: Some(now),
-                        updated_at: Some(now),
-                        ..UserChanges::default()
-                    },
-                )
+                replace_password(conn, user_id, hash)
             })
         })
         .await?;

@@ -48,6 +48,27 @@ pub fn revoke_everything(
     })
 }
 
+/// Stores a new password hash: every session of the user ends, and
+/// `password_changed_at` moves to now, so reset links sent before die
+/// (a password change, a reset, `latchkey users set-password`).
+pub fn replace_password(
+    conn: &mut DbConnection,
+    user_id: i64,
+    new_hash: String,
+) -> Result<User, ApiError> {
+    let now = db_now();
+    revoke_everything(
+        conn,
+        user_id,
+        UserChanges {
+            password_hash: Some(new_hash),
+            updated_at: Some(now),
+            password_changed_at: Some(now),
+            ..UserChanges::default()
+        },
+    )
+}
+
 /// `DELETE /auth/sessions/`.
 pub async fn logout_everywhere(state: &State, caller: &User) -> Result<(), ApiError> {
     let user_id = caller.id;
@@ -172,16 +193,7 @@ pub async fn change_password(
                 still_verified(conn, &checked, || {
                     wrong_password("old_password", WRONG_OLD_PASSWORD)
                 })?;
-                let user = revoke_everything(
-                    conn,
-                    checked.id,
-                    UserChanges {
-                        password_hash: Some(new_hash),
-                        updated_at: Some(db_now()),
-                        password_changed_at: Some(db_now()),
-                        ..UserChanges::default()
-                    },
-                )?;
+                let user = replace_password(conn, checked.id, new_hash)?;
                 let pair = start_session(conn, app, checked.id, &assurance, unix_now(), &client)?;
                 Ok((user, pair))
             })

@@ -5,7 +5,7 @@ use latchkey_auth::Claims;
 use latchkey_domain::permissions::{self, Actor, FlagChange, Target};
 use latchkey_domain::{Email, NewAccount};
 use latchkey_persistence::{
-    ListOrder, ListQuery, User, UserChanges, UserPage, db_now, write_transaction,
+    DbConnection, ListOrder, ListQuery, User, UserChanges, UserPage, db_now, write_transaction,
 };
 
 use super::accounts::{create_account, new_account_form, password_rules};
@@ -97,6 +97,7 @@ pub async fn list(state: &State, request: PageRequest) -> Result<Page, ApiError>
                 descending,
                 offset: 0,
                 limit: size,
+                ..ListQuery::default()
             };
             let mut number = number;
             if number == -1 {
@@ -227,7 +228,6 @@ pub async fn update(
         None => None,
     };
     let now = db_now();
-    let revokes = password_hash.is_some() || change.is_active == Some(false);
     let password_changed = password_hash.is_some();
     let new_email = form
         .email
@@ -269,11 +269,7 @@ pub async fn update(
                 if let (Some(upgrade), false) = (&upgraded_hash, password_changed) {
                     User::upgrade_hash(conn, id, &existing.password_hash, upgrade)?;
                 }
-                let user = if revokes {
-                    revoke_everything(conn, id, changes)?
-                } else {
-                    User::update(conn, id, &changes)?
-                };
+                let user = write_changes(conn, id, changes)?;
                 if reverify {
                     super::email::queue_verification(conn, app, &user)?;
                 }
@@ -285,6 +281,36 @@ pub async fn update(
         state.mailer.wake();
     }
     Ok(user)
+}
+
+/// Writes a change to a user, as staff make it: a new password or a
+/// deactivation ends every session of the account (the viewset and the
+/// command line both go through here).
+pub fn write_changes(
+    conn: &mut DbConnection,
+    id: i64,
+    changes: UserChanges,
+) -> Result<User, ApiError> {
+    let revokes = changes.password_hash.is_some() || changes.is_active == Some(false);
+    if revokes {
+        revoke_everything(conn, id, changes)
+    } else {
+        Ok(User::update(conn, id, &changes)?)
+    }
+}
+
+/// `is_active` set or cleared by staff (`latchkey users activate` and
+/// `deactivate`); a deactivation ends every session.
+pub fn set_active(conn: &mut DbConnection, id: i64, active: bool) -> Result<User, ApiError> {
+    write_changes(
+        conn,
+        id,
+        UserChanges {
+            is_active: Some(active),
+            updated_at: Some(db_now()),
+            ..UserChanges::default()
+        },
+    )
 }
 
 /// `DELETE /list/{id}/`.
