@@ -27,8 +27,8 @@ use crate::openapi::shared::{
 };
 use crate::state::State;
 use crate::views::{
-    ErrorView, LinkedIdentitiesView, LinkedIdentityView, SessionView, SocialProviderView,
-    SocialProvidersView,
+    BadRequestView, ErrorView, LinkedIdentitiesView, LinkedIdentityView, SessionView,
+    SocialProviderView, SocialProvidersView,
 };
 
 /// The cookie that binds a flow to the browser that started it.
@@ -91,7 +91,7 @@ fn provider_unavailable_example() -> serde_json::Value {
         ("link" = Option<bool>, Query, description = "Link the provider to the user of the access cookie")),
     responses(
         (status = 302, description = "To the provider's authorization endpoint"),
-        (status = 400, description = "A `next` outside `SOCIAL_REDIRECT_URLS`", body = ErrorView,
+        (status = 400, description = "A `next` outside `SOCIAL_REDIRECT_URLS`", body = BadRequestView,
             example = json!({"next": [NEXT_REFUSED]})),
         (status = 401, description = "`link=true` without an access cookie", body = ErrorView,
             example = json!(example(&ApiError::NotAuthenticated))),
@@ -233,7 +233,7 @@ const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
         ("error" = Option<String>, Query, description = "The provider's refusal")),
     responses(
         (status = 302, description = "To `next`, with `#social_code=`, `#social_linked=` or `#social_error=` (`access_denied`, `invalid_request`, `account_exists`, `email_missing`, `signup_closed`, `provider_error`, `identity_taken`)"),
-        (status = 400, description = "A missing state, or one that is not a live flow of this provider from this browser", body = ErrorView,
+        (status = 400, description = "A missing state, or one that is not a live flow of this provider from this browser", body = BadRequestView,
             example = json!({"state": ["Invalid value"]})),
         (status = 404, description = "No such provider", body = ErrorView, example = json!(not_found_example())),
         Unavailable))]
@@ -299,7 +299,7 @@ pub async fn callback(
     request_body(content((SocialCodeForm = "application/json"), (SocialCodeForm = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Logged in: the user, tokens, and the cookies", body = SessionView),
-        (status = 400, description = "A code unknown, used or expired", body = ErrorView,
+        (status = 400, description = "A code unknown, used or expired", body = BadRequestView,
             example = json!({"social_code": ["Invalid value"]})),
         (status = 401, description = "`mfa_required`, `email_not_verified` or `no_active_account`", body = ErrorView,
             example = json!(example(&ApiError::no_active_account()))),
