@@ -144,7 +144,8 @@ async fn an_identity_is_found_listed_and_unlinked(mut ctx: Ctx) {
     );
     let github = Identity::find(&mut conn, "github", "42").unwrap().unwrap();
     assert_eq!(github.last_login, None);
-    Identity::record_login(&mut conn, github.id, now).unwrap();
+    assert!(Identity::record_login(&mut conn, "github", "42", now).unwrap());
+    assert!(!Identity::record_login(&mut conn, "github", "nobody", now).unwrap());
     let github = Identity::find(&mut conn, "github", "42").unwrap().unwrap();
     assert_eq!(github.last_login, Some(now));
     // unlinking names the user: kim's google identity stays

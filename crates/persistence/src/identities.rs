@@ -96,16 +96,22 @@ impl Identity {
         .execute(conn)?)
     }
 
-    /// A login through the identity.
+    /// A login through the identity `(provider, subject)`, in one
+    /// statement: false when no one holds it.
     pub fn record_login(
         conn: &mut DbConnection,
-        id: i64,
+        provider: &str,
+        subject: &str,
         now: NaiveDateTime,
-    ) -> Result<(), StoreError> {
-        diesel::update(provider_identities::table.find(id))
-            .set(provider_identities::last_login.eq(now))
-            .execute(conn)?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let updated = diesel::update(
+            provider_identities::table
+                .filter(provider_identities::provider.eq(provider))
+                .filter(provider_identities::subject.eq(subject)),
+        )
+        .set(provider_identities::last_login.eq(now))
+        .execute(conn)?;
+        Ok(updated == 1)
     }
 }
 

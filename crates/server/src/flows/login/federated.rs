@@ -573,9 +573,9 @@ fn sign_in(
         Account::SignupClosed => return Err(Failed::Refused(Refusal::SignupClosed)),
         Account::EmailMissing => return Err(Failed::Refused(Refusal::EmailMissing)),
     };
-    let identity =
-        Identity::find(conn, provider, &person.subject)?.ok_or(Failed::Api(ApiError::Conflict))?;
-    Identity::record_login(conn, identity.id, now)?;
+    if !Identity::record_login(conn, provider, &person.subject, now)? {
+        return Err(Failed::Api(ApiError::Conflict));
+    }
     User::find(conn, user_id)?.ok_or(Failed::Api(ApiError::NotFound))
 }
 
@@ -658,11 +658,10 @@ fn unusable_password() -> String {
     format!("!{}", &new_link_secret()[..40])
 }
 
+/// Authorize cannot go on without the provider's discovery: 503 whatever
+/// the reason.
 fn unavailable(error: ProviderError) -> ApiError {
-    match error {
-        ProviderError::Unavailable(why) => ApiError::ProviderUnavailable(why),
-        ProviderError::Refused(why) => ApiError::ProviderUnavailable(why),
-    }
+    ApiError::ProviderUnavailable(error.to_string())
 }
 
 /// `GET /auth/social/`: the caller's linked identities.
